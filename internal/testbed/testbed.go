@@ -1,0 +1,412 @@
+// Package testbed describes an emulated edge–cloud fleet: its nodes, the
+// links between them and the policies the platform runs with. The same
+// description drives the local fleet, the benchmark's oracle and the tests.
+package testbed
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Roles a node can have. They are labels for people and charts; no policy
+// treats an edge node differently because of its role alone.
+const (
+	RoleEdge  = "edge"
+	RoleCloud = "cloud"
+)
+
+// Testbed is the whole emulated fleet.
+type Testbed struct {
+	// Domain is the cluster's external domain: hello.default.<domain> routes
+	// to function hello in namespace default.
+	Domain string `json:"domain,omitempty"`
+	// Policies names the pluggable algorithms, as registered in their packages.
+	Policies Policies `json:"policies,omitempty"`
+	Nodes    []Node   `json:"nodes"`
+	Links    []Link   `json:"links"`
+	// Images maps a container image (exact, or a prefix ending in "*") to the
+	// command that runs it as a process. Unmapped images run the built-in
+	// function `kantai fn hello`.
+	Images map[string][]string `json:"images,omitempty"`
+	// Gateway tunes every node's gateway.
+	Gateway Gateway `json:"gateway,omitempty"`
+}
+
+// Policies selects algorithms by registry name.
+type Policies struct {
+	LoadBalancer string `json:"loadBalancer,omitempty"`
+	Placement    string `json:"placement,omitempty"`
+}
+
+// Node is one emulated machine.
+type Node struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+	// Capacity is the largest number of replicas (of all functions) the node
+	// may run.
+	Capacity int `json:"capacity"`
+	// Speed multiplies every processing time on the node: 2 means twice as slow.
+	Speed float64 `json:"speed,omitempty"`
+	// Address is the node's loopback address; assigned when empty.
+	Address string `json:"address,omitempty"`
+}
+
+// Link is the emulated path between two nodes, the same in both directions.
+type Link struct {
+	A string `json:"a"`
+	B string `json:"b"`
+	// Latency is the mean round-trip time.
+	Latency Duration `json:"latency"`
+	// Jitter is the standard deviation of the round-trip time (normal).
+	Jitter Duration `json:"jitter,omitempty"`
+	// Bandwidth in bits per second, e.g. "100Mbit"; empty means unlimited.
+	Bandwidth Bandwidth `json:"bandwidth,omitempty"`
+}
+
+// Gateway holds the knobs shared by all gateways.
+type Gateway struct {
+	// QueueDepth bounds the requests waiting for a replica, per function and
+	// gateway; beyond it the gateway answers 503 with Retry-After.
+	QueueDepth int `json:"queueDepth,omitempty"`
+	// ActivationTimeout bounds how long a request waits for a first replica
+	// (scale from zero) before the gateway answers 504.
+	ActivationTimeout Duration `json:"activationTimeout,omitempty"`
+}
+
+// Defaults used when the file leaves a field out.
+const (
+	DefaultDomain            = "example.com"
+	DefaultLoadBalancer      = "kantai"
+	DefaultPlacement         = "nearest"
+	DefaultQueueDepth        = 1000
+	DefaultActivationTimeout = 30 * time.Second
+	DefaultBandwidth         = 100e6
+)
+
+// Default returns the seed's testbed: two cloud nodes 1 ms apart and an edge
+// node 50 ± 10 ms from both.
+func Default() *Testbed {
+	tb := &Testbed{
+		Nodes: []Node{
+			{Name: "node1", Role: RoleCloud, Capacity: 10, Speed: 1},
+			{Name: "node2", Role: RoleCloud, Capacity: 10, Speed: 1},
+			{Name: "node3", Role: RoleEdge, Capacity: 3, Speed: 1},
+		},
+		Links: []Link{
+			{A: "node1", B: "node2", Latency: Duration(time.Millisecond), Bandwidth: DefaultBandwidth},
+			{A: "node1", B: "node3", Latency: Duration(50 * time.Millisecond), Jitter: Duration(10 * time.Millisecond), Bandwidth: DefaultBandwidth},
+			{A: "node2", B: "node3", Latency: Duration(50 * time.Millisecond), Jitter: Duration(10 * time.Millisecond), Bandwidth: DefaultBandwidth},
+		},
+	}
+	if err := tb.complete(); err != nil {
+		panic(fmt.Sprintf("built-in testbed is invalid: %v", err))
+	}
+	return tb
+}
+
+// Load reads and validates a testbed file. Errors name the file and field.
+func Load(path string) (*Testbed, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading testbed: %w", err)
+	}
+	tb, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return tb, nil
+}
+
+// Parse decodes a testbed from YAML or JSON, rejecting unknown fields, and
+// validates it.
+func Parse(data []byte) (*Testbed, error) {
+	var tb Testbed
+	if err := yaml.UnmarshalStrict(data, &tb); err != nil {
+		return nil, fmt.Errorf("decoding testbed: %w", err)
+	}
+	if err := tb.complete(); err != nil {
+		return nil, err
+	}
+	return &tb, nil
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// complete fills defaults and validates; every error names the field.
+func (tb *Testbed) complete() error {
+	if tb.Domain == "" {
+		tb.Domain = DefaultDomain
+	}
+	if tb.Policies.LoadBalancer == "" {
+		tb.Policies.LoadBalancer = DefaultLoadBalancer
+	}
+	if tb.Policies.Placement == "" {
+		tb.Policies.Placement = DefaultPlacement
+	}
+	if tb.Gateway.QueueDepth == 0 {
+		tb.Gateway.QueueDepth = DefaultQueueDepth
+	}
+	if tb.Gateway.QueueDepth < 0 {
+		return fmt.Errorf("gateway.queueDepth: must not be negative, got %d", tb.Gateway.QueueDepth)
+	}
+	if tb.Gateway.ActivationTimeout == 0 {
+		tb.Gateway.ActivationTimeout = Duration(DefaultActivationTimeout)
+	}
+	if tb.Gateway.ActivationTimeout < 0 {
+		return fmt.Errorf("gateway.activationTimeout: must not be negative, got %v", tb.Gateway.ActivationTimeout)
+	}
+	if len(tb.Nodes) == 0 {
+		return fmt.Errorf("nodes: at least one node is required")
+	}
+	if len(tb.Nodes) > 200 {
+		return fmt.Errorf("nodes: at most 200 nodes fit on loopback here, got %d", len(tb.Nodes))
+	}
+	seen := map[string]int{}
+	addrs := map[string]string{}
+	for i := range tb.Nodes {
+		n := &tb.Nodes[i]
+		f := fmt.Sprintf("nodes[%d]", i)
+		if !nameRE.MatchString(n.Name) || len(n.Name) > 63 {
+			return fmt.Errorf("%s.name: %q is not a valid node name (lower-case letters, digits and '-')", f, n.Name)
+		}
+		if j, dup := seen[n.Name]; dup {
+			return fmt.Errorf("%s.name: duplicate node name %q (also nodes[%d])", f, n.Name, j)
+		}
+		seen[n.Name] = i
+		switch n.Role {
+		case RoleEdge, RoleCloud:
+		case "":
+			n.Role = RoleCloud
+		default:
+			return fmt.Errorf("%s.role: %q is neither %q nor %q", f, n.Role, RoleEdge, RoleCloud)
+		}
+		if n.Capacity < 0 {
+			return fmt.Errorf("%s.capacity: must not be negative, got %d", f, n.Capacity)
+		}
+		if n.Speed == 0 {
+			n.Speed = 1
+		}
+		if n.Speed < 0 || math.IsNaN(n.Speed) || math.IsInf(n.Speed, 0) {
+			return fmt.Errorf("%s.speed: must be a positive number, got %v", f, n.Speed)
+		}
+		if n.Address == "" {
+			// 127.77.0.x: away from 127.0.0.1, which other programs use.
+			n.Address = fmt.Sprintf("127.77.0.%d", i+10)
+		}
+		ip, err := netip.ParseAddr(n.Address)
+		if err != nil || !ip.Is4() || !ip.IsLoopback() {
+			return fmt.Errorf("%s.address: %q is not an IPv4 loopback address (127.0.0.0/8)", f, n.Address)
+		}
+		if other, dup := addrs[n.Address]; dup {
+			return fmt.Errorf("%s.address: %s is also node %q's address", f, n.Address, other)
+		}
+		addrs[n.Address] = n.Name
+	}
+	pairs := map[[2]string]int{}
+	for i := range tb.Links {
+		l := &tb.Links[i]
+		f := fmt.Sprintf("links[%d]", i)
+		if _, ok := seen[l.A]; !ok {
+			return fmt.Errorf("%s.a: unknown node %q", f, l.A)
+		}
+		if _, ok := seen[l.B]; !ok {
+			return fmt.Errorf("%s.b: unknown node %q", f, l.B)
+		}
+		if l.A == l.B {
+			return fmt.Errorf("%s: a link joins two different nodes, got %q twice", f, l.A)
+		}
+		if l.Latency < 0 {
+			return fmt.Errorf("%s.latency: must not be negative, got %v", f, l.Latency)
+		}
+		if l.Jitter < 0 {
+			return fmt.Errorf("%s.jitter: must not be negative, got %v", f, l.Jitter)
+		}
+		if l.Bandwidth < 0 {
+			return fmt.Errorf("%s.bandwidth: must not be negative, got %v", f, l.Bandwidth)
+		}
+		if l.Bandwidth == 0 {
+			l.Bandwidth = DefaultBandwidth
+		}
+		k := pairKey(l.A, l.B)
+		if j, dup := pairs[k]; dup {
+			return fmt.Errorf("%s: link %s–%s is already given by links[%d]", f, l.A, l.B, j)
+		}
+		pairs[k] = i
+	}
+	for i := range tb.Nodes {
+		for j := i + 1; j < len(tb.Nodes); j++ {
+			a, b := tb.Nodes[i].Name, tb.Nodes[j].Name
+			if _, ok := pairs[pairKey(a, b)]; !ok {
+				return fmt.Errorf("links: missing link between %q and %q (every pair of nodes needs one)", a, b)
+			}
+		}
+	}
+	for image, cmd := range tb.Images {
+		if len(cmd) == 0 || cmd[0] == "" {
+			return fmt.Errorf("images[%q]: command must not be empty", image)
+		}
+	}
+	return nil
+}
+
+func pairKey(a, b string) [2]string {
+	if a > b {
+		a, b = b, a
+	}
+	return [2]string{a, b}
+}
+
+// Node returns the node with that name.
+func (tb *Testbed) Node(name string) (Node, bool) {
+	for _, n := range tb.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// NodeNames returns the node names in file order.
+func (tb *Testbed) NodeNames() []string {
+	out := make([]string, len(tb.Nodes))
+	for i, n := range tb.Nodes {
+		out[i] = n.Name
+	}
+	return out
+}
+
+// LinkBetween returns the configured link between two nodes; a node to
+// itself is a zero link.
+func (tb *Testbed) LinkBetween(a, b string) (Link, bool) {
+	if a == b {
+		return Link{A: a, B: b}, true
+	}
+	k := pairKey(a, b)
+	for _, l := range tb.Links {
+		if pairKey(l.A, l.B) == k {
+			return l, true
+		}
+	}
+	return Link{}, false
+}
+
+// Command returns the command that runs an image, and whether the testbed
+// maps it. Exact matches win over prefix patterns; longer prefixes win.
+func (tb *Testbed) Command(image string) ([]string, bool) {
+	if cmd, ok := tb.Images[image]; ok {
+		return cmd, true
+	}
+	var best string
+	for pat := range tb.Images {
+		if p, ok := strings.CutSuffix(pat, "*"); ok && strings.HasPrefix(image, p) && len(p) >= len(best) {
+			best = pat
+		}
+	}
+	if best != "" {
+		return tb.Images[best], true
+	}
+	return nil, false
+}
+
+// SortedImages lists mapped images, for stable output.
+func (tb *Testbed) SortedImages() []string {
+	out := make([]string, 0, len(tb.Images))
+	for k := range tb.Images {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Duration is a time.Duration written as "50ms" in files.
+type Duration time.Duration
+
+// D returns the standard library value.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"50ms\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Bandwidth is a rate in bits per second, written as "100Mbit", "1Gbit",
+// "500kbit" or a plain number of bits per second.
+type Bandwidth float64
+
+// BytesPerSecond converts for the link emulator.
+func (b Bandwidth) BytesPerSecond() float64 { return float64(b) / 8 }
+
+func (b Bandwidth) String() string {
+	switch {
+	case b >= 1e9 && math.Mod(float64(b), 1e9) == 0:
+		return fmt.Sprintf("%gGbit", float64(b)/1e9)
+	case b >= 1e6:
+		return fmt.Sprintf("%gMbit", float64(b)/1e6)
+	case b >= 1e3:
+		return fmt.Sprintf("%gkbit", float64(b)/1e3)
+	}
+	return fmt.Sprintf("%gbit", float64(b))
+}
+
+func (b Bandwidth) MarshalJSON() ([]byte, error) { return json.Marshal(b.String()) }
+
+func (b *Bandwidth) UnmarshalJSON(data []byte) error {
+	var n float64
+	if err := json.Unmarshal(data, &n); err == nil {
+		*b = Bandwidth(n)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("bandwidth must be like \"100Mbit\", got %s", data)
+	}
+	v, err := ParseBandwidth(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// ParseBandwidth reads "100Mbit", "1.5Gbit", "640kbit" or "1000" (bit/s).
+func ParseBandwidth(s string) (Bandwidth, error) {
+	t := strings.TrimSpace(strings.ToLower(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "/s"), "ps")
+	mult := 1.0
+	for _, u := range []struct {
+		suffix string
+		m      float64
+	}{{"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1}, {"g", 1e9}, {"m", 1e6}, {"k", 1e3}} {
+		if v, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = v, u.m
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("invalid bandwidth %q (want e.g. \"100Mbit\")", s)
+	}
+	return Bandwidth(v * mult), nil
+}
