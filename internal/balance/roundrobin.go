@@ -1,0 +1,17 @@
+package balance
+
+// RoundRobin cycles through the replicas that have room, ignoring where
+// they are.
+type RoundRobin struct{ next int }
+
+func (p *RoundRobin) Pick(v *View) int {
+	n := len(v.Replicas)
+	for i := 0; i < n; i++ {
+		j := (p.next + i) % n
+		if !v.Replicas[j].Full() {
+			p.next = j + 1
+			return j
+		}
+	}
+	return -1
+}

@@ -1,0 +1,605 @@
+// Package manifest reads Knative Service manifests (serving.knative.dev/v1)
+// into the function specs kantai runs. It accepts what a Knative user writes
+// for a single-container service and rejects, with the field's path, what
+// kantai would silently get wrong.
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Annotation keys kantai honours.
+const (
+	annPrefix            = "autoscaling.knative.dev/"
+	AnnTarget            = annPrefix + "target"
+	AnnTargetUtilization = annPrefix + "target-utilization-percentage"
+	AnnWindow            = annPrefix + "window"
+	AnnMinScale          = annPrefix + "min-scale"
+	AnnMaxScale          = annPrefix + "max-scale"
+	AnnInitialScale      = annPrefix + "initial-scale"
+	AnnRetention         = annPrefix + "scale-to-zero-pod-retention-period"
+	AnnBurstCapacity     = annPrefix + "target-burst-capacity"
+	AnnPanicWindow       = annPrefix + "panic-window-percentage"
+	AnnPanicThreshold    = annPrefix + "panic-threshold-percentage"
+	AnnClass             = annPrefix + "class"
+	AnnMetric            = annPrefix + "metric"
+
+	// AnnProcessing sets the emulated processing time of the built-in
+	// function: "4ms", "fixed:4ms", "exp:4ms" or "uniform:3ms-5ms".
+	AnnProcessing = "kantai.dev/processing-time"
+	// AnnWorkers sets how many requests one replica of the built-in function
+	// processes at once; further requests wait inside the replica.
+	AnnWorkers = "kantai.dev/workers"
+)
+
+// Classes of Knative's autoscaler kantai stands in for.
+var acceptedClasses = map[string]bool{"kpa.autoscaling.knative.dev": true, "kantai.dev": true}
+
+// legacy annotation spellings Knative still accepts.
+var aliases = map[string]string{
+	annPrefix + "minScale":     AnnMinScale,
+	annPrefix + "maxScale":     AnnMaxScale,
+	annPrefix + "initialScale": AnnInitialScale,
+}
+
+// Function is one deployable function, as kantai runs it.
+type Function struct {
+	Name      string
+	Namespace string
+	Image     string
+	// Command and Args override the image's entrypoint when the testbed maps
+	// no command to the image.
+	Command []string
+	Args    []string
+	Env     []EnvVar
+	// Port is the container port the function listens on ($PORT).
+	Port int
+	// ContainerConcurrency is the hard limit of requests in flight per
+	// replica; 0 means unlimited.
+	ContainerConcurrency int
+	// Timeout bounds one request (spec.template.spec.timeoutSeconds).
+	Timeout time.Duration
+	// ReadinessPath is the HTTP path probed for readiness; empty means a TCP
+	// connect probe, Knative's default.
+	ReadinessPath string
+	// Nodes restricts placement to these nodes (required node affinity on
+	// kubernetes.io/hostname, or nodeSelector); empty means any node.
+	Nodes       []string
+	Autoscaling Autoscaling
+	// Processing and Workers configure the built-in function's emulation.
+	Processing Processing
+	Workers    int
+}
+
+// Key returns "namespace/name".
+func (f *Function) Key() string { return f.Namespace + "/" + f.Name }
+
+// EnvVar is a literal environment variable.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Autoscaling holds the autoscaling annotations; nil means "not set", so the
+// autoscaler's defaults apply.
+type Autoscaling struct {
+	Target            *float64
+	TargetUtilization *float64 // percent
+	Window            *time.Duration
+	MinScale          *int
+	MaxScale          *int
+	InitialScale      *int
+	Retention         *time.Duration
+	BurstCapacity     *float64
+	PanicWindow       *float64 // percent
+	PanicThreshold    *float64 // percent
+}
+
+// Processing is an emulated service-time distribution.
+type Processing struct {
+	Kind string // "", "fixed", "exp", "uniform"
+	Mean time.Duration
+	Min  time.Duration // uniform only
+	Max  time.Duration // uniform only
+}
+
+// String renders the form ParseProcessing reads.
+func (p Processing) String() string {
+	switch p.Kind {
+	case "fixed":
+		return "fixed:" + p.Mean.String()
+	case "exp":
+		return "exp:" + p.Mean.String()
+	case "uniform":
+		return "uniform:" + p.Min.String() + "-" + p.Max.String()
+	}
+	return ""
+}
+
+// MeanTime is the distribution's mean.
+func (p Processing) MeanTime() time.Duration {
+	if p.Kind == "uniform" {
+		return (p.Min + p.Max) / 2
+	}
+	return p.Mean
+}
+
+// ParseProcessing reads "4ms" (fixed), "fixed:4ms", "exp:4ms" or
+// "uniform:3ms-5ms"; "" or "0" means no emulated processing.
+func ParseProcessing(s string) (Processing, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return Processing{}, nil
+	}
+	kind, val, ok := strings.Cut(s, ":")
+	if !ok {
+		kind, val = "fixed", s
+	}
+	switch kind {
+	case "fixed", "exp":
+		d, err := time.ParseDuration(val)
+		if err != nil || d < 0 {
+			return Processing{}, fmt.Errorf("invalid processing time %q: want a non-negative duration like \"4ms\"", s)
+		}
+		return Processing{Kind: kind, Mean: d}, nil
+	case "uniform":
+		lo, hi, ok := strings.Cut(val, "-")
+		a, err1 := time.ParseDuration(lo)
+		b, err2 := time.ParseDuration(hi)
+		if !ok || err1 != nil || err2 != nil || a < 0 || b < a {
+			return Processing{}, fmt.Errorf("invalid processing time %q: want \"uniform:3ms-5ms\" with min ≤ max", s)
+		}
+		return Processing{Kind: kind, Min: a, Max: b}, nil
+	}
+	return Processing{}, fmt.Errorf("invalid processing time %q: kind must be fixed, exp or uniform", s)
+}
+
+// The subset of serving.knative.dev/v1 Service kantai reads. Decoding is
+// strict, so any other field is an error that names it. Fields that are
+// accepted but have no effect in the embedded fleet are kept as raw JSON.
+type service struct {
+	APIVersion string     `json:"apiVersion"`
+	Kind       string     `json:"kind"`
+	Metadata   objectMeta `json:"metadata"`
+	Spec       struct {
+		Template struct {
+			Metadata objectMeta   `json:"metadata"`
+			Spec     revisionSpec `json:"spec"`
+		} `json:"template"`
+		Traffic []struct {
+			LatestRevision *bool           `json:"latestRevision,omitempty"`
+			RevisionName   string          `json:"revisionName,omitempty"`
+			Percent        *int64          `json:"percent,omitempty"`
+			Tag            string          `json:"tag,omitempty"`
+			URL            json.RawMessage `json:"url,omitempty"`
+		} `json:"traffic,omitempty"`
+	} `json:"spec"`
+	Status json.RawMessage `json:"status,omitempty"`
+}
+
+type objectMeta struct {
+	Name              string            `json:"name,omitempty"`
+	Namespace         string            `json:"namespace,omitempty"`
+	Labels            map[string]string `json:"labels,omitempty"`
+	Annotations       map[string]string `json:"annotations,omitempty"`
+	UID               json.RawMessage   `json:"uid,omitempty"`
+	ResourceVersion   json.RawMessage   `json:"resourceVersion,omitempty"`
+	Generation        json.RawMessage   `json:"generation,omitempty"`
+	CreationTimestamp json.RawMessage   `json:"creationTimestamp,omitempty"`
+	ManagedFields     json.RawMessage   `json:"managedFields,omitempty"`
+}
+
+type revisionSpec struct {
+	ContainerConcurrency *int64          `json:"containerConcurrency,omitempty"`
+	TimeoutSeconds       *int64          `json:"timeoutSeconds,omitempty"`
+	ResponseStartTimeout json.RawMessage `json:"responseStartTimeoutSeconds,omitempty"`
+	IdleTimeout          json.RawMessage `json:"idleTimeoutSeconds,omitempty"`
+	Containers           []container     `json:"containers"`
+	Affinity             *struct {
+		NodeAffinity *struct {
+			Required *struct {
+				NodeSelectorTerms []struct {
+					MatchExpressions []struct {
+						Key      string   `json:"key"`
+						Operator string   `json:"operator"`
+						Values   []string `json:"values"`
+					} `json:"matchExpressions"`
+				} `json:"nodeSelectorTerms"`
+			} `json:"requiredDuringSchedulingIgnoredDuringExecution,omitempty"`
+		} `json:"nodeAffinity,omitempty"`
+	} `json:"affinity,omitempty"`
+	NodeSelector                  map[string]string `json:"nodeSelector,omitempty"`
+	ServiceAccountName            json.RawMessage   `json:"serviceAccountName,omitempty"`
+	EnableServiceLinks            json.RawMessage   `json:"enableServiceLinks,omitempty"`
+	ImagePullSecrets              json.RawMessage   `json:"imagePullSecrets,omitempty"`
+	Tolerations                   json.RawMessage   `json:"tolerations,omitempty"`
+	SecurityContext               json.RawMessage   `json:"securityContext,omitempty"`
+	TerminationGracePeriodSeconds json.RawMessage   `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
+type container struct {
+	Name            string          `json:"name,omitempty"`
+	Image           string          `json:"image"`
+	Command         []string        `json:"command,omitempty"`
+	Args            []string        `json:"args,omitempty"`
+	WorkingDir      json.RawMessage `json:"workingDir,omitempty"`
+	Env             []envVar        `json:"env,omitempty"`
+	Ports           []port          `json:"ports,omitempty"`
+	Resources       json.RawMessage `json:"resources,omitempty"`
+	ImagePullPolicy json.RawMessage `json:"imagePullPolicy,omitempty"`
+	SecurityContext json.RawMessage `json:"securityContext,omitempty"`
+	LivenessProbe   json.RawMessage `json:"livenessProbe,omitempty"`
+	ReadinessProbe  *struct {
+		HTTPGet *struct {
+			Path   string          `json:"path,omitempty"`
+			Port   json.RawMessage `json:"port,omitempty"`
+			Scheme json.RawMessage `json:"scheme,omitempty"`
+		} `json:"httpGet,omitempty"`
+		TCPSocket           json.RawMessage `json:"tcpSocket,omitempty"`
+		PeriodSeconds       json.RawMessage `json:"periodSeconds,omitempty"`
+		InitialDelaySeconds json.RawMessage `json:"initialDelaySeconds,omitempty"`
+		TimeoutSeconds      json.RawMessage `json:"timeoutSeconds,omitempty"`
+		SuccessThreshold    json.RawMessage `json:"successThreshold,omitempty"`
+		FailureThreshold    json.RawMessage `json:"failureThreshold,omitempty"`
+	} `json:"readinessProbe,omitempty"`
+	TerminationMessagePolicy json.RawMessage `json:"terminationMessagePolicy,omitempty"`
+}
+
+type envVar struct {
+	Name      string          `json:"name"`
+	Value     string          `json:"value,omitempty"`
+	ValueFrom json.RawMessage `json:"valueFrom,omitempty"`
+}
+
+type port struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"`
+}
+
+const defaultPort = 8080
+
+var dnsLabel = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+
+// LoadFile reads every Service in a (possibly multi-document) YAML file.
+func LoadFile(path string) ([]*Function, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	fns, err := ParseAll(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return fns, nil
+}
+
+// ParseAll reads every document of a multi-document YAML stream.
+func ParseAll(data []byte) ([]*Function, error) {
+	var out []*Function
+	for i, doc := range splitDocuments(data) {
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue
+		}
+		f, err := Parse(doc)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, err)
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no Service found")
+	}
+	return out, nil
+}
+
+func splitDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	var cur []byte
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if t := bytes.TrimRight(line, " \t\r\n"); bytes.Equal(t, []byte("---")) {
+			docs = append(docs, cur)
+			cur = nil
+			continue
+		}
+		cur = append(cur, line...)
+	}
+	return append(docs, cur)
+}
+
+func stripComments(doc []byte) []byte {
+	var out []byte
+	for _, line := range bytes.SplitAfter(doc, []byte("\n")) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
+
+// Parse reads one Service manifest.
+func Parse(data []byte) (*Function, error) {
+	var svc service
+	if err := yaml.UnmarshalStrict(data, &svc); err != nil {
+		return nil, fmt.Errorf("not a Service kantai supports: %w", err)
+	}
+	if svc.APIVersion != "serving.knative.dev/v1" {
+		return nil, fmt.Errorf("apiVersion: want serving.knative.dev/v1, got %q", svc.APIVersion)
+	}
+	if svc.Kind != "Service" {
+		return nil, fmt.Errorf("kind: want Service, got %q", svc.Kind)
+	}
+	f := &Function{Name: svc.Metadata.Name, Namespace: svc.Metadata.Namespace, Port: defaultPort}
+	if f.Namespace == "" {
+		f.Namespace = "default"
+	}
+	if !dnsLabel.MatchString(f.Name) || len(f.Name) > 63 {
+		return nil, fmt.Errorf("metadata.name: %q is not a valid name (a DNS label: lower-case letters, digits, '-')", f.Name)
+	}
+	if !dnsLabel.MatchString(f.Namespace) || len(f.Namespace) > 63 {
+		return nil, fmt.Errorf("metadata.namespace: %q is not a valid namespace", f.Namespace)
+	}
+	for i, t := range svc.Spec.Traffic {
+		if t.RevisionName != "" || t.Tag != "" || (t.Percent != nil && *t.Percent != 100) || (t.LatestRevision != nil && !*t.LatestRevision) {
+			return nil, fmt.Errorf("spec.traffic[%d]: traffic splitting, tags and pinned revisions are not supported; route 100%% to the latest revision", i)
+		}
+	}
+	rs := svc.Spec.Template.Spec
+	if len(rs.Containers) != 1 {
+		return nil, fmt.Errorf("spec.template.spec.containers: exactly one container is supported, got %d", len(rs.Containers))
+	}
+	c := rs.Containers[0]
+	if c.Image == "" {
+		return nil, fmt.Errorf("spec.template.spec.containers[0].image: required")
+	}
+	f.Image, f.Command, f.Args = c.Image, c.Command, c.Args
+	seenEnv := map[string]bool{}
+	for i, e := range c.Env {
+		if e.Name == "" {
+			return nil, fmt.Errorf("spec.template.spec.containers[0].env[%d].name: required", i)
+		}
+		if len(e.ValueFrom) > 0 {
+			return nil, fmt.Errorf("spec.template.spec.containers[0].env[%d].valueFrom: only literal values are supported", i)
+		}
+		if seenEnv[e.Name] {
+			return nil, fmt.Errorf("spec.template.spec.containers[0].env[%d].name: %q is set twice", i, e.Name)
+		}
+		seenEnv[e.Name] = true
+		f.Env = append(f.Env, EnvVar{Name: e.Name, Value: e.Value})
+	}
+	if len(c.Ports) > 1 {
+		return nil, fmt.Errorf("spec.template.spec.containers[0].ports: at most one port, got %d", len(c.Ports))
+	}
+	if len(c.Ports) == 1 {
+		p := c.Ports[0]
+		if p.Name == "h2c" {
+			return nil, fmt.Errorf("spec.template.spec.containers[0].ports[0].name: h2c (HTTP/2 cleartext) is not supported, only HTTP/1.1")
+		}
+		if p.ContainerPort < 1 || p.ContainerPort > 65535 {
+			return nil, fmt.Errorf("spec.template.spec.containers[0].ports[0].containerPort: %d is not a port number", p.ContainerPort)
+		}
+		f.Port = p.ContainerPort
+	}
+	if c.ReadinessProbe != nil && c.ReadinessProbe.HTTPGet != nil {
+		f.ReadinessPath = c.ReadinessProbe.HTTPGet.Path
+		if f.ReadinessPath == "" {
+			f.ReadinessPath = "/"
+		}
+	}
+	if rs.ContainerConcurrency != nil {
+		if *rs.ContainerConcurrency < 0 || *rs.ContainerConcurrency > 1000 {
+			return nil, fmt.Errorf("spec.template.spec.containerConcurrency: must be 0–1000, got %d", *rs.ContainerConcurrency)
+		}
+		f.ContainerConcurrency = int(*rs.ContainerConcurrency)
+	}
+	if rs.TimeoutSeconds != nil {
+		if *rs.TimeoutSeconds <= 0 || *rs.TimeoutSeconds > 3600 {
+			return nil, fmt.Errorf("spec.template.spec.timeoutSeconds: must be 1–3600, got %d", *rs.TimeoutSeconds)
+		}
+		f.Timeout = time.Duration(*rs.TimeoutSeconds) * time.Second
+	}
+	nodes, err := placementNodes(rs)
+	if err != nil {
+		return nil, err
+	}
+	f.Nodes = nodes
+
+	ann := map[string]string{}
+	for k, v := range svc.Metadata.Annotations {
+		ann[k] = v
+	}
+	for k, v := range svc.Spec.Template.Metadata.Annotations { // the revision's win
+		ann[k] = v
+	}
+	if err := f.readAnnotations(ann); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func placementNodes(rs revisionSpec) ([]string, error) {
+	var nodes []string
+	for k, v := range rs.NodeSelector {
+		if k != "kubernetes.io/hostname" {
+			return nil, fmt.Errorf("spec.template.spec.nodeSelector: only kubernetes.io/hostname is supported, got %q", k)
+		}
+		nodes = append(nodes, v)
+	}
+	if rs.Affinity == nil || rs.Affinity.NodeAffinity == nil || rs.Affinity.NodeAffinity.Required == nil {
+		return nodes, nil
+	}
+	terms := rs.Affinity.NodeAffinity.Required.NodeSelectorTerms
+	const path = "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+	if len(terms) != 1 {
+		return nil, fmt.Errorf("%s.nodeSelectorTerms: exactly one term is supported, got %d", path, len(terms))
+	}
+	for i, e := range terms[0].MatchExpressions {
+		if e.Key != "kubernetes.io/hostname" || e.Operator != "In" {
+			return nil, fmt.Errorf("%s.nodeSelectorTerms[0].matchExpressions[%d]: only key kubernetes.io/hostname with operator In is supported", path, i)
+		}
+		if nodes != nil {
+			nodes = intersect(nodes, e.Values)
+		} else {
+			nodes = append([]string(nil), e.Values...)
+		}
+	}
+	sort.Strings(nodes)
+	return nodes, nil
+}
+
+func intersect(a, b []string) []string {
+	in := map[string]bool{}
+	for _, x := range b {
+		in[x] = true
+	}
+	out := []string{}
+	for _, x := range a {
+		if in[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (f *Function) readAnnotations(ann map[string]string) error {
+	for old, key := range aliases {
+		if v, ok := ann[old]; ok {
+			if _, both := ann[key]; both {
+				return fmt.Errorf("annotations: both %s and %s are set", old, key)
+			}
+			ann[key] = v
+			delete(ann, old)
+		}
+	}
+	a := &f.Autoscaling
+	keys := make([]string, 0, len(ann))
+	for k := range ann {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // first error is stable
+	for _, k := range keys {
+		v := ann[k]
+		var err error
+		switch k {
+		case AnnTarget:
+			a.Target, err = positiveFloat(v, false)
+		case AnnTargetUtilization:
+			a.TargetUtilization, err = percent(v)
+		case AnnWindow:
+			a.Window, err = duration(v, 6*time.Second, time.Hour)
+		case AnnMinScale:
+			a.MinScale, err = count(v)
+		case AnnMaxScale:
+			a.MaxScale, err = count(v)
+		case AnnInitialScale:
+			a.InitialScale, err = count(v)
+		case AnnRetention:
+			a.Retention, err = duration(v, 0, time.Hour)
+		case AnnBurstCapacity:
+			// The gateway is always in the request path, which is what -1
+			// asks of Knative; other values only tune when Knative's
+			// activator steps in, so they are accepted and recorded.
+			var x float64
+			x, err = strconv.ParseFloat(v, 64)
+			if err == nil && x < 0 && x != -1 {
+				err = fmt.Errorf("must be -1 or ≥ 0")
+			}
+			a.BurstCapacity = &x
+		case AnnPanicWindow:
+			a.PanicWindow, err = percent(v)
+		case AnnPanicThreshold:
+			a.PanicThreshold, err = positiveFloat(v, false)
+		case AnnClass:
+			if !acceptedClasses[v] {
+				err = fmt.Errorf("kantai scales with Knative's KPA semantics; use kpa.autoscaling.knative.dev")
+			}
+		case AnnMetric:
+			if v != "concurrency" {
+				err = fmt.Errorf("only the concurrency metric is supported, got %q", v)
+			}
+		case AnnProcessing:
+			f.Processing, err = ParseProcessing(v)
+		case AnnWorkers:
+			var n *int
+			n, err = count(v)
+			if err == nil && *n < 1 {
+				err = fmt.Errorf("must be at least 1")
+			}
+			if err == nil {
+				f.Workers = *n
+			}
+		default:
+			if strings.HasPrefix(k, annPrefix) || strings.HasPrefix(k, "kantai.dev/") {
+				return fmt.Errorf("annotations[%q]: not supported by kantai", k)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("annotations[%q]: invalid value %q: %v", k, v, err)
+		}
+	}
+	if a.MinScale != nil && a.MaxScale != nil && *a.MaxScale > 0 && *a.MinScale > *a.MaxScale {
+		return fmt.Errorf("annotations[%q]: min-scale %d exceeds max-scale %d", AnnMinScale, *a.MinScale, *a.MaxScale)
+	}
+	return nil
+}
+
+func positiveFloat(v string, allowZero bool) (*float64, error) {
+	x, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil, fmt.Errorf("not a number")
+	}
+	if x < 0 || (x == 0 && !allowZero) {
+		return nil, fmt.Errorf("must be greater than 0")
+	}
+	return &x, nil
+}
+
+func percent(v string) (*float64, error) {
+	x, err := positiveFloat(v, false)
+	if err != nil {
+		return nil, err
+	}
+	if *x > 100 {
+		return nil, fmt.Errorf("must be at most 100")
+	}
+	return x, nil
+}
+
+func count(v string) (*int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, fmt.Errorf("not an integer")
+	}
+	if n < 0 {
+		return nil, fmt.Errorf("must not be negative")
+	}
+	return &n, nil
+}
+
+func duration(v string, lo, hi time.Duration) (*time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		// Knative also takes a plain number of seconds for some durations.
+		if n, nerr := strconv.Atoi(v); nerr == nil {
+			d, err = time.Duration(n)*time.Second, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("not a duration like \"12s\"")
+	}
+	if d < lo || d > hi {
+		return nil, fmt.Errorf("must be between %v and %v", lo, hi)
+	}
+	return &d, nil
+}
