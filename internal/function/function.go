@@ -14,6 +14,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"strconv"
 	"sync"
@@ -170,4 +173,27 @@ func ListenAddress(getenv func(string) string) (string, error) {
 		return "", fmt.Errorf("%s: %q is not a port number", EnvPort, port)
 	}
 	return net.JoinHostPort(getenv(EnvAddress), port), nil
+}
+
+// Main runs a replica configured by the environment until SIGTERM or
+// SIGINT, then stops gracefully; it returns the process exit code.
+func Main() int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg, err := ConfigFromEnv(os.Getenv)
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		return 2
+	}
+	addr, err := ListenAddress(os.Getenv)
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := Serve(ctx, cfg, addr, log); err != nil {
+		log.Error("function failed", "err", err)
+		return 1
+	}
+	return 0
 }

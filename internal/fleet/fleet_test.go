@@ -1,0 +1,102 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"kantai.dev/kantai/internal/function"
+	"kantai.dev/kantai/internal/manifest"
+	"kantai.dev/kantai/internal/testbed"
+)
+
+// TestMain lets the test binary double as the function process: the fleet
+// starts replicas as "<test binary> hello" with KANTAI_REPLICA set.
+func TestMain(m *testing.M) {
+	if os.Getenv(function.EnvReplica) != "" && os.Args[len(os.Args)-1] == "hello" {
+		os.Exit(function.Main())
+	}
+	os.Exit(m.Run())
+}
+
+// smallTestbed is the seed's testbed with its own addresses and ports, so
+// tests do not collide with a fleet a developer runs.
+func smallTestbed(t *testing.T, base int) *testbed.Testbed {
+	t.Helper()
+	tb := testbed.Default()
+	for i := range tb.Nodes {
+		tb.Nodes[i].Address = fmt.Sprintf("127.78.%d.%d", base, i+1)
+	}
+	return tb
+}
+
+
+func startFleet(t *testing.T, tb *testbed.Testbed) *Fleet {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Start(context.Background(), Options{Testbed: tb, FunctionCommand: []string{exe},
+		GatewayPort: 18080, AgentPort: 19696, ControlInterval: 200 * time.Millisecond, LatencyInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func request(t *testing.T, f *Fleet, from, host string) (int, string, http.Header) {
+	t.Helper()
+	addr, _ := f.GatewayAddr(from)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("request from %s: %v", from, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), resp.Header
+}
+
+func TestFleet_scaleFromZeroServesLocally(t *testing.T) {
+	f := startFleet(t, smallTestbed(t, 1))
+	deadline := time.Now().Add(5 * time.Second)
+	for !f.LatencyKnown() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !f.LatencyKnown() {
+		t.Fatal("agents did not measure every link within 5s")
+	}
+	fns, err := manifest.LoadFile("../../examples/hello.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := fns[0]
+	zero := 0
+	fn.Autoscaling.InitialScale = &zero
+	if err := f.Apply(fn); err != nil {
+		t.Fatal(err)
+	}
+	code, body, h := request(t, f, "node3", "hello.default.svc.cluster.local")
+	if code != 200 || !strings.HasPrefix(body, "Konnichiwa from hello-node3-") || !strings.HasSuffix(body, " in node3\n") {
+		t.Fatalf("got %d %q, want Konnichiwa from a node3 replica", code, body)
+	}
+	if h.Get("X-Kantai-Node") != "node3" {
+		t.Errorf("served-by node header = %q", h.Get("X-Kantai-Node"))
+	}
+	st := f.Functions()
+	if len(st) != 1 || st[0].Replicas != "0-0-1/0-0-1" {
+		t.Errorf("functions = %+v, want replicas 0-0-1/0-0-1", st)
+	}
+	m := f.Latency()
+	if d, ok := m.Get("node1", "node3"); !ok || d < 35*time.Millisecond || d > 65*time.Millisecond {
+		t.Errorf("measured node1→node3 = %v, want about 50ms", d)
+	}
+}
