@@ -1,0 +1,40 @@
+// Package linkemu emulates network links in user space: latency, jitter and
+// bandwidth between the nodes of a fleet that all live on one machine, each
+// on its own loopback address, without netem or any kernel support.
+//
+// # Model
+//
+// A Link has a mean round-trip time, a round-trip standard deviation
+// (jitter) and a rate. Each direction of a connection delays every chunk of
+// bytes by a one-way delay drawn from a normal distribution with mean RTT/2
+// and standard deviation Jitter/√2, clamped at zero; a request and its
+// answer thus take RTT ± Jitter, as the testbed describes links. The rate is
+// applied as serialisation time: a chunk of n bytes occupies the link for
+// n/BytesPerSec after the chunks before it, and only then starts its
+// one-way delay.
+//
+// Jitter must not reorder a byte stream. A chunk's delivery time is
+// therefore the later of its own (send time + serialisation + sampled
+// delay) and the previous chunk's delivery time. When chunks follow each
+// other closely this shifts their delays towards the upper tail of the
+// distribution, much like head-of-line blocking on a real path; request and
+// answer exchanges, which are what the platform measures, see the
+// distribution as configured.
+//
+// # Who applies the delay
+//
+// Only one end of a connection may add the link, or the path would count
+// twice. The dialling side does, in both directions: Wrap delays what it
+// writes and holds back what it reads. Listeners (gateways, replicas,
+// agents) need no change and stay plain net.Listeners; programs in the fleet
+// process pick the link by dialling through Network.Dialer, which also binds
+// the connection to the dialling node's address so servers see where it
+// comes from and charges one round trip for connection setup, as a TCP
+// handshake would. Programs outside the fleet process reach a remote node
+// through a Proxy, which listens on their node's address and dials onward
+// the same way.
+//
+// Go timers wake up a little late (on Linux typically a few hundred
+// microseconds for waits of several milliseconds), so emulated delays run
+// slightly longer than configured, never shorter.
+package linkemu
