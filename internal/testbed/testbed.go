@@ -393,7 +393,7 @@ func (b *Bandwidth) UnmarshalJSON(data []byte) error {
 // ParseBandwidth reads "100Mbit", "1.5Gbit", "640kbit" or "1000" (bit/s).
 func ParseBandwidth(s string) (Bandwidth, error) {
 	t := strings.TrimSpace(strings.ToLower(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "/s"), "ps")
+	t = strings.TrimSuffix(t, "/s")
 	mult := 1.0
 	for _, u := range []struct {
 		suffix string
