@@ -44,7 +44,7 @@ on this machine (kantai up); the demo walks through it (kantai demo).`,
 	}
 	root.PersistentFlags().StringVar(&g.adminAddr, "admin", defAdmin, "address of the running fleet's admin API (env KANTAI_ADMIN)")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug detail")
-	root.AddCommand(upCmd(g), downCmd(g), applyCmd(g), deleteCmd(g), getCmd(g), requestCmd(g), demoCmd(g), fnCmd())
+	root.AddCommand(upCmd(g), downCmd(g), applyCmd(g), deleteCmd(g), getCmd(g), requestCmd(g), demoCmd(g), fnCmd(), benchCmd(g))
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -64,6 +64,15 @@ func (g *globals) logger() *slog.Logger {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// quietLogger logs warnings only, unless -v: for commands whose own output
+// matters more than the fleet's chatter.
+func (g *globals) quietLogger() *slog.Logger {
+	if g.verbose {
+		return g.logger()
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 func (g *globals) client() *admin.Client { return admin.NewClient(g.adminAddr) }

@@ -35,7 +35,6 @@ func smallTestbed(t *testing.T, base int) *testbed.Testbed {
 	return tb
 }
 
-
 func startFleet(t *testing.T, tb *testbed.Testbed) *Fleet {
 	t.Helper()
 	exe, err := os.Executable()

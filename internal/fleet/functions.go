@@ -71,7 +71,14 @@ func specFor(fn *manifest.Function) (autoscale.Spec, error) {
 
 // Apply creates or updates a function. Replicas already running keep their
 // configuration; new ones get the new one.
-func (f *Fleet) Apply(fn *manifest.Function) error {
+func (f *Fleet) Apply(fn *manifest.Function) error { return f.ApplyFixed(fn, nil) }
+
+// ApplyFixed is Apply with replicas pinned per node from the start (no
+// autoscaling) when fixed is not nil.
+func (f *Fleet) ApplyFixed(fn *manifest.Function, fixed map[string]int) error {
+	if err := f.checkFixed(fixed); err != nil {
+		return fmt.Errorf("%s: %w", fn.Key(), err)
+	}
 	spec, err := specFor(fn)
 	if err != nil {
 		return fmt.Errorf("%s: %w", fn.Key(), err)
@@ -97,6 +104,9 @@ func (f *Fleet) Apply(fn *manifest.Function) error {
 		rt.scaler = scaler
 	}
 	rt.spec = fn
+	if fixed != nil {
+		rt.fixed = fixed
+	}
 	f.mu.Unlock()
 	for _, n := range f.nodes {
 		n.gw.SetFunction(gateway.FunctionConfig{Namespace: fn.Namespace, Name: fn.Name,
@@ -110,13 +120,8 @@ func (f *Fleet) Apply(fn *manifest.Function) error {
 // SetFixed pins a function's replicas per node, turning its autoscaler off;
 // nil turns autoscaling back on.
 func (f *Fleet) SetFixed(key string, perNode map[string]int) error {
-	for n, c := range perNode {
-		if _, ok := f.byName[n]; !ok {
-			return fmt.Errorf("unknown node %q", n)
-		}
-		if c < 0 {
-			return fmt.Errorf("node %s: negative replica count %d", n, c)
-		}
+	if err := f.checkFixed(perNode); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	rt, ok := f.fns[key]
@@ -128,6 +133,18 @@ func (f *Fleet) SetFixed(key string, perNode map[string]int) error {
 		return fmt.Errorf("no function %q", key)
 	}
 	f.Kick()
+	return nil
+}
+
+func (f *Fleet) checkFixed(perNode map[string]int) error {
+	for n, c := range perNode {
+		if _, ok := f.byName[n]; !ok {
+			return fmt.Errorf("fixed replicas: unknown node %q", n)
+		}
+		if c < 0 {
+			return fmt.Errorf("fixed replicas: node %s: negative count %d", n, c)
+		}
+	}
 	return nil
 }
 

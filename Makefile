@@ -1,0 +1,40 @@
+# kantai — the two commands a newcomer needs:
+#   make demo   runs the seed's walkthrough on the embedded fleet
+#   make test   runs the whole test suite (installs what it needs)
+
+GO ?= go
+BIN := bin/kantai
+
+.PHONY: all build demo test test-unit vet fmt-check bench bench-quick bench-proxy clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/kantai
+
+demo: build
+	$(BIN) demo
+
+# The whole suite: formatting, vet, unit and fleet tests (real processes and
+# sockets on loopback), the bench's CI smoke run, and the Kubernetes
+# integration tests on a real kube-apiserver.
+test: fmt-check vet test-unit
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^tools/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+test-unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Paper comparisons on the emulated fleet (about 3 hours; bench-quick about 20 minutes).
+bench: build
+	$(BIN) bench
+
+bench-quick: build
+	$(BIN) bench --quick
+
+clean:
+	rm -rf bin bench-out

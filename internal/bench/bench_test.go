@@ -1,0 +1,310 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kantai.dev/kantai/internal/bench/load"
+	"kantai.dev/kantai/internal/bench/scenario"
+)
+
+const fakeScenario = `
+name: fake
+description: runner test
+testbed:
+  nodes:
+  - {name: node1, role: cloud, capacity: 4}
+  - {name: node2, role: cloud, capacity: 4}
+  - {name: node3, role: edge, capacity: 2}
+  links:
+  - {a: node1, b: node2, latency: 1ms}
+  - {a: node1, b: node3, latency: 20ms, jitter: 2ms}
+  - {a: node2, b: node3, latency: 20ms, jitter: 2ms}
+function:
+  processing: {distribution: constant, mean: 1ms}
+gateway: per-node
+replicas:
+  fixed: {node1: 1, node2: 1, node3: 1}
+load:
+- {origin: node3, kind: closed, thinkTime: 10ms}
+- {origin: node1, kind: open, rate: 50, maxOutstanding: 10}
+sweep: {users: [1, 2]}
+duration: 10s
+quick: {duration: 300ms, warmup: 50ms}
+drain: 1s
+policies:
+- {name: knative, gateway: {central: node1}}
+- kantai
+- faast
+checks:
+- {kind: atLeast, policy: kantai, metric: completed, factor: 0.01}
+- {kind: atMost, policy: kantai, metric: mean, factor: 1000, origin: each}
+- {kind: atMost, policy: kantai, baseline: oracle, metric: p95, factor: 1000}
+- {kind: fasterBy, policy: faast, metric: p50, factor: 1}
+`
+
+// fakeEnv serves every origin from its own httptest server that answers
+// after a small fixed delay. knative's central gateway spreads requests over
+// all nodes; other policies serve locally. faast fails to start.
+type fakeEnv struct {
+	t       *testing.T
+	mu      sync.Mutex
+	started []string
+	open    int
+}
+
+type fakeInstance struct {
+	env     *fakeEnv
+	servers map[string]*httptest.Server
+	client  *http.Client
+	fresh   *http.Client
+}
+
+func (e *fakeEnv) Start(_ context.Context, sc *scenario.Scenario, p scenario.Policy) (Instance, error) {
+	e.mu.Lock()
+	e.started = append(e.started, sc.Name+"/"+p.Name)
+	e.mu.Unlock()
+	if p.Name == scenario.PolicyFaast {
+		return nil, errors.New("no such balancer")
+	}
+	gw := sc.GatewayFor(p)
+	in := &fakeInstance{
+		env:     e,
+		servers: map[string]*httptest.Server{},
+		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
+		fresh:   &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+	}
+	nodes := sc.Testbed.NodeNames()
+	for _, origin := range sc.Origins() {
+		var mu sync.Mutex
+		n := 0
+		entry := gw.EntryNode(origin)
+		in.servers[origin] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(time.Millisecond)
+			node := entry
+			if !gw.PerNode() {
+				mu.Lock()
+				node = nodes[n%len(nodes)]
+				n++
+				mu.Unlock()
+			}
+			w.Header().Set(load.HeaderNode, node)
+			w.Header().Set(load.HeaderReplica, sc.Function.Name+"-"+node)
+			_, _ = w.Write([]byte(node))
+		}))
+	}
+	e.mu.Lock()
+	e.open++
+	e.mu.Unlock()
+	return in, nil
+}
+
+func (in *fakeInstance) Client(_ string, keepAlive bool) *http.Client {
+	if keepAlive {
+		return in.client
+	}
+	return in.fresh
+}
+func (in *fakeInstance) URL(origin string) string { return in.servers[origin].URL }
+func (in *fakeInstance) Host() string             { return "hello.default.example.com" }
+func (in *fakeInstance) Close() error {
+	for _, s := range in.servers {
+		s.Close()
+	}
+	in.client.CloseIdleConnections()
+	in.env.mu.Lock()
+	in.env.open--
+	in.env.mu.Unlock()
+	return nil
+}
+
+var _ Instance = (*fakeInstance)(nil)
+
+func parseFake(t *testing.T) *scenario.Scenario {
+	t.Helper()
+	s, err := scenario.Parse([]byte(fakeScenario), "fake.yaml")
+	if err != nil {
+		t.Fatalf("scenario: %v", err)
+	}
+	return s
+}
+
+func TestRun_endToEnd(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	env := &fakeEnv{t: t}
+	var table, progress bytes.Buffer
+	res, err := Run(context.Background(), env, []*scenario.Scenario{parseFake(t)}, Options{
+		OutDir: dir, Quick: true, Seed: 42, OracleSamples: 500, Records: true, Out: &table, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run() error = %v", err)
+	}
+	if env.open != 0 {
+		t.Errorf("%d instances left open", env.open)
+	}
+	if got := strings.Join(env.started, " "); got != "fake-u1/knative fake-u1/kantai fake-u1/faast fake-u2/knative fake-u2/kantai fake-u2/faast" {
+		t.Errorf("started = %s", got)
+	}
+	if len(res.Cells) != 2 {
+		t.Fatalf("%d cells, want 2", len(res.Cells))
+	}
+	for _, cr := range res.Cells {
+		if cr.Baseline != "knative" || cr.Duration != "300ms" || cr.Warmup != "50ms" {
+			t.Errorf("%s: baseline %q, %s after %s", cr.Name, cr.Baseline, cr.Duration, cr.Warmup)
+		}
+		if len(cr.Policies) != 3 {
+			t.Fatalf("%s: %d policies, want 3", cr.Name, len(cr.Policies))
+		}
+		for _, pr := range cr.Policies[:2] {
+			s := pr.Summary
+			if pr.Error != "" || s.Count == 0 || s.Completed == 0 || s.P50Ms <= 0 || s.Throughput <= 0 || len(s.ServedBy) == 0 {
+				t.Errorf("%s/%s: summary %+v, error %q", cr.Name, pr.Policy, s, pr.Error)
+			}
+			if len(pr.ByOrigin) != 2 || pr.ByOrigin["node1"].Count == 0 || pr.ByOrigin["node3"].Count == 0 {
+				t.Errorf("%s/%s: by origin %+v", cr.Name, pr.Policy, pr.ByOrigin)
+			}
+			if pr.WarmupRequests == 0 {
+				t.Errorf("%s/%s: no warm-up requests", cr.Name, pr.Policy)
+			}
+			if _, ok := pr.VsBaseline["p50"]; !ok {
+				t.Errorf("%s/%s: vsBaseline %v lacks p50", cr.Name, pr.Policy, pr.VsBaseline)
+			}
+			if _, ok := pr.VsOracle["p95"]; !ok {
+				t.Errorf("%s/%s: vsOracle %v lacks p95", cr.Name, pr.Policy, pr.VsOracle)
+			}
+		}
+		if kn := cr.Policies[0]; kn.Gateway != "central:node1" || len(kn.Summary.ServedBy) != 3 {
+			t.Errorf("%s/knative: gateway %s, served %v; want central, spread over 3 nodes", cr.Name, kn.Gateway, kn.Summary.ServedBy)
+		}
+		if ka := cr.Policies[1]; ka.ByOrigin["node3"].ServedBy["node3"] != 1 {
+			t.Errorf("%s/kantai: node3 users served %v, want all local", cr.Name, ka.ByOrigin["node3"].ServedBy)
+		}
+		if fa := cr.Policies[2]; !strings.Contains(fa.Error, "no such balancer") {
+			t.Errorf("%s/faast: error %q, want the start failure", cr.Name, fa.Error)
+		}
+		if o := cr.Oracle; o == nil || o.Error != "" || o.Summary.Count < 400 || len(o.Choices) != 2 {
+			t.Errorf("%s: oracle %+v", cr.Name, o)
+		}
+		// completed, mean × 2 origins, oracle p95, faast p50.
+		if len(cr.Checks) != 5 {
+			t.Fatalf("%s: %d checks, want 5", cr.Name, len(cr.Checks))
+		}
+		for i, c := range cr.Checks[:4] {
+			if c.Status != StatusPass {
+				t.Errorf("%s: check %d (%s) = %s %s", cr.Name, i, c.Description, c.Status, c.Note)
+			}
+		}
+		if c := cr.Checks[1]; c.Origin != "node3" || cr.Checks[2].Origin != "node1" {
+			t.Errorf("%s: per-origin checks for %q, %q; want node3, node1", cr.Name, c.Origin, cr.Checks[2].Origin)
+		}
+		if c := cr.Checks[4]; c.Status != StatusMiss || !strings.Contains(c.Note, "faast failed") {
+			t.Errorf("%s: faast check = %s %q, want a MISS naming the failure", cr.Name, c.Status, c.Note)
+		}
+		for _, f := range cr.Files {
+			if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+				t.Errorf("%s: file %s missing or empty (%v)", cr.Name, f, err)
+			}
+		}
+		want := []string{cr.Name + "-cdf.png", cr.Name + "-served.png", cr.Name + "-knative.csv", cr.Name + "-kantai.csv"}
+		if strings.Join(cr.Files, " ") != strings.Join(want, " ") {
+			t.Errorf("%s: files %v, want %v", cr.Name, cr.Files, want)
+		}
+	}
+	if pass, miss, skip := res.Checks(); pass != 8 || miss != 2 || skip != 0 {
+		t.Errorf("Checks() = %d/%d/%d, want 8 pass, 2 miss", pass, miss, skip)
+	}
+
+	data, err := os.ReadFile(filepath.Join(dir, ResultsFile))
+	if err != nil {
+		t.Fatalf("reading results: %v", err)
+	}
+	var decoded map[string]any
+	if err := json.Unmarshal(data, &decoded); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	cells, _ := decoded["scenarios"].([]any)
+	if len(cells) != 2 {
+		t.Fatalf("results.json has %d scenarios, want 2", len(cells))
+	}
+	cell := cells[0].(map[string]any)
+	for _, k := range []string{"name", "baseline", "policies", "oracle", "checks", "files", "nodes", "origins"} {
+		if _, ok := cell[k]; !ok {
+			t.Errorf("results.json scenario lacks %q", k)
+		}
+	}
+	pol := cell["policies"].([]any)[1].(map[string]any)
+	sum := pol["summary"].(map[string]any)
+	for _, k := range []string{"count", "completed", "errors", "meanMs", "p50Ms", "p90Ms", "p95Ms", "p99Ms", "maxMs", "throughput", "servedBy"} {
+		if _, ok := sum[k]; !ok {
+			t.Errorf("results.json summary lacks %q", k)
+		}
+	}
+	chk := cell["checks"].([]any)[0].(map[string]any)
+	for _, k := range []string{"kind", "policy", "baseline", "metric", "factor", "value", "baselineValue", "status", "description"} {
+		if _, ok := chk[k]; !ok {
+			t.Errorf("results.json check lacks %q", k)
+		}
+	}
+
+	out := table.String()
+	for _, want := range []string{"== fake-u1", "== fake-u2", "knative", "kantai", "oracle", "per origin:", "PASS", "MISS", "faast failed", "checks: 8 PASS, 2 MISS, 0 SKIP"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(progress.String(), "fake-u1 kantai") {
+		t.Errorf("progress output lacks the run's description: %q", progress.String())
+	}
+}
+
+func TestRun_policyFilterSkipsChecks(t *testing.T) {
+	s := parseFake(t)
+	s.Sweep.Users = s.Sweep.Users[:1]
+	res, err := Run(context.Background(), &fakeEnv{t: t}, []*scenario.Scenario{s}, Options{Quick: true, Policies: []string{"kantai"}})
+	if err != nil {
+		t.Fatalf("Run() error = %v", err)
+	}
+	cr := res.Cells[0]
+	if len(cr.Policies) != 1 || cr.Baseline != "kantai" {
+		t.Fatalf("policies %d, baseline %q; want kantai only", len(cr.Policies), cr.Baseline)
+	}
+	pass, miss, skip := res.Checks()
+	// Oracle p95 still runs; the knative and faast checks are skipped.
+	if pass != 1 || miss != 0 || skip != 4 {
+		t.Errorf("Checks() = %d/%d/%d, want 1 pass, 4 skip", pass, miss, skip)
+	}
+	if len(cr.Files) != 0 {
+		t.Errorf("files %v written without an output directory", cr.Files)
+	}
+}
+
+func TestRun_cancel(t *testing.T) {
+	s := parseFake(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	dir := t.TempDir()
+	start := time.Now()
+	res, err := Run(ctx, &fakeEnv{t: t}, []*scenario.Scenario{s}, Options{OutDir: dir, Quick: false})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run() error = %v, want the context's", err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Errorf("Run() took %v after cancel", time.Since(start))
+	}
+	if len(res.Cells) != 1 || res.Cells[0].Policies[0].Error != "interrupted" || len(res.Cells[0].Checks) != 0 {
+		t.Errorf("cells = %+v, want one interrupted cell without checks", res.Cells)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ResultsFile)); err != nil {
+		t.Errorf("partial results not written: %v", err)
+	}
+}

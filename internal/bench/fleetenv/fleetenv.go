@@ -1,0 +1,183 @@
+// Package fleetenv runs benchmark scenarios on the local emulated fleet: it
+// is the bench.Env that `kantai bench` uses.
+package fleetenv
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"kantai.dev/kantai/internal/bench"
+	"kantai.dev/kantai/internal/bench/scenario"
+	"kantai.dev/kantai/internal/fleet"
+	"kantai.dev/kantai/internal/manifest"
+	"kantai.dev/kantai/internal/testbed"
+)
+
+// Env starts a fresh fleet for every run.
+type Env struct {
+	// FunctionCommand runs the built-in function (default: this executable).
+	FunctionCommand []string
+	GatewayPort     int
+	AgentPort       int
+	Log             *slog.Logger
+	// ReadyTimeout bounds the wait for latency measurements and replicas.
+	ReadyTimeout time.Duration
+}
+
+// Start implements bench.Env.
+func (e *Env) Start(ctx context.Context, sc *scenario.Scenario, policy scenario.Policy) (bench.Instance, error) {
+	tb := cloneTestbed(sc.Testbed)
+	tb.Policies.LoadBalancer = policy.Name
+	if sc.Replicas.Autoscale == nil {
+		tb.Policies.Placement = "" // not used with fixed replicas; keep the default
+	}
+	fn, err := functionFor(sc)
+	if err != nil {
+		return nil, err
+	}
+	timeout := e.ReadyTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	f, err := fleet.Start(ctx, fleet.Options{Testbed: tb, FunctionCommand: e.FunctionCommand,
+		GatewayPort: e.GatewayPort, AgentPort: e.AgentPort, Log: e.Log})
+	if err != nil {
+		return nil, err
+	}
+	inst := &instance{f: f, host: fn.Name + "." + fn.Namespace + "." + tb.Domain, gw: sc.GatewayFor(policy), clients: map[clientKey]*http.Client{}}
+	if err := waitFor(ctx, timeout, "latency measurements", f.LatencyKnown); err != nil {
+		inst.Close()
+		return nil, err
+	}
+	if err := f.ApplyFixed(fn, sc.Replicas.Fixed); err != nil {
+		inst.Close()
+		return nil, err
+	}
+	want := 0
+	for _, c := range sc.Replicas.Fixed {
+		want += c
+	}
+	if sc.Replicas.Autoscale != nil {
+		want = sc.Replicas.Autoscale.MinScale
+	}
+	err = waitFor(ctx, timeout, fmt.Sprintf("%d ready replicas", want), func() bool {
+		ready := 0
+		for _, st := range f.Functions() {
+			for _, c := range st.Ready {
+				ready += c
+			}
+		}
+		return ready >= want
+	})
+	if err != nil {
+		inst.Close()
+		return nil, err
+	}
+	return inst, nil
+}
+
+func functionFor(sc *scenario.Scenario) (*manifest.Function, error) {
+	sf := sc.Function
+	fn := &manifest.Function{Name: sf.Name, Namespace: sf.Namespace, Image: sf.Image, Port: 8080,
+		ContainerConcurrency: sf.ContainerConcurrency, Workers: sf.Workers}
+	p := sf.Processing
+	switch p.Distribution {
+	case scenario.DistConstant, "":
+		fn.Processing = manifest.Processing{Kind: "fixed", Mean: p.Mean.D()}
+	case scenario.DistUniform:
+		fn.Processing = manifest.Processing{Kind: "uniform", Min: p.Min.D(), Max: p.Max.D()}
+	case scenario.DistExponential:
+		fn.Processing = manifest.Processing{Kind: "exp", Mean: p.Mean.D()}
+	default:
+		return nil, fmt.Errorf("%s: function.processing.distribution %q is not supported by the built-in function (constant, uniform, exponential)", sc.File, p.Distribution)
+	}
+	if fn.Processing.MeanTime() == 0 && fn.Processing.Kind != "" {
+		fn.Processing = manifest.Processing{}
+	}
+	if as := sc.Replicas.Autoscale; as != nil {
+		a := &fn.Autoscaling
+		a.MinScale, a.MaxScale = ptr(as.MinScale), ptr(as.MaxScale)
+		if as.Target > 0 {
+			a.Target = ptr(as.Target)
+		}
+		if as.Window > 0 {
+			a.Window = ptr(as.Window.D())
+		}
+		a.InitialScale = ptr(max(as.MinScale, 1))
+	}
+	return fn, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func cloneTestbed(in *testbed.Testbed) *testbed.Testbed {
+	out := *in
+	out.Nodes = append([]testbed.Node(nil), in.Nodes...)
+	out.Links = append([]testbed.Link(nil), in.Links...)
+	return &out
+}
+
+func waitFor(ctx context.Context, limit time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("fleet not ready: waited %v for %s", limit, what)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+type clientKey struct {
+	origin    string
+	keepAlive bool
+}
+
+type instance struct {
+	f    *fleet.Fleet
+	host string
+	gw   scenario.Gateway
+
+	mu      sync.Mutex
+	clients map[clientKey]*http.Client
+}
+
+// Client dials from the origin node, so a user reaching another node's
+// gateway crosses the emulated link.
+func (i *instance) Client(origin string, keepAlive bool) *http.Client {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	k := clientKey{origin, keepAlive}
+	if c, ok := i.clients[k]; ok {
+		return c
+	}
+	tr := &http.Transport{DialContext: i.f.Dialer(origin), MaxIdleConnsPerHost: 4096, DisableKeepAlives: !keepAlive,
+		DisableCompression: true, IdleConnTimeout: 90 * time.Second}
+	c := &http.Client{Transport: tr, Timeout: 120 * time.Second}
+	i.clients[k] = c
+	return c
+}
+
+func (i *instance) URL(origin string) string {
+	addr, _ := i.f.GatewayAddr(i.gw.EntryNode(origin))
+	return "http://" + addr
+}
+
+func (i *instance) Host() string { return i.host }
+
+func (i *instance) Close() error {
+	i.mu.Lock()
+	for _, c := range i.clients {
+		c.Transport.(*http.Transport).CloseIdleConnections()
+	}
+	i.mu.Unlock()
+	return i.f.Close()
+}

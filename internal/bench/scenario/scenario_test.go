@@ -1,0 +1,261 @@
+package scenario
+
+import (
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"kantai.dev/kantai/internal/testbed"
+)
+
+const valid = `
+name: t
+testbed:
+  nodes:
+  - {name: node1, role: cloud, capacity: 4}
+  - {name: node3, role: edge, capacity: 2}
+  links:
+  - {a: node1, b: node3, latency: 50ms, jitter: 20ms}
+function:
+  processing: {distribution: uniform, min: 3ms, max: 5ms}
+gateway: per-node
+replicas:
+  fixed: {node1: 1, node3: 1}
+load:
+- {origin: node3, kind: closed, users: 10, thinkTime: 100ms}
+duration: 300s
+warmup: 10s
+policies:
+- {name: knative, gateway: {central: node1}}
+- kantai
+checks:
+- {kind: fasterBy, policy: kantai, metric: p50, factor: 10}
+- {kind: atMost, policy: kantai, baseline: oracle, metric: p95, factor: 1.15, origin: each}
+`
+
+func TestParse_defaults(t *testing.T) {
+	s, err := Parse([]byte(valid), "x.yaml")
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	f := s.Function
+	if f.Name != "hello" || f.Namespace != "default" || f.Image != DefaultImage || f.Path != "/" || f.Workers != 8 {
+		t.Errorf("function defaults = %+v", f)
+	}
+	if s.Drain.D() != DefaultDrain {
+		t.Errorf("drain = %v, want %v", s.Drain, DefaultDrain)
+	}
+	if s.Quick == nil || s.Quick.Duration.D() != 20*time.Second || s.Quick.Warmup.D() != 2*time.Second {
+		t.Errorf("quick = %+v, want 20s/2s", s.Quick)
+	}
+	if s.Checks[0].Baseline != "knative" {
+		t.Errorf("checks[0].baseline = %q, want the first policy", s.Checks[0].Baseline)
+	}
+	if got := s.GatewayFor(s.Policies[0]); got.Central != "node1" || got.EntryNode("node3") != "node1" {
+		t.Errorf("knative gateway = %v, want central:node1", got)
+	}
+	if got := s.GatewayFor(s.Policies[1]); !got.PerNode() || got.EntryNode("node3") != "node3" {
+		t.Errorf("kantai gateway = %v, want per-node", got)
+	}
+	if got := s.Nodes(); strings.Join(got, ",") != "node1,node3" {
+		t.Errorf("Nodes() = %v", got)
+	}
+	if s.Baseline() != "knative" {
+		t.Errorf("Baseline() = %q", s.Baseline())
+	}
+}
+
+func TestParse_errors(t *testing.T) {
+	tests := []struct {
+		name    string
+		replace [2]string
+		want    string
+	}{
+		{"unknown field", [2]string{"warmup: 10s", "warmup: 10s\nwarmpu: 1s"}, "warmpu"},
+		{"testbed invalid", [2]string{"b: node3, latency", "b: node9, latency"}, "testbed: links[0].b"},
+		{"unknown origin", [2]string{"origin: node3", "origin: node7"}, "load[0].origin"},
+		{"unknown kind", [2]string{"kind: closed", "kind: burst"}, "load[0].kind"},
+		{"open without rate", [2]string{"kind: closed, users: 10, thinkTime: 100ms", "kind: open"}, "load[0].rate"},
+		{"users on open", [2]string{"kind: closed", "kind: open, rate: 5"}, "load[0]: users"},
+		{"think time on concurrency", [2]string{"kind: closed", "kind: concurrency"}, "load[0].thinkTime"},
+		{"no users", [2]string{"users: 10", "users: 0"}, "load[0].users"},
+		{"replica on unknown node", [2]string{"node3: 1}", "node9: 1}"}, "replicas.fixed.node9"},
+		{"replicas above capacity", [2]string{"node3: 1}", "node3: 3}"}, "replicas.fixed.node3"},
+		{"no replicas", [2]string{"fixed: {node1: 1, node3: 1}", "fixed: {node1: 0}"}, "replicas.fixed"},
+		{"both replica modes", [2]string{"fixed: {node1: 1, node3: 1}", "fixed: {node1: 1}\n  autoscale: {}"}, "replicas:"},
+		{"central gateway unknown", [2]string{"gateway: per-node", "gateway: {central: node5}"}, "gateway.central"},
+		{"bad gateway", [2]string{"gateway: per-node", "gateway: everywhere"}, "gateway"},
+		{"policy gateway unknown", [2]string{"central: node1}}", "central: node8}}"}, "policies[0].gateway.central"},
+		{"unknown policy", [2]string{"- kantai", "- kantaii"}, "policies[1].name"},
+		{"duplicate policy", [2]string{"- kantai", "- knative"}, "policies[1].name"},
+		{"oracle as policy", [2]string{"- kantai", "- oracle"}, "policies[1].name"},
+		{"no duration", [2]string{"duration: 300s", ""}, "duration"},
+		{"bad duration", [2]string{"duration: 300s", "duration: 5 minutes"}, "duration"},
+		{"processing", [2]string{"min: 3ms, max: 5ms", "min: 5ms, max: 3ms"}, "function.processing.max"},
+		{"distribution", [2]string{"distribution: uniform", "distribution: pareto"}, "function.processing.distribution"},
+		{"check kind", [2]string{"kind: fasterBy", "kind: quicker"}, "checks[0].kind"},
+		{"check policy", [2]string{"policy: kantai, metric: p50", "policy: faast, metric: p50"}, "checks[0].policy"},
+		{"check metric", [2]string{"metric: p50", "metric: p42"}, "checks[0].metric"},
+		{"check factor", [2]string{"factor: 10", "factor: 0"}, "checks[0].factor"},
+		{"check origin", [2]string{"origin: each", "origin: node1"}, "checks[1].origin"},
+		{"oracle count", [2]string{"metric: p95", "metric: completed"}, "checks[1].metric"},
+		{"self baseline", [2]string{"policy: kantai, metric: p50", "policy: knative, metric: p50"}, "checks[0].baseline"},
+		{"bad name", [2]string{"name: t", "name: T T"}, "name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := strings.Replace(valid, tt.replace[0], tt.replace[1], 1)
+			if data == valid {
+				t.Fatalf("replacement %q not found", tt.replace[0])
+			}
+			_, err := Parse([]byte(data), "bench/x.yaml")
+			if err == nil {
+				t.Fatalf("Parse() error = nil, want one naming %q", tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), "bench/x.yaml: ") || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Parse() error = %q, want the file and %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParse_noTestbed(t *testing.T) {
+	data := valid[strings.Index(valid, "function:"):]
+	if _, err := Parse([]byte(data), "f.yaml"); err == nil || !strings.Contains(err.Error(), "f.yaml: testbed") {
+		t.Errorf("Parse() error = %v, want f.yaml: testbed", err)
+	}
+}
+
+func TestParse_edgeCloudOverride(t *testing.T) {
+	data := strings.Replace(valid, "function:", "edgeCloud: {latency: 100ms, jitter: 10ms}\nfunction:", 1)
+	s, err := Parse([]byte(data), "x.yaml")
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	l, _ := s.Testbed.LinkBetween("node1", "node3")
+	if l.Latency.D() != 100*time.Millisecond || l.Jitter.D() != 10*time.Millisecond {
+		t.Errorf("edge–cloud link = %v±%v, want 100ms±10ms", l.Latency, l.Jitter)
+	}
+}
+
+func TestParse_autoscaleDefaults(t *testing.T) {
+	data := strings.Replace(valid, "fixed: {node1: 1, node3: 1}", "autoscale: {minScale: 1}", 1)
+	s, err := Parse([]byte(data), "x.yaml")
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	a := s.Replicas.Autoscale
+	if a.MaxScale != 6 || a.Target != 10 || a.Window.D() != time.Minute {
+		t.Errorf("autoscale = %+v, want maxScale 6 (capacity), target 10, window 1m", a)
+	}
+	if got := strings.Join(s.Nodes(), ","); got != "node1,node3" {
+		t.Errorf("Nodes() = %q, want every node with capacity", got)
+	}
+}
+
+func TestScenario_Cells(t *testing.T) {
+	data := strings.Replace(valid, "duration: 300s", "duration: 300s\nsweep: {users: [50, 80]}\nquick: {duration: 5s, warmup: 1s}", 1)
+	data = strings.Replace(data, "- {origin: node3, kind: closed, users: 10, thinkTime: 100ms}",
+		"- {origin: node3, kind: closed, thinkTime: 100ms}\n- {origin: node1, kind: open, rate: 3}", 1)
+	s, err := Parse([]byte(data), "x.yaml")
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	cells := s.Cells(true)
+	if len(cells) != 2 {
+		t.Fatalf("Cells() = %d cells, want 2", len(cells))
+	}
+	for i, u := range []int{50, 80} {
+		c := cells[i]
+		if c.Load[0].Users != u || c.Load[1].Rate != 3 || c.Load[1].Users != 0 {
+			t.Errorf("cell %d load = %+v, want closed users %d and the open load unchanged", i, c.Load, u)
+		}
+		if c.Duration.D() != 5*time.Second || c.Warmup.D() != time.Second || c.Sweep != nil {
+			t.Errorf("cell %d = %v after %v, sweep %v; want the quick durations and no sweep", i, c.Duration, c.Warmup, c.Sweep)
+		}
+	}
+	if cells[0].Name != "t-u50" || cells[0].Variant != "users=50" {
+		t.Errorf("cell name = %q (%q), want t-u50 (users=50)", cells[0].Name, cells[0].Variant)
+	}
+	if s.Load[0].Users != 0 {
+		t.Error("Cells() changed the scenario's own load")
+	}
+	if full := s.Cells(false); full[0].Duration.D() != 300*time.Second {
+		t.Errorf("full cell duration = %v, want 300s", full[0].Duration)
+	}
+	if got := TotalTime([]*Scenario{s}, true); got != 2*2*6*time.Second {
+		t.Errorf("TotalTime() = %v, want 24s", got)
+	}
+}
+
+func TestProcessing_Sample(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	u := Processing{Distribution: DistUniform, Min: testbed.Duration(3 * time.Millisecond), Max: testbed.Duration(5 * time.Millisecond)}
+	var sum time.Duration
+	for range 10000 {
+		v := u.Sample(rng)
+		if v < 3*time.Millisecond || v > 5*time.Millisecond {
+			t.Fatalf("uniform sample %v outside 3–5 ms", v)
+		}
+		sum += v
+	}
+	if mean := sum / 10000; mean < 3900*time.Microsecond || mean > 4100*time.Microsecond || u.Expected() != 4*time.Millisecond {
+		t.Errorf("uniform mean = %v, expected %v; want 4 ms", mean, u.Expected())
+	}
+	c := Processing{Distribution: DistConstant, Mean: testbed.Duration(time.Millisecond)}
+	if c.Sample(rng) != time.Millisecond {
+		t.Error("constant sample differs from its mean")
+	}
+	n := Processing{Distribution: DistNormal, Mean: testbed.Duration(time.Millisecond), StdDev: testbed.Duration(5 * time.Millisecond)}
+	for range 1000 {
+		if n.Sample(rng) < 0 {
+			t.Fatal("normal sample below its minimum 0")
+		}
+	}
+}
+
+// TestShipped loads every scenario file in bench/scenarios.
+func TestShipped(t *testing.T) {
+	_, self, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(self), "..", "..", "..", "bench", "scenarios")
+	all, err := ReadDir(dir)
+	if err != nil {
+		t.Fatalf("ReadDir() error = %v", err)
+	}
+	names := map[string]*Scenario{}
+	for _, s := range all {
+		names[s.Name] = s
+		if len(s.Checks) == 0 && s.Name != "ci-smoke" {
+			t.Errorf("%s has no checks", s.Name)
+		}
+		if s.Baseline() != PolicyKnative {
+			t.Errorf("%s: baseline %q, want knative", s.Name, s.Baseline())
+		}
+		for _, c := range s.Cells(true) {
+			if c.Duration.D() > 20*time.Second {
+				t.Errorf("%s: quick duration %v above 20s", c.Name, c.Duration)
+			}
+		}
+	}
+	for _, want := range []string{"grid-10u-50ms", "grid-10u-100ms", "grid-50u-50ms", "grid-50u-100ms", "overload", "every-node", "placement-loop", "ci-smoke"} {
+		if names[want] == nil {
+			t.Errorf("scenario %s not shipped", want)
+		}
+	}
+	if s := names["ci-smoke"]; s != nil && (s.Duration.D()+s.Warmup.D() > 6*time.Second) {
+		t.Errorf("ci-smoke runs %v per policy, want about 5s", s.Duration.D()+s.Warmup.D())
+	}
+	if s := names["overload"]; s != nil && len(s.Cells(false)) != 6 {
+		t.Errorf("overload has %d cells, want 6", len(s.Cells(false)))
+	}
+	sel, err := Select(all, []string{"overload", "ci-smoke"})
+	if err != nil || len(sel) != 2 || sel[0].Name != "overload" {
+		t.Errorf("Select() = %v, %v", sel, err)
+	}
+	if _, err := Select(all, []string{"nope"}); err == nil {
+		t.Error("Select(unknown) error = nil")
+	}
+}
