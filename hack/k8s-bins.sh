@@ -58,6 +58,7 @@ start=$(date +%s)
 mv "$tmp/server" "$tmp/etcd" # go names the etcd main package "server"
 complete "$tmp" || { echo "build incomplete in $tmp" >&2; exit 1; }
 rm -rf "$out"
+chmod 755 "$tmp"
 mv "$tmp" "$out"
 trap - EXIT
 echo "built in $(( $(date +%s) - start ))s: $("$out/kube-apiserver" --version)" >&2
