@@ -24,6 +24,7 @@ out=$cache/$key
 complete() {
 	local b
 	for b in "${bins[@]}"; do [ -x "$1/$b" ] || return 1; done
+	[ -s "$1/kwok-stages.yaml" ]
 }
 
 if complete "$out"; then
@@ -56,10 +57,22 @@ start=$(date +%s)
 		sigs.k8s.io/kwok/cmd/kwok
 ) >&2
 mv "$tmp/server" "$tmp/etcd" # go names the etcd main package "server"
+
+# kwok needs Stage definitions; take the "fast" ones shipped in the pinned
+# kwok module: nodes become Ready at once, pods Running and Ready, pods with
+# a deletionTimestamp are removed.
+stages=$(cd "$mod" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage
+for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+	pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+	echo "---"
+	cat "$stages/$f"
+done > "$tmp/kwok-stages.yaml"
 complete "$tmp" || { echo "build incomplete in $tmp" >&2; exit 1; }
 rm -rf "$out"
 chmod 755 "$tmp"
 mv "$tmp" "$out"
 trap - EXIT
+# Drop binaries built from older pins.
+find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name '.*' -exec rm -rf {} +
 echo "built in $(( $(date +%s) - start ))s: $("$out/kube-apiserver" --version)" >&2
 echo "$out"

@@ -51,13 +51,71 @@ type NodeReplicaSetSpec struct {
 	// +required
 	// +kubebuilder:validation:XValidation:rule="has(self.matchLabels) && size(self.matchLabels) > 0 || has(self.matchExpressions) && size(self.matchExpressions) > 0",message="selector must not be empty"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="selector is immutable"
-	Selector *metav1.LabelSelector `json:"selector"`
+	Selector *LabelSelector `json:"selector"`
 
 	// template describes the pods to create. Changes apply to pods created
 	// afterwards only; running pods are not replaced.
 	//
 	// +required
 	Template corev1.PodTemplateSpec `json:"template"`
+}
+
+// LabelSelector is a label query, with the fields and meaning of
+// metav1.LabelSelector, but with bounded sizes so that the schema can check
+// it against the template labels at admission.
+type LabelSelector struct {
+	// matchLabels: each key must have exactly this value.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	MatchLabels map[string]LabelValue `json:"matchLabels,omitempty"`
+	// matchExpressions: requirements that must all hold.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+// LabelValue is a label value (at most 63 characters).
+// +kubebuilder:validation:MaxLength=63
+type LabelValue string
+
+// LabelSelectorRequirement is one requirement of a LabelSelector.
+type LabelSelectorRequirement struct {
+	// key is the label key.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=317
+	Key string `json:"key"`
+	// operator is In, NotIn, Exists or DoesNotExist.
+	// +kubebuilder:validation:Enum=In;NotIn;Exists;DoesNotExist
+	Operator metav1.LabelSelectorOperator `json:"operator"`
+	// values: non-empty for In and NotIn, empty for Exists and DoesNotExist.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	Values []LabelValue `json:"values,omitempty"`
+}
+
+// AsMetav1 converts s to the standard type, e.g. for
+// metav1.LabelSelectorAsSelector.
+func (s *LabelSelector) AsMetav1() *metav1.LabelSelector {
+	if s == nil {
+		return nil
+	}
+	out := &metav1.LabelSelector{}
+	if s.MatchLabels != nil {
+		out.MatchLabels = map[string]string{}
+		for k, v := range s.MatchLabels {
+			out.MatchLabels[k] = string(v)
+		}
+	}
+	for _, e := range s.MatchExpressions {
+		r := metav1.LabelSelectorRequirement{Key: e.Key, Operator: e.Operator}
+		for _, v := range e.Values {
+			r.Values = append(r.Values, string(v))
+		}
+		out.MatchExpressions = append(out.MatchExpressions, r)
+	}
+	return out
 }
 
 // NodeReplicaStatus is the observed state on one node.

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -110,11 +111,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		logger.V(4).Info("waiting for the cache to show earlier writes", "expireIn", wait)
 	}
 
-	if err := r.updateStatus(ctx, set, decision, !satisfied || acted, actErr); err != nil {
+	conflict, err := r.updateStatus(ctx, set, decision, !satisfied || acted, actErr)
+	if err != nil {
 		actErr = errors.Join(actErr, err)
 	}
 	if actErr != nil {
 		return reconcile.Result{}, actErr
+	}
+	if conflict {
+		// Our copy was stale; the fresh one may not trigger a reconcile
+		// (status-only changes are filtered), so come back soon.
+		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
 	}
 	if !satisfied {
 		// Events normally arrive well before; this covers lost ones.
@@ -253,7 +260,8 @@ func (r *Reconciler) deletePods(ctx context.Context, set *kantaiv1alpha1.NodeRep
 
 // updateStatus writes the status computed from decision, only if it
 // differs from the stored one.
-func (r *Reconciler) updateStatus(ctx context.Context, set *kantaiv1alpha1.NodeReplicaSet, d Decision, progressing bool, actErr error) error {
+// It reports a conflict (a stale copy of set) separately from errors.
+func (r *Reconciler) updateStatus(ctx context.Context, set *kantaiv1alpha1.NodeReplicaSet, d Decision, progressing bool, actErr error) (conflict bool, err error) {
 	st := set.Status.DeepCopy()
 	st.ObservedGeneration = set.Generation
 	st.Replicas, st.ReadyReplicas = d.Totals()
@@ -314,19 +322,17 @@ func (r *Reconciler) updateStatus(ctx context.Context, set *kantaiv1alpha1.NodeR
 	}
 
 	if equality.Semantic.DeepEqual(*st, set.Status) {
-		return nil
+		return false, nil
 	}
 	patched := set.DeepCopy()
 	patched.Status = *st
 	if err := r.Client.Status().Update(ctx, patched); err != nil {
 		if apierrors.IsConflict(err) {
-			// A newer version is on its way through the cache; its
-			// reconcile will write the status.
-			return nil
+			return true, nil
 		}
-		return fmt.Errorf("updating status: %w", err)
+		return false, fmt.Errorf("updating status: %w", err)
 	}
-	return nil
+	return false, nil
 }
 
 func truncate(s string, n int) string {
