@@ -367,12 +367,14 @@ func createKwokNodes(tb testing.TB, prefix string, n int) []string {
 		if err := k8sClient.Create(ctx, node); err != nil {
 			tb.Fatalf("creating node: %v", err)
 		}
+		orig := node.DeepCopy()
 		node.Status = corev1.NodeStatus{
 			Capacity: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"),
 				corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("110")},
 		}
 		node.Status.Allocatable = node.Status.Capacity
-		if err := k8sClient.Status().Update(ctx, node); err != nil {
+		// A patch, not an update: kwok may already be writing the status.
+		if err := k8sClient.Status().Patch(ctx, node, client.MergeFrom(orig)); err != nil {
 			tb.Fatalf("setting node capacity: %v", err)
 		}
 		tb.Cleanup(func() { _ = k8sClient.Delete(context.Background(), node) })

@@ -245,21 +245,36 @@ type podRecorder struct {
 func recordPods(tb testing.TB, ns string) *podRecorder {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	w, err := k8sClient.Watch(ctx, &corev1.PodList{}, client.InNamespace(ns))
-	if err != nil {
-		tb.Fatalf("watching pods: %v", err)
+	var list corev1.PodList
+	if err := k8sClient.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		tb.Fatalf("listing pods: %v", err)
 	}
 	r := &podRecorder{created: map[types.UID]string{}, live: map[types.UID]string{}, maxLive: map[string]int{},
 		done: make(chan struct{})}
-	r.stop = func() { cancel(); w.Stop(); <-r.done }
+	r.stop = func() { cancel(); <-r.done }
+	// The API server closes watches of slow consumers; resume from the
+	// last resourceVersion seen, as a reflector does.
+	rv := list.ResourceVersion
 	go func() {
 		defer close(r.done)
-		for ev := range w.ResultChan() {
-			p, ok := ev.Object.(*corev1.Pod)
-			if !ok {
+		for ctx.Err() == nil {
+			w, err := k8sClient.Watch(ctx, &corev1.PodList{}, client.InNamespace(ns),
+				&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true}})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
 				continue
 			}
-			r.observe(ev.Type, p)
+			for ev := range w.ResultChan() {
+				p, ok := ev.Object.(*corev1.Pod)
+				if !ok {
+					continue
+				}
+				rv = p.ResourceVersion
+				if ev.Type != watch.Bookmark {
+					r.observe(ev.Type, p)
+				}
+			}
+			w.Stop()
 		}
 	}()
 	tb.Cleanup(r.stop)
