@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kantai.dev/kantai/internal/k8stest"
@@ -75,6 +76,15 @@ func BenchmarkConverge100Nodes10PodsEach(b *testing.B) {
 		for _, p := range pods.Items {
 			if node := p.Labels["nodereplicaset.kantai.dev/node"]; p.Spec.NodeName != node {
 				b.Errorf("pod %s on %q, pinned to %q", p.Name, p.Spec.NodeName, node)
+			}
+		}
+		if extra != 0 {
+			var evs eventsv1.EventList
+			_ = k8sClient.List(context.Background(), &evs, client.InNamespace(ns))
+			for _, e := range evs.Items {
+				if e.Type != corev1.EventTypeNormal {
+					b.Logf("event %s %s: %s", e.Reason, e.Regarding.Name, e.Note)
+				}
 			}
 		}
 		if len(pods.Items) != want || extra != 0 {
