@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Regenerates, from the Go types and the +kubebuilder markers:
+#   api/v1alpha1/zz_generated.deepcopy.go   (deepcopy methods)
+#   config/crd/bases/*.yaml                  (CRD with schema, CEL rules, printer columns)
+#   config/rbac/role.yaml                    (ClusterRole of the controller)
+# ROOT=<dir> runs it on a copy of the module instead of this checkout.
+set -euo pipefail
+
+CONTROLLER_TOOLS_VERSION=${CONTROLLER_TOOLS_VERSION:-v0.23.0}
+root=${ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
+cd "$root"
+
+controller_gen() {
+	go run "sigs.k8s.io/controller-tools/cmd/controller-gen@${CONTROLLER_TOOLS_VERSION}" "$@"
+}
+
+controller_gen object paths=./api/...
+controller_gen crd:generateEmbeddedObjectMeta=true paths=./api/... output:crd:dir=config/crd/bases
+controller_gen rbac:roleName=nrs-controller paths=./internal/controller/... output:rbac:dir=config/rbac

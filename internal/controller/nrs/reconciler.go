@@ -1,0 +1,343 @@
+package nrs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	kantaiv1alpha1 "kantai.dev/kantai/api/v1alpha1"
+)
+
+// Event reasons.
+const (
+	ReasonSuccessfulCreate = "SuccessfulCreate"
+	ReasonSuccessfulDelete = "SuccessfulDelete"
+	ReasonFailedCreate     = "FailedCreate"
+	ReasonFailedDelete     = "FailedDelete"
+	ReasonNodesMissing     = "NodesMissing"
+)
+
+// Condition reasons.
+const (
+	reasonScaling         = "Scaling"
+	reasonComplete        = "Complete"
+	reasonAllReady        = "AllReplicasReady"
+	reasonNotReady        = "ReplicasNotReady"
+	reasonNodesNotFound   = "NodesNotFound"
+	reasonAllNodesPresent = "AllNodesPresent"
+)
+
+// DefaultBurstReplicas caps the creations, and separately the deletions,
+// of one reconcile, as the ReplicaSet controller's burstReplicas does.
+const DefaultBurstReplicas = 500
+
+// Reconciler reconciles NodeReplicaSets.
+type Reconciler struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+	// Expectations defaults to NewExpectations(DefaultExpectationsTTL, nil).
+	Expectations *Expectations
+	// BurstReplicas defaults to DefaultBurstReplicas.
+	BurstReplicas int
+
+	randMu sync.Mutex
+	rand   *rand.Rand
+}
+
+// +kubebuilder:rbac:groups=kantai.dev,resources=nodereplicasets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=kantai.dev,resources=nodereplicasets/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings the pods of one NodeReplicaSet to the counts of its spec.
+// An error means "retry with backoff".
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	logger := log.FromContext(ctx)
+	set := &kantaiv1alpha1.NodeReplicaSet{}
+	if err := r.Client.Get(ctx, req.NamespacedName, set); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Expectations.Forget(req.NamespacedName)
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("getting NodeReplicaSet: %w", err)
+	}
+	if set.DeletionTimestamp != nil {
+		// The garbage collector removes the pods.
+		return reconcile.Result{}, nil
+	}
+
+	pods, err := r.ownedPods(ctx, set)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	hostnames, err := r.nodeHostnames(ctx, set, pods)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	infos := make([]PodInfo, len(pods))
+	for i := range pods {
+		infos[i] = podInfo(&pods[i])
+	}
+	decision := Plan(set.Spec.Replicas, func(n string) bool { _, ok := hostnames[n]; return ok }, infos)
+
+	// Act only when the cache reflects all our previous writes; otherwise
+	// the plan may be based on a stale view and do too much.
+	satisfied, wait := r.Expectations.Satisfied(req.NamespacedName)
+	var actErr error
+	acted := false
+	if satisfied {
+		acted = len(decision.Creates) > 0 || len(decision.Deletes) > 0
+		actErr = errors.Join(
+			r.deletePods(ctx, set, decision.Deletes),
+			r.createPods(ctx, set, decision.Creates, hostnames),
+		)
+	} else {
+		logger.V(4).Info("waiting for the cache to show earlier writes", "expireIn", wait)
+	}
+
+	conflict, err := r.updateStatus(ctx, set, decision, !satisfied || acted, actErr)
+	if err != nil {
+		actErr = errors.Join(actErr, err)
+	}
+	if actErr != nil {
+		return reconcile.Result{}, actErr
+	}
+	if conflict {
+		// Our copy was stale; the fresh one may not trigger a reconcile
+		// (status-only changes are filtered), so come back soon.
+		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
+	if !satisfied {
+		// Events normally arrive well before; this covers lost ones.
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	return reconcile.Result{}, nil
+}
+
+// ownedPods lists the pods controlled by set, from the cache.
+func (r *Reconciler) ownedPods(ctx context.Context, set *kantaiv1alpha1.NodeReplicaSet) ([]corev1.Pod, error) {
+	list := &corev1.PodList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(set.Namespace), client.MatchingFields{podOwnerIndex: set.Name}); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	out := list.Items[:0]
+	for _, p := range list.Items {
+		if ref := metav1.GetControllerOf(&p); ref != nil && ref.UID == set.UID {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// nodeHostnames returns, for each node of spec.replicas that exists, the
+// value of its hostname label (its name if it has none).
+func (r *Reconciler) nodeHostnames(ctx context.Context, set *kantaiv1alpha1.NodeReplicaSet, _ []corev1.Pod) (map[string]string, error) {
+	out := map[string]string{}
+	for node := range set.Spec.Replicas {
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
+		err := r.Client.Get(ctx, types.NamespacedName{Name: node}, meta)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("getting node %q: %w", node, err)
+		}
+		if h := meta.Labels[HostnameLabel]; h != "" {
+			out[node] = h
+		} else {
+			out[node] = node
+		}
+	}
+	return out, nil
+}
+
+func (r *Reconciler) newName(set, node string) string {
+	r.randMu.Lock()
+	defer r.randMu.Unlock()
+	if r.rand == nil {
+		r.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return podName(set, node, r.rand)
+}
+
+// createPods creates one pod per entry of nodes, in batches of doubling
+// size (1, 2, 4, ...) so that a systematic failure such as a quota costs
+// one call, not hundreds. It stops after the first batch with an error.
+func (r *Reconciler) createPods(ctx context.Context, set *kantaiv1alpha1.NodeReplicaSet, nodes []string, hostnames map[string]string) error {
+	key := client.ObjectKeyFromObject(set)
+	if len(nodes) > r.BurstReplicas {
+		nodes = nodes[:r.BurstReplicas]
+	}
+	for batch := 1; len(nodes) > 0; batch *= 2 {
+		n := min(batch, len(nodes))
+		pods := make([]*corev1.Pod, n)
+		for i, node := range nodes[:n] {
+			pods[i] = newPod(set, node, hostnames[node], r.newName(set.Name, node))
+			r.Expectations.ExpectCreate(key, pods[i].Name)
+		}
+		nodes = nodes[n:]
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i, pod := range pods {
+			wg.Go(func() {
+				err := r.Client.Create(ctx, pod)
+				if err != nil {
+					r.Expectations.CreationObserved(key, pod.Name)
+					if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+						return
+					}
+					r.Recorder.Eventf(set, nil, corev1.EventTypeWarning, ReasonFailedCreate, "Create",
+						"Error creating pod on node %s: %v", pod.Labels[kantaiv1alpha1.LabelNode], err)
+					errs[i] = fmt.Errorf("creating pod %s: %w", pod.Name, err)
+					return
+				}
+				r.Recorder.Eventf(set, pod, corev1.EventTypeNormal, ReasonSuccessfulCreate, "Create",
+					"Created pod %s on node %s", pod.Name, pod.Labels[kantaiv1alpha1.LabelNode])
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deletePods deletes the given pods in parallel, at most BurstReplicas.
+func (r *Reconciler) deletePods(ctx context.Context, set *kantaiv1alpha1.NodeReplicaSet, dels []Delete) error {
+	key := client.ObjectKeyFromObject(set)
+	if len(dels) > r.BurstReplicas {
+		dels = dels[:r.BurstReplicas]
+	}
+	for _, d := range dels {
+		r.Expectations.ExpectDelete(key, d.Pod.UID)
+	}
+	errs := make([]error, len(dels))
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i, d := range dels {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: set.Namespace, Name: d.Pod.Name}}
+			err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &d.Pod.UID})
+			switch {
+			case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+				// Already gone (a conflict on the UID precondition means a
+				// different pod now has that name).
+				r.Expectations.DeletionObserved(key, d.Pod.UID)
+			case err != nil:
+				r.Expectations.DeletionObserved(key, d.Pod.UID)
+				r.Recorder.Eventf(set, nil, corev1.EventTypeWarning, ReasonFailedDelete, "Delete",
+					"Error deleting pod %s: %v", d.Pod.Name, err)
+				errs[i] = fmt.Errorf("deleting pod %s: %w", d.Pod.Name, err)
+			default:
+				r.Recorder.Eventf(set, nil, corev1.EventTypeNormal, ReasonSuccessfulDelete, "Delete",
+					"Deleted pod %s on node %s (%s)", d.Pod.Name, d.Pod.Node, d.Reason)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// updateStatus writes the status computed from decision, only if it
+// differs from the stored one.
+// It reports a conflict (a stale copy of set) separately from errors.
+func (r *Reconciler) updateStatus(ctx context.Context, set *kantaiv1alpha1.NodeReplicaSet, d Decision, progressing bool, actErr error) (conflict bool, err error) {
+	st := set.Status.DeepCopy()
+	st.ObservedGeneration = set.Generation
+	st.Replicas, st.ReadyReplicas = d.Totals()
+	st.NodeNames = d.NodeNames()
+	st.Ready = d.ReadyString()
+	st.Nodes = nil
+	allReady := true
+	for _, n := range d.Nodes {
+		st.Nodes = append(st.Nodes, kantaiv1alpha1.NodeReplicaStatus{
+			Node: n.Node, Desired: n.Desired, Current: n.Current, Ready: n.Ready,
+		})
+		if n.Missing || n.Current != n.Desired || n.Ready != n.Desired {
+			allReady = false
+		}
+	}
+
+	missing := d.Missing()
+	gen := set.Generation
+	if len(missing) > 0 {
+		msg := "Nodes not found in the cluster: " + strings.Join(missing, ", ")
+		old := meta.FindStatusCondition(st.Conditions, kantaiv1alpha1.ConditionNodesMissing)
+		if old == nil || old.Status != metav1.ConditionTrue || old.Message != msg {
+			r.Recorder.Eventf(set, nil, corev1.EventTypeWarning, ReasonNodesMissing, "Reconcile", "%s", msg)
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: kantaiv1alpha1.ConditionNodesMissing,
+			Status: metav1.ConditionTrue, Reason: reasonNodesNotFound, Message: msg, ObservedGeneration: gen})
+	} else {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: kantaiv1alpha1.ConditionNodesMissing,
+			Status: metav1.ConditionFalse, Reason: reasonAllNodesPresent, Message: "All nodes exist", ObservedGeneration: gen})
+	}
+
+	switch {
+	case actErr != nil:
+		reason := ReasonFailedCreate
+		if strings.Contains(actErr.Error(), "deleting pod") {
+			reason = ReasonFailedDelete
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: kantaiv1alpha1.ConditionProgressing,
+			Status: metav1.ConditionFalse, Reason: reason, Message: truncate(actErr.Error(), 1024), ObservedGeneration: gen})
+	case progressing:
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: kantaiv1alpha1.ConditionProgressing,
+			Status: metav1.ConditionTrue, Reason: reasonScaling, Message: "Creating or deleting pods", ObservedGeneration: gen})
+	default:
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: kantaiv1alpha1.ConditionProgressing,
+			Status: metav1.ConditionFalse, Reason: reasonComplete, Message: "Pod counts match the spec", ObservedGeneration: gen})
+	}
+
+	if allReady {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: kantaiv1alpha1.ConditionReady,
+			Status: metav1.ConditionTrue, Reason: reasonAllReady, Message: "All pods are ready", ObservedGeneration: gen})
+	} else {
+		msg := fmt.Sprintf("Ready per node/desired per node: %s", st.Ready)
+		if len(missing) > 0 {
+			msg += "; nodes not found: " + strings.Join(missing, ", ")
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: kantaiv1alpha1.ConditionReady,
+			Status: metav1.ConditionFalse, Reason: reasonNotReady, Message: msg, ObservedGeneration: gen})
+	}
+
+	if equality.Semantic.DeepEqual(*st, set.Status) {
+		return false, nil
+	}
+	patched := set.DeepCopy()
+	patched.Status = *st
+	if err := r.Client.Status().Update(ctx, patched); err != nil {
+		if apierrors.IsConflict(err) {
+			return true, nil
+		}
+		return false, fmt.Errorf("updating status: %w", err)
+	}
+	return false, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
