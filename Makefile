@@ -5,6 +5,8 @@
 GO ?= go
 BIN := bin/kantai
 
+include mk/k8s.mk
+
 .PHONY: all build demo test test-unit vet fmt-check bench bench-quick bench-proxy clean
 
 all: build
@@ -18,10 +20,10 @@ demo: build
 # The whole suite: formatting, vet, unit and fleet tests (real processes and
 # sockets on loopback), the bench's CI smoke run, and the Kubernetes
 # integration tests on a real kube-apiserver.
-test: fmt-check vet test-unit
+test: fmt-check vet test-unit verify-generated test-k8s
 
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^tools/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet ./...
