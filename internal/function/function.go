@@ -197,3 +197,12 @@ func Main() int {
 	}
 	return 0
 }
+
+// ServeIfReplica turns a test binary into the function process: fleet tests
+// start replicas as "<test binary> hello" with KANTAI_REPLICA set, and call
+// this first thing in TestMain. It returns when the process is not a replica.
+func ServeIfReplica() {
+	if os.Getenv(EnvReplica) != "" && len(os.Args) > 1 && os.Args[len(os.Args)-1] == "hello" {
+		os.Exit(Main())
+	}
+}

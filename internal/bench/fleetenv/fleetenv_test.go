@@ -15,9 +15,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(function.EnvReplica) != "" && os.Args[len(os.Args)-1] == "hello" {
-		os.Exit(function.Main())
-	}
+	function.ServeIfReplica()
 	os.Exit(m.Run())
 }
 
