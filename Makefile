@@ -38,5 +38,10 @@ bench: build
 bench-quick: build
 	$(BIN) bench --quick
 
+# The gateway alone against httputil.ReverseProxy and nginx (installs nginx-light).
+bench-proxy: build
+	hack/nginx/install.sh
+	mkdir -p bench-out && $(BIN) bench proxy --json bench-out/proxy.json
+
 clean:
 	rm -rf bin bench-out

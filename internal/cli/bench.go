@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"kantai.dev/kantai/internal/bench"
 	"kantai.dev/kantai/internal/bench/fleetenv"
 	"kantai.dev/kantai/internal/bench/scenario"
+	"kantai.dev/kantai/internal/proxybench"
 )
 
 func benchCmd(g *globals) *cobra.Command {
@@ -77,11 +79,58 @@ Arguments are scenario files, or names of scenarios in --dir.`,
 			return nil
 		},
 	}
+	cmd.AddCommand(benchProxyCmd())
 	cmd.Flags().StringVar(&dir, "dir", "bench/scenarios", "directory of scenario files")
 	cmd.Flags().StringVarP(&out, "out", "o", "bench-out", "output directory for results.json and charts")
 	cmd.Flags().BoolVar(&quick, "quick", false, "use each scenario's short durations (about 20s per run)")
 	cmd.Flags().BoolVar(&records, "records", false, "also write every request as CSV")
 	cmd.Flags().StringVar(&policies, "policies", "", "comma-separated policies to run (default: each scenario's list)")
 	cmd.Flags().Uint64Var(&seed, "seed", 0, "random seed for arrivals and the oracle (default: from the clock)")
+	return cmd
+}
+
+func benchProxyCmd() *cobra.Command {
+	var (
+		opts    proxybench.Options
+		jsonOut string
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Measure the gateway's overhead against httputil.ReverseProxy and nginx",
+		Long: `Runs one loopback backend and, in front of it, the kantai gateway (one node, one
+local replica), a bare net/http/httputil.ReverseProxy and nginx (when installed:
+hack/nginx/install.sh), each in its own process. The same built-in load
+generator drives them in interleaved rounds: p50/p99 at a fixed rate,
+requests/s at saturation, and proxy CPU per request. Prints medians, ratios and
+PASS/MISS for the targets (better than httputil on all three; within 1.3× of
+nginx's p50 and at least 0.6× its requests/s). Exits 1 if a target is missed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := proxybench.Run(cmd.Context(), opts, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			if jsonOut != "" {
+				data, err := json.MarshalIndent(res, "", "  ")
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(jsonOut, data, 0o644); err != nil {
+					return fmt.Errorf("writing %s: %w", jsonOut, err)
+				}
+			}
+			if !res.Passed {
+				return fmt.Errorf("gateway overhead targets not all met (see above)")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&opts.Duration, "duration", 10*time.Second, "measured length of each run")
+	cmd.Flags().IntVar(&opts.Rounds, "rounds", 3, "interleaved rounds over all targets")
+	cmd.Flags().IntVar(&opts.Rate, "rate", 2000, "requests per second of the fixed-rate runs")
+	cmd.Flags().IntVar(&opts.Concurrency, "concurrency", 32, "connections of the saturation runs")
+	cmd.Flags().BoolVar(&opts.NoNginx, "no-nginx", false, "leave nginx out (its targets show NOT MEASURED)")
+	cmd.Flags().Float64Var(&opts.MaxOtherCores, "max-other-cores", 0.10, "re-run a run when other programs use more CPU than this (negative: never)")
+	cmd.Flags().StringVar(&jsonOut, "json", "", "also write the result as JSON to this file")
 	return cmd
 }

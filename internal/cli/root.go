@@ -14,6 +14,7 @@ import (
 
 	"kantai.dev/kantai/internal/admin"
 	"kantai.dev/kantai/internal/function"
+	"kantai.dev/kantai/internal/proxybench"
 )
 
 type globals struct {
@@ -23,6 +24,8 @@ type globals struct {
 
 // Main runs the command line and returns the exit code.
 func Main(args []string) int {
+	// The proxy benchmark runs its servers as children of this binary.
+	proxybench.MaybeServeChild()
 	// Replicas are this same binary; they skip cobra entirely.
 	if len(args) == 2 && args[0] == "fn" && args[1] == "hello" {
 		return function.Main()

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -639,38 +640,47 @@ func (g *Gateway) fail(w http.ResponseWriter, f *function, err error) {
 	http.Error(w, msg, code)
 }
 
-// hopHeaders are connection-level and never forwarded (RFC 9110 §7.6.1).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+// isHopHeader reports the connection-level headers that are never
+// forwarded (RFC 9110 §7.6.1), by their canonical names. A switch on the
+// length costs a comparison or two per header, where deleting each name
+// from the copy cost a map lookup per name per request.
+func isHopHeader(k string) bool {
+	switch len(k) {
+	case 2:
+		return k == "Te"
+	case 7:
+		return k == "Trailer" || k == "Upgrade"
+	case 10:
+		return k == "Connection" || k == "Keep-Alive"
+	case 16:
+		return k == "Proxy-Connection"
+	case 17:
+		return k == "Transfer-Encoding"
+	case 18:
+		return k == "Proxy-Authenticate"
+	case 19:
+		return k == "Proxy-Authorization"
+	}
+	return false
+}
 
+// copyHeader copies src into dst without the hop-by-hop headers, nor those
+// that src's Connection header names. Values are shared, not copied.
 func copyHeader(dst, src http.Header) {
 	for k, v := range src {
-		dst[k] = v
+		if !isHopHeader(k) {
+			dst[k] = v
+		}
 	}
-	if c := src["Connection"]; len(c) > 0 {
-		for _, v := range c {
-			for _, name := range splitTokens(v) {
+	for _, v := range src["Connection"] {
+		for v != "" {
+			var name string
+			name, v, _ = strings.Cut(v, ",")
+			if name = trimSpace(name); name != "" {
 				delete(dst, http.CanonicalHeaderKey(name))
 			}
 		}
 	}
-	for _, h := range hopHeaders {
-		delete(dst, h)
-	}
-}
-
-func splitTokens(v string) []string {
-	var out []string
-	start := 0
-	for i := 0; i <= len(v); i++ {
-		if i == len(v) || v[i] == ',' {
-			if t := trimSpace(v[start:i]); t != "" {
-				out = append(out, t)
-			}
-			start = i + 1
-		}
-	}
-	return out
 }
 
 func trimSpace(s string) string {
@@ -684,6 +694,9 @@ func trimSpace(s string) string {
 }
 
 func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, f *function, rep *replica, start time.Time) {
+	// The outbound request is not pooled: http.Transport may still read it
+	// (headers included) from its write loop after returning the response,
+	// and nothing tells us reliably when that is over.
 	out := new(http.Request)
 	*out = *in // shallow: keeps the context and body
 	u := rep.url
@@ -740,27 +753,31 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, f *function, 
 	// The slot is released once the body is through, so in-flight counts
 	// cover streaming responses too.
 	bp := g.bufs.Get().(*[]byte)
-	if resp.ContentLength < 0 {
-		copyFlushing(w, resp.Body, *bp)
-	} else {
-		_, _ = io.CopyBuffer(w, resp.Body, *bp)
-	}
+	copyBody(w, resp.Body, *bp, resp.ContentLength < 0)
 	g.bufs.Put(bp)
 	resp.Body.Close()
 	f.release(rep, time.Now(), service)
 }
 
-// copyFlushing copies a response of unknown length, flushing each chunk so
-// streamed answers reach the client as they are produced.
-func copyFlushing(w http.ResponseWriter, body io.Reader, buf []byte) {
-	rc := http.NewResponseController(w)
+// copyBody copies a response body through buf. With flush (a response of
+// unknown length) each chunk is flushed, so streamed answers reach the
+// client as they are produced. It writes with Write, not through the
+// server's ReadFrom, whose detour allocates and copies through a buffer of
+// its own before writing the same way.
+func copyBody(w http.ResponseWriter, body io.Reader, buf []byte, flush bool) {
+	var rc *http.ResponseController
+	if flush {
+		rc = http.NewResponseController(w)
+	}
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return
 			}
-			_ = rc.Flush()
+			if rc != nil {
+				_ = rc.Flush()
+			}
 		}
 		if err != nil {
 			return

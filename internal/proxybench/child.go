@@ -1,0 +1,246 @@
+package proxybench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kantai.dev/kantai/internal/gateway"
+)
+
+// The Go servers of a comparison (backend, kantai gateway, httputil proxy)
+// each run in a child process, so that each one's CPU time can be read from
+// /proc apart from the load generator's. The child is the same binary,
+// started with these variables set; MaybeServeChild turns it into the
+// server before the program does anything else.
+const (
+	envRole    = "KANTAI_PROXYBENCH_ROLE"
+	envBackend = "KANTAI_PROXYBENCH_BACKEND"
+	readyTag   = "proxybench-listening "
+)
+
+// Roles a child process can take.
+const (
+	roleBackend  = "backend"
+	roleKantai   = "kantai"
+	roleHTTPUtil = "httputil"
+)
+
+// Function served by the gateway under test.
+const (
+	benchNamespace = "default"
+	benchName      = "hello"
+	benchHost      = benchName + "." + benchNamespace
+	benchNode      = "node1"
+)
+
+// MaybeServeChild returns at once in an ordinary process. In a process that
+// Run started as one of its servers, it serves until its standard input is
+// closed and then exits the process, never returning. Programs that call
+// Run (the CLI's main, the package's tests) must call it first thing.
+func MaybeServeChild() {
+	role := os.Getenv(envRole)
+	if role == "" {
+		return
+	}
+	if err := serveChild(role, os.Getenv(envBackend)); err != nil {
+		fmt.Fprintf(os.Stderr, "proxybench %s: %v\n", role, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func serveChild(role, backend string) error {
+	var h http.Handler
+	switch role {
+	case roleBackend:
+		h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header()["Content-Type"] = []string{"text/plain; charset=utf-8"}
+			w.Header()["Content-Length"] = []string{"2"}
+			_, _ = io.WriteString(w, "ok")
+		})
+	case roleKantai:
+		g, err := newKantaiGateway(backend, nil, prometheus.NewRegistry())
+		if err != nil {
+			return err
+		}
+		h = g
+	case roleHTTPUtil:
+		p, err := newHTTPUtilProxy(backend)
+		if err != nil {
+			return err
+		}
+		h = p
+	default:
+		return fmt.Errorf("unknown role %q", role)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin) // the parent is gone or done
+		_ = srv.Close()
+	}()
+	fmt.Printf("%s%s\n", readyTag, ln.Addr())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// newKantaiGateway is the gateway of a one-node fleet with one function
+// whose single replica is the backend. A nil rt is a plain http.Transport
+// with generous idle connections.
+func newKantaiGateway(backend string, rt http.RoundTripper, reg *prometheus.Registry) (*gateway.Gateway, error) {
+	if rt == nil {
+		rt = &http.Transport{
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+		}
+	}
+	g, err := gateway.New(gateway.Config{
+		Node:      benchNode,
+		Nodes:     []string{benchNode},
+		Policy:    "kantai",
+		Metrics:   gateway.NewMetrics(reg),
+		Transport: rt,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kantai gateway: %w", err)
+	}
+	g.SetFunction(gateway.FunctionConfig{Namespace: benchNamespace, Name: benchName})
+	g.SetReplicas(benchNamespace+"/"+benchName, []gateway.ReplicaInfo{
+		{Name: benchName + "-" + benchNode + "-1", Node: benchNode, Address: backend},
+	})
+	return g, nil
+}
+
+// newHTTPUtilProxy is the standard library's reverse proxy with a tuned
+// transport and nothing else (no buffer pool).
+func newHTTPUtilProxy(backend string) (*httputil.ReverseProxy, error) {
+	u, err := url.Parse("http://" + backend)
+	if err != nil {
+		return nil, err
+	}
+	p := httputil.NewSingleHostReverseProxy(u)
+	p.Transport = &http.Transport{
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return p, nil
+}
+
+// server is a started server process.
+type server struct {
+	name  string
+	addr  string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	// pids are the processes whose CPU time is the server's.
+	pids func() []int
+	done chan struct{}
+	log  *strings.Builder
+}
+
+func (s *server) stop() {
+	if s == nil || s.cmd == nil {
+		return
+	}
+	if s.stdin != nil {
+		s.stdin.Close()
+	}
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(os.Interrupt)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(3 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// startChild re-executes this program as one of the Go servers and waits
+// for its listening address.
+func startChild(ctx context.Context, role, backend string) (*server, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("%s: finding this program: %w", role, err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), envRole+"="+role, envBackend+"="+backend)
+	setParentDeathSignal(cmd)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	errLog := &strings.Builder{}
+	cmd.Stderr = &limitedWriter{w: errLog, n: 8 << 10}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: starting %s: %w", role, exe, err)
+	}
+	s := &server{name: role, cmd: cmd, stdin: stdin, done: make(chan struct{}), log: errLog}
+	pid := cmd.Process.Pid
+	s.pids = func() []int { return []int{pid} }
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if t := sc.Text(); strings.HasPrefix(t, readyTag) {
+				lines <- strings.TrimPrefix(t, readyTag)
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	select {
+	case s.addr = <-lines:
+		return s, nil
+	case <-s.done:
+		return nil, fmt.Errorf("%s: child exited before listening: %s", role, strings.TrimSpace(errLog.String()))
+	case <-time.After(20 * time.Second):
+		s.stop()
+		return nil, fmt.Errorf("%s: child did not listen within 20s", role)
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+}
+
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		q := p
+		if len(q) > l.n {
+			q = q[:l.n]
+		}
+		l.n -= len(q)
+		_, _ = l.w.Write(q)
+	}
+	return len(p), nil
+}

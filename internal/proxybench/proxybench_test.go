@@ -1,0 +1,161 @@
+package proxybench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	MaybeServeChild()
+	os.Exit(m.Run())
+}
+
+var (
+	full     = flag.Bool("proxybench.full", false, "run the full comparison (TestRun_full)")
+	duration = flag.Duration("proxybench.duration", 10*time.Second, "measured length of each run, full comparison")
+	rounds   = flag.Int("proxybench.rounds", 3, "rounds, full comparison")
+	maxOther = flag.Float64("proxybench.maxother", 0, "cores of other programs tolerated before a rerun (negative: never rerun), full comparison")
+	jsonOut  = flag.String("proxybench.json", "", "write the full comparison's result to this file")
+)
+
+// TestRun_structure runs a very short comparison without nginx and checks
+// the shape of the result, not its timings.
+func TestRun_structure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers and loads them")
+	}
+	var out strings.Builder
+	res, err := Run(context.Background(), Options{
+		Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Rounds: 1,
+		Rate: 500, Concurrency: 4, NoNginx: true, MaxOtherCores: -1,
+	}, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{TargetDirect, TargetNginx, TargetHTTPUtil, TargetKantai}
+	if len(res.Targets) != len(want) {
+		t.Fatalf("targets = %d, want %d", len(res.Targets), len(want))
+	}
+	for i, tr := range res.Targets {
+		if tr.Name != want[i] {
+			t.Errorf("target %d = %q, want %q", i, tr.Name, want[i])
+		}
+		if tr.Name == TargetNginx {
+			if tr.Measured || len(tr.Runs) != 0 {
+				t.Errorf("nginx measured although left out: %+v", tr)
+			}
+			continue
+		}
+		if !tr.Measured || len(tr.Runs) != 1 {
+			t.Errorf("%s: measured %v, %d runs; want 1 run", tr.Name, tr.Measured, len(tr.Runs))
+			continue
+		}
+		m := tr.Median
+		if m.OpenRequests == 0 || m.ClosedRequests == 0 || m.RPS <= 0 || m.P50 <= 0 || m.P99 < m.P50 {
+			t.Errorf("%s: empty or inconsistent figures %+v", tr.Name, m)
+		}
+		if m.OpenErrors != 0 || m.ClosedErrors != 0 {
+			t.Errorf("%s: errors: %+v (%s)", tr.Name, m, tr.Runs[0].FirstErr)
+		}
+		if m.ProxyCPU < 0 || m.BackendCPU < 0 || m.LoadCPU < 0 {
+			t.Errorf("%s: negative CPU %+v", tr.Name, m)
+		}
+	}
+	vs := res.Ratios[0]
+	if vs.Name != "kantai/httputil" || !vs.Measured || vs.P50 <= 0 || vs.P99 <= 0 || vs.RPS <= 0 {
+		t.Errorf("kantai/httputil ratio not computed: %+v", vs)
+	}
+	if r := res.Ratios[1]; r.Name != "kantai/nginx" || r.Measured {
+		t.Errorf("kantai/nginx ratio without nginx: %+v", r)
+	}
+	if len(res.Checks) != 6 {
+		t.Fatalf("checks = %d, want 6", len(res.Checks))
+	}
+	for _, c := range res.Checks {
+		nginx := strings.Contains(c.Ratio, "nginx")
+		switch {
+		case nginx && c.Status != NotMeasured:
+			t.Errorf("%s: status %s without nginx", c.Name, c.Status)
+		case !nginx && c.Status != Pass && c.Status != Miss:
+			t.Errorf("%s: status %s, want PASS or MISS", c.Name, c.Status)
+		}
+	}
+	if res.Passed {
+		t.Error("Passed with nginx targets not measured")
+	}
+	if !strings.Contains(out.String(), "NOT MEASURED") || !strings.Contains(out.String(), "kantai/httputil") {
+		t.Errorf("report lacks the checks:\n%s", out.String())
+	}
+	if _, err := json.Marshal(res); err != nil {
+		t.Errorf("result does not marshal: %v", err)
+	}
+}
+
+func TestRun_nginxMissing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers")
+	}
+	res, err := Run(context.Background(), Options{
+		Duration: 100 * time.Millisecond, Warmup: 50 * time.Millisecond, Rounds: 1,
+		Rate: 200, Concurrency: 2, NginxPath: "", MaxOtherCores: -1,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, lookErr := lookNginx(); lookErr != nil {
+		tr := res.Target(TargetNginx)
+		if tr.Measured || !strings.Contains(tr.Note, "not installed") || !strings.Contains(strings.Join(res.Notes, "\n"), "apt-get install nginx-light") {
+			t.Errorf("nginx missing but reported %+v, notes %q", tr, res.Notes)
+		}
+	} else if tr := res.Target(TargetNginx); !tr.Measured || tr.Median.ClosedRequests == 0 {
+		t.Errorf("nginx installed but not measured: %+v", tr)
+	}
+}
+
+func TestReadResponse(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		code int
+		keep bool
+	}{
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1", 200, true},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nHTTP/1.1", 200, true},
+		{"HTTP/1.1 503 Busy\r\nconnection: Close\r\ncontent-length: 0\r\n\r\nHTTP/1.1", 503, false},
+		{"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1", 200, false},
+	} {
+		br := bufio.NewReader(strings.NewReader(tc.in))
+		code, keep, err := readResponse(br)
+		if err != nil || code != tc.code || keep != tc.keep {
+			t.Errorf("%q: %d %v %v, want %d %v", tc.in, code, keep, err, tc.code, tc.keep)
+		}
+		if rest, _ := br.Peek(8); string(rest) != "HTTP/1.1" {
+			t.Errorf("%q: body not consumed exactly, next %q", tc.in, rest)
+		}
+	}
+}
+
+// TestRun_full is the real comparison, run on demand:
+//
+//	go test -run TestRun_full -timeout 30m ./internal/proxybench/ -args -proxybench.full
+func TestRun_full(t *testing.T) {
+	if !*full {
+		t.Skip("on demand: -args -proxybench.full")
+	}
+	res, err := Run(context.Background(), Options{Duration: *duration, Rounds: *rounds, MaxOtherCores: *maxOther}, os.Stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
