@@ -98,18 +98,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	infos := make([]PodInfo, len(pods))
-	names := make(map[string]bool, len(pods))
-	for i := range pods {
-		infos[i] = podInfo(&pods[i])
-		names[pods[i].Name] = true
-	}
 	blocked := r.blocked.get(req.NamespacedName)
-	nameTaken := func(node string, slot int) bool {
-		name := PodName(set, node, slot)
-		return names[name] || blocked[name]
+	plan := func(pods []corev1.Pod) Decision {
+		infos := make([]PodInfo, len(pods))
+		names := make(map[string]bool, len(pods))
+		for i := range pods {
+			infos[i] = podInfo(&pods[i])
+			names[pods[i].Name] = true
+		}
+		nameTaken := func(node string, slot int) bool {
+			name := PodName(set, node, slot)
+			return names[name] || blocked[name]
+		}
+		return Plan(set.Spec.Replicas, func(n string) bool { _, ok := hostnames[n]; return ok }, infos, nameTaken)
 	}
-	decision := Plan(set.Spec.Replicas, func(n string) bool { _, ok := hostnames[n]; return ok }, infos, nameTaken)
+	decision := plan(pods)
 
 	// Settle creates whose outcome is unknown by repeating them: the name
 	// is the same, so a pod stored by the first call makes this one fail
@@ -117,10 +120,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	actErr := r.retryUncertain(ctx, set, hostnames)
 
 	// Act only when the cache reflects all our previous writes; otherwise
-	// the plan may be based on a stale view and cause churn. Deterministic
-	// names keep the counts exact even then (see createPod).
+	// the plan may be based on a stale view and cause churn. Exactness does
+	// not rest on this: see ownedPodsFromAPIServer.
 	satisfied, wait := r.Expectations.Satisfied(req.NamespacedName)
 	acted := false
+	if satisfied && len(decision.Creates) > 0 {
+		fresh, err := r.ownedPodsFromAPIServer(ctx, set)
+		if err != nil {
+			actErr = errors.Join(actErr, err)
+			satisfied = false
+		} else {
+			decision = plan(fresh)
+		}
+	}
 	if satisfied {
 		acted = len(decision.Creates) > 0 || len(decision.Deletes) > 0
 		actErr = errors.Join(actErr,
@@ -155,6 +167,38 @@ func (r *Reconciler) ownedPods(ctx context.Context, set *kantaiv1alpha1.NodeRepl
 	list := &corev1.PodList{}
 	if err := r.Client.List(ctx, list, client.InNamespace(set.Namespace), client.MatchingFields{podOwnerIndex: set.Name}); err != nil {
 		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	out := list.Items[:0]
+	for _, p := range list.Items {
+		if ref := metav1.GetControllerOf(&p); ref != nil && ref.UID == set.UID {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// ownedPodsFromAPIServer lists the pods controlled by set with a
+// consistent read of the API server, bypassing the cache.
+//
+// Why creates are decided on it: deterministic names make a repeated create
+// of a slot fail, but planning from a stale view could choose a different
+// slot than an earlier create whose pod the view lacks. Example: desired 1,
+// the pod in slot 0 terminating, its replacement created in slot 1; a cache
+// that has seen slot 0 go but not slot 1 arrive would fill slot 0 again. A
+// consistent read shows every pod whose create call succeeded. A create
+// whose call failed without a definite answer may still be stored later;
+// it is kept as uncertain and blocks decisions until a retry of the same
+// name settles it (see createPod). Only reconciles that create pay for this
+// read.
+func (r *Reconciler) ownedPodsFromAPIServer(ctx context.Context, set *kantaiv1alpha1.NodeReplicaSet) ([]corev1.Pod, error) {
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	list := &corev1.PodList{}
+	if err := reader.List(ctx, list, client.InNamespace(set.Namespace),
+		client.MatchingLabels{kantaiv1alpha1.LabelName: set.Name}); err != nil {
+		return nil, fmt.Errorf("listing pods from the API server: %w", err)
 	}
 	out := list.Items[:0]
 	for _, p := range list.Items {
