@@ -12,6 +12,10 @@ const (
 	LabelName = "nodereplicaset.kantai.dev/name"
 	// LabelNode holds the name of the node the pod is pinned to.
 	LabelNode = "nodereplicaset.kantai.dev/node"
+	// LabelSlot holds the pod's slot on its node (a decimal number >= 0).
+	// The pod name is derived from the NodeReplicaSet's UID, the node and
+	// the slot, so a slot can hold at most one pod at a time.
+	LabelSlot = "nodereplicaset.kantai.dev/slot"
 )
 
 // Condition types of a NodeReplicaSet.

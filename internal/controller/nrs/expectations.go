@@ -20,7 +20,12 @@ const DefaultExpectationsTTL = 5 * time.Minute
 // too much: the reconciler only acts when [Expectations.Satisfied].
 //
 // Record an expectation before the API call, so that the watch event cannot
-// arrive first, and lower it when the call fails.
+// arrive first, and lower it when the call certainly failed. A create whose
+// call failed in a way that leaves its outcome unknown (a time-out, a lost
+// connection, a server error: the pod may have been stored) is marked
+// uncertain with [Expectations.CreateUncertain] instead: it stays pending,
+// also past the TTL, until the cache shows the pod or a retry of the same
+// create gives a definite answer.
 type Expectations struct {
 	mu   sync.Mutex
 	ttl  time.Duration
@@ -29,7 +34,9 @@ type Expectations struct {
 }
 
 type pending struct {
-	creates map[string]struct{}
+	// creates maps pod names to the slot of an uncertain create; certain
+	// creates map to nil.
+	creates map[string]*Create
 	deletes map[types.UID]struct{}
 	since   time.Time
 }
@@ -48,7 +55,7 @@ func NewExpectations(ttl time.Duration, now func() time.Time) *Expectations {
 func (e *Expectations) get(key types.NamespacedName) *pending {
 	p := e.byID[key]
 	if p == nil {
-		p = &pending{creates: map[string]struct{}{}, deletes: map[types.UID]struct{}{}}
+		p = &pending{creates: map[string]*Create{}, deletes: map[types.UID]struct{}{}}
 		e.byID[key] = p
 	}
 	if len(p.creates) == 0 && len(p.deletes) == 0 {
@@ -61,7 +68,46 @@ func (e *Expectations) get(key types.NamespacedName) *pending {
 func (e *Expectations) ExpectCreate(key types.NamespacedName, name string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.get(key).creates[name] = struct{}{}
+	e.get(key).creates[name] = nil
+}
+
+// CreateUncertain records that the create of pod name, for the slot c,
+// failed without saying whether the pod was stored. It stays pending until
+// observed or settled by [Expectations.CreateConfirmed] or
+// [Expectations.CreationObserved] after a retry; the TTL does not drop it.
+func (e *Expectations) CreateUncertain(key types.NamespacedName, name string, c Create) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.get(key).creates[name] = &c
+}
+
+// CreateConfirmed records that pod name exists: a retry of its create
+// succeeded or found it already there. If the create is still pending, it
+// becomes certain and waits for the cache; if it was observed meanwhile,
+// nothing changes.
+func (e *Expectations) CreateConfirmed(key types.NamespacedName, name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p := e.byID[key]; p != nil {
+		if _, ok := p.creates[name]; ok {
+			p.creates[name] = nil
+		}
+	}
+}
+
+// Uncertain returns the uncertain creates of key by pod name.
+func (e *Expectations) Uncertain(key types.NamespacedName) map[string]Create {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]Create{}
+	if p := e.byID[key]; p != nil {
+		for name, c := range p.creates {
+			if c != nil {
+				out[name] = *c
+			}
+		}
+	}
+	return out
 }
 
 // ExpectDelete records that the pod with uid is about to be deleted for key.
@@ -92,8 +138,9 @@ func (e *Expectations) DeletionObserved(key types.NamespacedName, uid types.UID)
 }
 
 // Satisfied reports whether nothing is pending for key. Pending writes
-// older than the TTL are dropped. When not satisfied, wait is how long
-// until they expire.
+// older than the TTL are dropped, except uncertain creates. When not
+// satisfied, wait is how long until the pending writes expire (the TTL if
+// only uncertain creates remain).
 func (e *Expectations) Satisfied(key types.NamespacedName) (ok bool, wait time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -102,11 +149,21 @@ func (e *Expectations) Satisfied(key types.NamespacedName) (ok bool, wait time.D
 		return true, 0
 	}
 	age := e.now().Sub(p.since)
-	if age >= e.ttl {
+	if age < e.ttl {
+		return false, e.ttl - age
+	}
+	clear(p.deletes)
+	for name, c := range p.creates {
+		if c == nil {
+			delete(p.creates, name)
+		}
+	}
+	if len(p.creates) == 0 {
 		delete(e.byID, key)
 		return true, 0
 	}
-	return false, e.ttl - age
+	p.since = e.now()
+	return false, e.ttl
 }
 
 // Pending returns the number of pending creations and deletions for key.

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -57,4 +58,45 @@ func TestExpectations(t *testing.T) {
 	// Observations for unknown keys are ignored.
 	e.CreationObserved(other, "zz")
 	e.DeletionObserved(other, "zz")
+}
+
+func TestExpectations_Uncertain(t *testing.T) {
+	now := t0
+	e := NewExpectations(time.Minute, func() time.Time { return now })
+	key := types.NamespacedName{Namespace: "ns", Name: "x"}
+
+	e.ExpectCreate(key, "p1")
+	e.ExpectCreate(key, "p2")
+	e.CreateUncertain(key, "p2", Create{Node: "n", Slot: 1})
+	if diff := cmp.Diff(map[string]Create{"p2": {Node: "n", Slot: 1}}, e.Uncertain(key)); diff != "" {
+		t.Errorf("Uncertain (-want,+got):\n%s", diff)
+	}
+
+	// The TTL drops certain writes only: the uncertain create may have
+	// stored a pod, and only a retry or the cache can tell.
+	now = now.Add(time.Minute)
+	if ok, wait := e.Satisfied(key); ok || wait != time.Minute {
+		t.Fatalf("Satisfied() = %v, %v; want false, 1m", ok, wait)
+	}
+	if c, _ := e.Pending(key); c != 1 {
+		t.Fatalf("pending creates = %d, want 1 (the uncertain one)", c)
+	}
+
+	// A retry that finds the pod makes it certain: it waits for the cache.
+	e.CreateConfirmed(key, "p2")
+	if got := e.Uncertain(key); len(got) != 0 {
+		t.Errorf("Uncertain after confirm = %v", got)
+	}
+	if ok, _ := e.Satisfied(key); ok {
+		t.Fatal("confirmed create no longer pending")
+	}
+	e.CreationObserved(key, "p2")
+	if ok, _ := e.Satisfied(key); !ok {
+		t.Fatal("not satisfied after the cache showed the pod")
+	}
+	// Confirming a create already observed does not bring it back.
+	e.CreateConfirmed(key, "p2")
+	if ok, _ := e.Satisfied(key); !ok {
+		t.Fatal("confirm after observe made the create pending again")
+	}
 }

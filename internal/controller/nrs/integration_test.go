@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,93 @@ func TestExactCountsUnderRapidSpecChanges(t *testing.T) {
 	}
 	t.Logf("final %v; pods created over 20 changes: %d; most live at once per node %v (most asked %v)",
 		want, created, maxLive, maxAsked)
+}
+
+// TestExactCountsWithCreateErrors injects pod create errors: 30% of the
+// creates store the pod and then report a time-out, 10% report a time-out
+// without storing. Meanwhile the spec changes quickly and pods are deleted
+// (their replacements are created while they terminate). No node may ever
+// have more live pods than the most asked for it, and the counts must end
+// exact.
+func TestExactCountsWithCreateErrors(t *testing.T) {
+	requireEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := newNamespace(t)
+	nodes := []string{ns + "-a", ns + "-b", ns + "-c", ns + "-d"}
+	createNodes(t, nodes...)
+	k8stest.StartKubelet(ctx, k8sClient, ns)
+	rec := recordPods(t, ns)
+	faultPlan := injectCreateErrors(t, ns, 7, 0.3, 0.1)
+
+	rnd := rand.New(rand.NewPCG(7, 11))
+	replicas := map[string]int32{}
+	maxAsked := map[string]int{}
+	for _, n := range nodes {
+		replicas[n] = 3
+		maxAsked[n] = 3
+	}
+	if err := k8sClient.Create(ctx, newSet(ns, "faulty", maps.Clone(replicas))); err != nil {
+		t.Fatal(err)
+	}
+	deletedPods := 0
+	for i := range 30 {
+		if i%3 == 2 {
+			// Delete a live pod: it is replaced while it terminates.
+			var live []corev1.Pod
+			for _, pods := range livePods(t, ns) {
+				live = append(live, pods...)
+			}
+			if len(live) > 0 {
+				victim := live[rnd.IntN(len(live))]
+				if err := k8sClient.Delete(ctx, &victim); err == nil {
+					deletedPods++
+				}
+			}
+		} else {
+			n := nodes[rnd.IntN(len(nodes))]
+			replicas[n] = int32(rnd.IntN(6))
+			maxAsked[n] = max(maxAsked[n], int(replicas[n]))
+			mergePatch(t, ns, "faulty", fmt.Sprintf(`{"spec":{"replicas":{%q:%d}}}`, n, replicas[n]))
+		}
+		time.Sleep(time.Duration(rnd.IntN(100)) * time.Millisecond)
+	}
+	want := map[string]int{}
+	for n, c := range replicas {
+		if c > 0 {
+			want[n] = int(c)
+		}
+	}
+	waitCounts(t, ns, want)
+	time.Sleep(2 * time.Second)
+	if got := countsOf(livePods(t, ns)); !maps.Equal(got, want) {
+		t.Fatalf("after settling: pods per node %v, want %v", got, want)
+	}
+	created, maxLive := rec.snapshot()
+	for n, m := range maxLive {
+		if m > maxAsked[n] {
+			t.Errorf("node %s had %d live pods at once; never asked for more than %d", n, m, maxAsked[n])
+		}
+	}
+	set := getSet(t, ns, "faulty")
+	for node, pods := range livePods(t, ns) {
+		for _, p := range pods {
+			slot, err := strconv.Atoi(p.Labels[kantaiv1alpha1.LabelSlot])
+			if err != nil {
+				t.Errorf("pod %s: slot label %q", p.Name, p.Labels[kantaiv1alpha1.LabelSlot])
+				continue
+			}
+			if want := nrs.PodName(set, node, slot); p.Name != want {
+				t.Errorf("pod %s in slot %s/%d, want name %s", p.Name, node, slot, want)
+			}
+		}
+	}
+	after, before := faultPlan.injected()
+	if after == 0 || before == 0 {
+		t.Errorf("injected %d errors after storing and %d before; the test needs both", after, before)
+	}
+	t.Logf("final %v; %d pods deleted by the test; pods created: %d; injected errors: %d after storing, %d without storing; most live at once per node %v (most asked %v)",
+		want, deletedPods, created, after, before, maxLive, maxAsked)
 }
 
 func TestUnknownNodeAndNodeDeletion(t *testing.T) {

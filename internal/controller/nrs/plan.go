@@ -14,7 +14,11 @@ type PodInfo struct {
 	Name string
 	UID  types.UID
 	// Node is the node the pod was created for (its node label).
-	Node    string
+	Node string
+	// Slot is the pod's slot on Node (its slot label), -1 if it has none.
+	// Every pod seen, terminating and finished ones included, holds its
+	// slot: its name is taken until it is gone from the API.
+	Slot    int
 	Created time.Time
 	Ready   bool
 	// Terminating pods (deletionTimestamp set) are going away: they are
@@ -52,10 +56,17 @@ type NodeCount struct {
 	Missing bool
 }
 
+// Create is one pod to create: the lowest free slot of a node.
+type Create struct {
+	Node string
+	Slot int
+}
+
 // Decision is what [Plan] returns.
 type Decision struct {
-	// Creates lists one node name per pod to create, nodes in name order.
-	Creates []string
+	// Creates lists the pods to create, nodes in name order, then slots
+	// in increasing order.
+	Creates []Create
 	// Deletes lists the pods to delete: finished pods first, then surplus
 	// pods in the order they should go.
 	Deletes []Delete
@@ -108,20 +119,35 @@ func (d Decision) ReadyString() string {
 
 // Plan decides which pods to create and delete so that each node gets the
 // count of desired. nodeExists reports whether a node exists in the
-// cluster. Plan is pure and accepts any input: negative counts act as 0.
+// cluster. nameTaken, if not nil, reports whether the name of a slot is held
+// by a pod that the slot labels of pods do not show (a pod not controlled
+// by the set, or one of its pods whose label was changed). Plan is pure and
+// accepts any input: negative counts act as 0.
 //
 // Rules:
-//   - terminating pods are ignored (they are going away);
+//   - terminating pods are not counted (they are going away) and not
+//     deleted again;
 //   - finished pods are deleted and not counted, so they get replaced;
 //   - on an existing node, missing pods are created and surplus pods are
 //     deleted, unready before ready, then newest first;
+//   - a new pod takes the lowest free slot of its node: a slot is taken
+//     while any pod seen holds it, terminating and finished ones included
+//     (their names are still in use), so a replacement for a terminating
+//     pod takes the next slot instead of waiting for it to go;
 //   - on a node that does not exist, pods are not counted and nothing is
 //     created or deleted;
 //   - pods on nodes no longer wanted (absent from desired) are deleted.
-func Plan(desired map[string]int32, nodeExists func(node string) bool, pods []PodInfo) Decision {
+func Plan(desired map[string]int32, nodeExists func(node string) bool, pods []PodInfo, nameTaken func(node string, slot int) bool) Decision {
 	var d Decision
 	active := map[string][]PodInfo{}
+	held := map[string]map[int]bool{}
 	for _, p := range pods {
+		if p.Slot >= 0 {
+			if held[p.Node] == nil {
+				held[p.Node] = map[int]bool{}
+			}
+			held[p.Node][p.Slot] = true
+		}
 		switch {
 		case p.Terminating:
 		case p.Finished:
@@ -153,8 +179,11 @@ func Plan(desired map[string]int32, nodeExists func(node string) bool, pods []Po
 				nc.Ready++
 			}
 		}
-		for range int(want) - len(onNode) {
-			d.Creates = append(d.Creates, node)
+		taken := func(slot int) bool {
+			return held[node][slot] || nameTaken != nil && nameTaken(node, slot)
+		}
+		for _, slot := range FreeSlots(int(want)-len(onNode), taken) {
+			d.Creates = append(d.Creates, Create{Node: node, Slot: slot})
 		}
 		d.Nodes = append(d.Nodes, nc)
 	}
@@ -170,6 +199,18 @@ func Plan(desired map[string]int32, nodeExists func(node string) bool, pods []Po
 		}
 	}
 	return d
+}
+
+// FreeSlots returns the n lowest slots in [0, MaxSlots) for which taken
+// is false, in increasing order (fewer if there are not that many).
+func FreeSlots(n int, taken func(slot int) bool) []int {
+	var out []int
+	for slot := 0; len(out) < n && slot < MaxSlots; slot++ {
+		if !taken(slot) {
+			out = append(out, slot)
+		}
+	}
+	return out
 }
 
 // sortForDeletion orders pods so that the first ones are the best to delete:

@@ -11,9 +11,36 @@ import (
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// pod builds a PodInfo; age is in seconds before t0+1h (bigger = older).
+// pod builds a PodInfo without a slot; age is in seconds before t0+1h
+// (bigger = older).
 func pod(name, node string, age int, ready bool) PodInfo {
-	return PodInfo{Name: name, UID: k8stypes.UID("uid-" + name), Node: node, Created: t0.Add(time.Hour - time.Duration(age)*time.Second), Ready: ready}
+	return PodInfo{Name: name, UID: k8stypes.UID("uid-" + name), Node: node, Slot: -1,
+		Created: t0.Add(time.Hour - time.Duration(age)*time.Second), Ready: ready}
+}
+
+// inSlot returns p holding slot.
+func inSlot(p PodInfo, slot int) PodInfo {
+	p.Slot = slot
+	return p
+}
+
+func terminatingPod(p PodInfo) PodInfo {
+	p.Terminating = true
+	return p
+}
+
+func finishedPod(p PodInfo) PodInfo {
+	p.Finished = true
+	return p
+}
+
+// created formats the creates of d as "node/slot".
+func created(d Decision) []string {
+	var out []string
+	for _, c := range d.Creates {
+		out = append(out, fmt.Sprintf("%s/%d", c.Node, c.Slot))
+	}
+	return out
 }
 
 func exists(nodes ...string) func(string) bool {
@@ -43,6 +70,7 @@ func TestPlan(t *testing.T) {
 		desired     map[string]int32
 		nodes       func(string) bool
 		pods        []PodInfo
+		nameTaken   func(node string, slot int) bool
 		wantCreates []string
 		wantDeletes []string
 		wantReady   string
@@ -54,7 +82,7 @@ func TestPlan(t *testing.T) {
 		name:        "scale up from nothing, nodes in name order",
 		desired:     map[string]int32{"b": 2, "a": 1, "c": 0},
 		nodes:       exists("a", "b", "c"),
-		wantCreates: []string{"a", "b", "b"}, wantDeletes: []string{}, wantReady: "0-0-0/1-2-0",
+		wantCreates: []string{"a/0", "b/0", "b/1"}, wantDeletes: []string{}, wantReady: "0-0-0/1-2-0",
 	}, {
 		name:        "exact counts: nothing to do",
 		desired:     map[string]int32{"a": 1, "b": 2},
@@ -83,13 +111,13 @@ func TestPlan(t *testing.T) {
 		desired:     map[string]int32{"a": 1},
 		nodes:       exists("a"),
 		pods:        []PodInfo{terminating},
-		wantCreates: []string{"a"}, wantDeletes: []string{}, wantReady: "0/1",
+		wantCreates: []string{"a/0"}, wantDeletes: []string{}, wantReady: "0/1",
 	}, {
 		name:        "finished pod is deleted and replaced",
 		desired:     map[string]int32{"a": 2},
 		nodes:       exists("a"),
 		pods:        []PodInfo{finished, pod("ok", "a", 1, true)},
-		wantCreates: []string{"a"}, wantDeletes: []string{"f:Finished"}, wantReady: "1/2",
+		wantCreates: []string{"a/0"}, wantDeletes: []string{"f:Finished"}, wantReady: "1/2",
 	}, {
 		name:        "missing node: not counted, nothing created or deleted there",
 		desired:     map[string]int32{"a": 1, "gone": 3},
@@ -119,11 +147,55 @@ func TestPlan(t *testing.T) {
 		nodes:       exists("a"),
 		pods:        []PodInfo{pod("a1", "a", 1, true)},
 		wantDeletes: []string{"a1:Surplus"}, wantReady: "0/0",
+	}, {
+		name:        "lowest free slots fill the gaps",
+		desired:     map[string]int32{"a": 4},
+		nodes:       exists("a"),
+		pods:        []PodInfo{inSlot(pod("a0", "a", 1, true), 0), inSlot(pod("a2", "a", 1, true), 2)},
+		wantCreates: []string{"a/1", "a/3"}, wantDeletes: []string{}, wantReady: "2/4",
+	}, {
+		name:    "terminating pod holds its slot: the replacement takes the next one",
+		desired: map[string]int32{"a": 2},
+		nodes:   exists("a"),
+		pods: []PodInfo{inSlot(terminatingPod(pod("a0", "a", 1, true)), 0),
+			inSlot(pod("a1", "a", 1, true), 1)},
+		wantCreates: []string{"a/2"}, wantDeletes: []string{}, wantReady: "1/2",
+	}, {
+		name:    "finished pod holds its slot until deleted",
+		desired: map[string]int32{"a": 2},
+		nodes:   exists("a"),
+		pods: []PodInfo{inSlot(finishedPod(pod("a0", "a", 1, false)), 0),
+			inSlot(pod("a1", "a", 1, true), 1)},
+		wantCreates: []string{"a/2"}, wantDeletes: []string{"a0:Finished"}, wantReady: "1/2",
+	}, {
+		name:        "slots are per node",
+		desired:     map[string]int32{"a": 1, "b": 1},
+		nodes:       exists("a", "b"),
+		pods:        []PodInfo{inSlot(pod("a0", "a", 1, true), 0)},
+		wantCreates: []string{"b/0"}, wantDeletes: []string{}, wantReady: "1-0/1-1",
+	}, {
+		name:        "slots of nodes no longer wanted do not matter",
+		desired:     map[string]int32{"a": 1},
+		nodes:       exists("a", "b"),
+		pods:        []PodInfo{inSlot(pod("b0", "b", 1, true), 0)},
+		wantCreates: []string{"a/0"}, wantDeletes: []string{"b0:NodeNotWanted"}, wantReady: "0/1",
+	}, {
+		name:        "names taken by other pods are skipped",
+		desired:     map[string]int32{"a": 2},
+		nodes:       exists("a"),
+		nameTaken:   func(node string, slot int) bool { return node == "a" && (slot == 0 || slot == 2) },
+		wantCreates: []string{"a/1", "a/3"}, wantDeletes: []string{}, wantReady: "0/2",
+	}, {
+		name:        "pods without a slot count but hold no slot",
+		desired:     map[string]int32{"a": 2},
+		nodes:       exists("a"),
+		pods:        []PodInfo{pod("legacy", "a", 1, true)},
+		wantCreates: []string{"a/0"}, wantDeletes: []string{}, wantReady: "1/2",
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := Plan(tc.desired, tc.nodes, tc.pods)
-			if diff := cmp.Diff(tc.wantCreates, d.Creates); diff != "" {
+			d := Plan(tc.desired, tc.nodes, tc.pods, tc.nameTaken)
+			if diff := cmp.Diff(tc.wantCreates, created(d)); diff != "" {
 				t.Errorf("creates (-want,+got):\n%s", diff)
 			}
 			if diff := cmp.Diff(tc.wantDeletes, deleted(d)); diff != "" {
@@ -151,10 +223,14 @@ func TestPlanConverges(t *testing.T) {
 			for i := range (seed + n) % 7 {
 				p := pod(fmt.Sprintf("%s-%d", node, i), node, i, (seed+i)%2 == 0)
 				p.Finished = (seed+i)%5 == 0
+				p.Terminating = (seed+i)%11 == 0
+				if (seed+i)%3 != 0 {
+					p.Slot = i * 2
+				}
 				pods = append(pods, p)
 			}
 		}
-		d := Plan(desired, exists("n0", "n1", "n2", "n3"), pods)
+		d := Plan(desired, exists("n0", "n1", "n2", "n3"), pods, nil)
 		gone := map[string]bool{}
 		for _, del := range d.Deletes {
 			gone[del.Pod.Name] = true
@@ -165,10 +241,22 @@ func TestPlanConverges(t *testing.T) {
 				after = append(after, p)
 			}
 		}
-		for i, node := range d.Creates {
-			after = append(after, pod(fmt.Sprintf("new-%d", i), node, 0, false))
+		for i, c := range d.Creates {
+			after = append(after, inSlot(pod(fmt.Sprintf("new-%d", i), c.Node, 0, false), c.Slot))
 		}
-		d2 := Plan(desired, exists("n0", "n1", "n2", "n3"), after)
+		// A slot never holds two pods.
+		held := map[Create]string{}
+		for _, p := range after {
+			if p.Slot < 0 {
+				continue
+			}
+			k := Create{Node: p.Node, Slot: p.Slot}
+			if other, ok := held[k]; ok {
+				t.Fatalf("seed %d: pods %s and %s both in slot %v", seed, other, p.Name, k)
+			}
+			held[k] = p.Name
+		}
+		d2 := Plan(desired, exists("n0", "n1", "n2", "n3"), after, nil)
 		if len(d2.Creates) != 0 || len(d2.Deletes) != 0 {
 			t.Fatalf("seed %d: second plan not empty: %v %v", seed, d2.Creates, deleted(d2))
 		}
@@ -177,5 +265,37 @@ func TestPlanConverges(t *testing.T) {
 				t.Fatalf("seed %d: node %s current %d desired %d", seed, n.Node, n.Current, n.Desired)
 			}
 		}
+	}
+}
+
+func TestFreeSlots(t *testing.T) {
+	takenSet := func(slots ...int) func(int) bool {
+		m := map[int]bool{}
+		for _, s := range slots {
+			m[s] = true
+		}
+		return func(s int) bool { return m[s] }
+	}
+	tests := []struct {
+		name  string
+		n     int
+		taken func(int) bool
+		want  []int
+	}{
+		{name: "none wanted", n: 0, taken: takenSet(), want: nil},
+		{name: "negative wanted", n: -2, taken: takenSet(), want: nil},
+		{name: "empty node", n: 3, taken: takenSet(), want: []int{0, 1, 2}},
+		{name: "gaps first", n: 3, taken: takenSet(0, 2, 3), want: []int{1, 4, 5}},
+		{name: "lowest held (terminating) is skipped", n: 1, taken: takenSet(0), want: []int{1}},
+		{name: "all taken", n: 2, taken: func(int) bool { return true }, want: nil},
+		{name: "near the end", n: 3, taken: func(s int) bool { return s < MaxSlots-2 }, want: []int{MaxSlots - 2, MaxSlots - 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := FreeSlots(tc.n, tc.taken)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("FreeSlots(%d) (-want,+got):\n%s", tc.n, diff)
+			}
+		})
 	}
 }

@@ -1,11 +1,14 @@
 package nrs
 
 import (
-	"math/rand/v2"
+	"crypto/sha256"
+	"encoding/binary"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	kantaiv1alpha1 "kantai.dev/kantai/api/v1alpha1"
 )
@@ -19,28 +22,61 @@ const (
 	maxPodName     = 253
 )
 
-// podName returns "<nrs>-<node>-<5 random chars>", the prefix shortened if
-// the whole would exceed the 253 characters a pod name may have.
-func podName(nrs, node string, rnd *rand.Rand) string {
-	prefix := nrs + "-" + node
+// MaxSlots is the number of distinct name suffixes (27^5): slots 0 to
+// MaxSlots-1 of a node all have different names.
+const MaxSlots = 14348907
+
+// PodName returns the name of the pod in slot of node for set:
+// "<set>-<node>-<suffix>", the prefix shortened if the whole would exceed
+// the 253 characters a pod name may have. The 5-character suffix is derived
+// from set's UID, node and slot (see slotSuffix), so the name of a slot is
+// always the same: a second create of a slot fails with AlreadyExists
+// instead of making a second pod.
+func PodName(set *kantaiv1alpha1.NodeReplicaSet, node string, slot int) string {
+	return podName(set.Name, set.UID, node, slot)
+}
+
+func podName(set string, uid types.UID, node string, slot int) string {
+	prefix := set + "-" + node
 	if limit := maxPodName - suffixLen - 1; len(prefix) > limit {
 		prefix = strings.TrimRight(prefix[:limit], "-.")
 	}
-	b := make([]byte, suffixLen)
-	for i := range b {
-		b[i] = suffixAlphabet[rnd.IntN(len(suffixAlphabet))]
-	}
-	return prefix + "-" + string(b)
+	return prefix + "-" + slotSuffix(uid, node, slot)
 }
 
-// newPod builds the pod to create on node for set. hostname is the value of
+// slotSuffix returns 5 characters of suffixAlphabet for (uid, node, slot).
+// A SHA-256 of uid and node gives an offset and a step not divisible by 3;
+// the suffix encodes offset + slot*step modulo 27^5 in base 27. As the step
+// is coprime with 27^5, slots 0 to MaxSlots-1 of one node get distinct
+// suffixes, while they look random and differ between NodeReplicaSets
+// (a set deleted and re-created under the same name gets a new UID, so its
+// pods do not collide with the old, still terminating ones).
+func slotSuffix(uid types.UID, node string, slot int) string {
+	h := sha256.Sum256([]byte(string(uid) + "\x00" + node))
+	offset := binary.BigEndian.Uint64(h[0:8]) % MaxSlots
+	step := 3*(binary.BigEndian.Uint64(h[8:16])%(MaxSlots/3)) + 1 + binary.BigEndian.Uint64(h[16:24])%2
+	s := uint64(slot % MaxSlots)
+	if slot < 0 {
+		s = uint64(slot%MaxSlots + MaxSlots)
+	}
+	v := (offset + s*step) % MaxSlots
+	b := make([]byte, suffixLen)
+	for i := suffixLen - 1; i >= 0; i-- {
+		b[i] = suffixAlphabet[v%uint64(len(suffixAlphabet))]
+		v /= uint64(len(suffixAlphabet))
+	}
+	return string(b)
+}
+
+// newPod builds the pod for slot of node for set. hostname is the value of
 // the node's kubernetes.io/hostname label (the node name when the node has
 // no such label). The pod:
-//   - carries the template labels plus LabelName and LabelNode;
+//   - is named PodName(set, node, slot);
+//   - carries the template labels plus LabelName, LabelNode and LabelSlot;
 //   - requires, through node affinity, the node whose hostname label is
 //     hostname, so the scheduler still checks resources and taints;
 //   - is controlled by set, so it is garbage-collected with it.
-func newPod(set *kantaiv1alpha1.NodeReplicaSet, node, hostname, name string) *corev1.Pod {
+func newPod(set *kantaiv1alpha1.NodeReplicaSet, node string, slot int, hostname string) *corev1.Pod {
 	tmpl := set.Spec.Template.DeepCopy()
 	labels := map[string]string{}
 	for k, v := range tmpl.Labels {
@@ -48,10 +84,11 @@ func newPod(set *kantaiv1alpha1.NodeReplicaSet, node, hostname, name string) *co
 	}
 	labels[kantaiv1alpha1.LabelName] = set.Name
 	labels[kantaiv1alpha1.LabelNode] = node
+	labels[kantaiv1alpha1.LabelSlot] = strconv.Itoa(slot)
 
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
+			Name:        PodName(set, node, slot),
 			Namespace:   set.Namespace,
 			Labels:      labels,
 			Annotations: tmpl.Annotations,
@@ -100,9 +137,15 @@ func podInfo(p *corev1.Pod) PodInfo {
 		Name:        p.Name,
 		UID:         p.UID,
 		Node:        p.Labels[kantaiv1alpha1.LabelNode],
+		Slot:        -1,
 		Created:     p.CreationTimestamp.Time,
 		Terminating: p.DeletionTimestamp != nil,
 		Finished:    p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded,
+	}
+	if v, ok := p.Labels[kantaiv1alpha1.LabelSlot]; ok {
+		if slot, err := strconv.Atoi(v); err == nil && slot >= 0 {
+			info.Slot = slot
+		}
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {

@@ -52,6 +52,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
 	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	if r.Recorder == nil {
 		r.Recorder = mgr.GetEventRecorder(ControllerName)
 	}
@@ -63,12 +66,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error
 	}
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &corev1.Pod{}, podOwnerIndex, func(o client.Object) []string {
-		if name, ok := ownerName(o); ok {
-			return []string{name}
-		}
-		return nil
-	}); err != nil {
+	if err := idx.IndexField(ctx, &corev1.Pod{}, podOwnerIndex, podOwnerIndexValue); err != nil {
 		return err
 	}
 	if err := idx.IndexField(ctx, &kantaiv1alpha1.NodeReplicaSet{}, nrsNodeIndex, func(o client.Object) []string {
@@ -90,6 +88,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error
 			builder.WithPredicates(nodePredicate())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(maxConcurrent, 1)}).
 		Complete(r)
+}
+
+// podOwnerIndexValue is the podOwnerIndex value of a pod.
+func podOwnerIndexValue(o client.Object) []string {
+	if name, ok := ownerName(o); ok {
+		return []string{name}
+	}
+	return nil
 }
 
 // ownerName returns the name of the NodeReplicaSet controlling o.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -93,7 +94,8 @@ func runWithEnv(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := (&nrs.Reconciler{}).SetupWithManager(mgr, 4); err != nil {
+	faults = &faultClient{Client: mgr.GetClient(), byNS: map[string]*faultPlan{}}
+	if err := (&nrs.Reconciler{Client: faults}).SetupWithManager(mgr, 4); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -106,6 +108,81 @@ func runWithEnv(m *testing.M) int {
 	})
 	defer func() { cancel(); wg.Wait() }()
 	return m.Run()
+}
+
+// faults is the controller's client; it injects pod create errors in the
+// namespaces a test registers with injectCreateErrors.
+var faults *faultClient
+
+// faultClient makes some pod creates fail: "after" creates store the pod
+// and then report an error (a client-side time-out or a 504, as when the
+// server is slow), "before" creates report a time-out without storing.
+type faultClient struct {
+	client.Client
+	mu   sync.Mutex
+	byNS map[string]*faultPlan
+}
+
+type faultPlan struct {
+	rnd           *rand.Rand
+	after, before float64 // probability of each kind of failure
+	// Counts of injected failures.
+	injectedAfter, injectedBefore int
+}
+
+// injectCreateErrors makes pod creates in ns fail with the given
+// probabilities (seeded) until the test ends.
+func injectCreateErrors(tb testing.TB, ns string, seed uint64, after, before float64) *faultPlan {
+	tb.Helper()
+	p := &faultPlan{rnd: rand.New(rand.NewPCG(seed, seed)), after: after, before: before}
+	faults.mu.Lock()
+	faults.byNS[ns] = p
+	faults.mu.Unlock()
+	tb.Cleanup(func() {
+		faults.mu.Lock()
+		delete(faults.byNS, ns)
+		faults.mu.Unlock()
+	})
+	return p
+}
+
+// injected returns the counts of injected failures so far: creates that
+// stored the pod and reported an error, and creates that stored nothing.
+func (p *faultPlan) injected() (after, before int) {
+	faults.mu.Lock()
+	defer faults.mu.Unlock()
+	return p.injectedAfter, p.injectedBefore
+}
+
+func (c *faultClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	if _, isPod := obj.(*corev1.Pod); !isPod {
+		return c.Client.Create(ctx, obj, opts...)
+	}
+	c.mu.Lock()
+	var after, before, deadline bool
+	p := c.byNS[obj.GetNamespace()]
+	if p != nil {
+		x := p.rnd.Float64()
+		after, before = x < p.after, x >= p.after && x < p.after+p.before
+		deadline = p.rnd.IntN(2) == 0
+		if before {
+			p.injectedBefore++
+		}
+	}
+	c.mu.Unlock()
+	if before {
+		return apierrors.NewTimeoutError("injected: no answer, pod not stored", 1)
+	}
+	if err := c.Client.Create(ctx, obj, opts...); err != nil || !after {
+		return err
+	}
+	c.mu.Lock()
+	p.injectedAfter++
+	c.mu.Unlock()
+	if deadline {
+		return fmt.Errorf("injected after the pod was stored: %w", context.DeadlineExceeded)
+	}
+	return apierrors.NewTimeoutError("injected after the pod was stored", 1)
 }
 
 type discard struct{}
