@@ -75,7 +75,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) (err error) {
 	tw.Flush()
 	r.say("links: node1↔node2 1 ms, node1/node2↔node3 50 ms ± 10 ms (emulated in user space)")
 	if err := r.waitFor(ctx, 15*time.Second, "latency agents to measure every link a few times", func() bool {
-		return f.LatencyKnown() && minSamples(f.Latency()) >= 3
+		return f.LatencySamples() >= 3
 	}); err != nil {
 		return err
 	}
@@ -147,18 +147,6 @@ func Run(ctx context.Context, out io.Writer, opts Options) (err error) {
 	r.begin("the latency matrix, as measured by the agents")
 	r.printLatency(f.Latency())
 	return nil
-}
-
-func minSamples(m latency.Matrix) int {
-	least := -1
-	for _, row := range m {
-		for _, e := range row {
-			if least < 0 || e.Samples < least {
-				least = e.Samples
-			}
-		}
-	}
-	return least
 }
 
 func (r *runner) fnStatus(key string) fleet.FunctionStatus {

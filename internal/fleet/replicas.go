@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"kantai.dev/kantai/internal/autoscale"
 	"kantai.dev/kantai/internal/function"
 	"kantai.dev/kantai/internal/gateway"
 	"kantai.dev/kantai/internal/placement"
@@ -83,7 +84,12 @@ func (f *Fleet) reconcile() {
 					ready++
 				}
 			}
-			rt.decision = rt.scaler.Decide(now, ready)
+			d := rt.scaler.Decide(now, ready)
+			if !sameDecision(d, rt.decision) {
+				f.log.Debug("autoscaler decision", "function", key, "total", d.Total, "perOrigin", d.PerOrigin,
+					"reason", d.Reason, "stable", d.StableConcurrency, "panic", d.Panic)
+			}
+			rt.decision = d
 			plan = f.place.Plan(f.placementInput(rt, used))
 			rt.unplaced = plan.Unplaced
 		}
@@ -92,6 +98,12 @@ func (f *Fleet) reconcile() {
 			rt.replicas[r.name] = r
 			used[r.node]++
 			starts = append(starts, r)
+		}
+		if len(plan.Remove) > 0 && starting(rt) && readyAfter(rt, plan.Remove) < wanted(rt) {
+			// Make before break: replicas being replaced keep serving
+			// until their successors are ready; the removal comes in a
+			// later round.
+			plan.Remove = nil
 		}
 		for _, name := range plan.Remove {
 			if r, ok := rt.replicas[name]; ok && r.getState() != StateStopping {
@@ -113,6 +125,56 @@ func (f *Fleet) reconcile() {
 		f.log.Info("stopping replica", "function", r.key, "replica", r.name, "node", r.node)
 		go r.stop(30 * time.Second)
 	}
+}
+
+// starting reports whether any replica of the function is still starting;
+// f.mu held.
+func starting(rt *fnRuntime) bool {
+	for _, r := range rt.replicas {
+		if r.getState() == StateStarting {
+			return true
+		}
+	}
+	return false
+}
+
+// readyAfter counts the ready replicas left once remove is done; f.mu held.
+func readyAfter(rt *fnRuntime, remove []string) int {
+	gone := map[string]bool{}
+	for _, n := range remove {
+		gone[n] = true
+	}
+	n := 0
+	for name, r := range rt.replicas {
+		if !gone[name] && r.getState() == StateReady {
+			n++
+		}
+	}
+	return n
+}
+
+// wanted is the function's wanted total; f.mu held.
+func wanted(rt *fnRuntime) int {
+	if rt.fixed == nil {
+		return rt.decision.Total
+	}
+	n := 0
+	for _, c := range rt.fixed {
+		n += c
+	}
+	return n
+}
+
+func sameDecision(a, b autoscale.Decision) bool {
+	if a.Total != b.Total || a.Panic != b.Panic || len(a.PerOrigin) != len(b.PerOrigin) {
+		return false
+	}
+	for k, v := range a.PerOrigin {
+		if b.PerOrigin[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // placementInput describes the fleet for the placement policy; f.mu held.
@@ -145,11 +207,27 @@ func (f *Fleet) placementInput(rt *fnRuntime, used map[string]int) placement.Inp
 // treated as far away until the agents know better.
 const unknownRTT = time.Second
 
-// defaultProcessing is assumed where a function has not been measured yet;
-// the same everywhere, so only latency decides.
+// defaultProcessing is assumed where a function has not been measured at
+// all yet; the same everywhere, so only latency decides.
 const defaultProcessing = time.Millisecond
 
+// costFunc is the placement cost: measured RTT from the origin plus the
+// function's processing time on the node. A node where the function has not
+// run yet is assumed as fast as the average of the nodes where it has, so an
+// unmeasured node looks neither better nor worse than the rest.
 func (f *Fleet) costFunc(rt *fnRuntime) placement.Cost {
+	fallback := defaultProcessing
+	var sum time.Duration
+	n := 0
+	for _, est := range rt.processing {
+		if est.count > 0 {
+			sum += est.mean
+			n++
+		}
+	}
+	if n > 0 {
+		fallback = sum / time.Duration(n)
+	}
 	return func(origin, nodeName string) time.Duration {
 		var rtt time.Duration
 		if origin != nodeName {
@@ -163,7 +241,7 @@ func (f *Fleet) costFunc(rt *fnRuntime) placement.Cost {
 			}
 			rtt = d
 		}
-		p := defaultProcessing
+		p := fallback
 		if est, ok := rt.processing[nodeName]; ok && est.count > 0 {
 			p = est.mean
 		}

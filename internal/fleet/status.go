@@ -133,17 +133,26 @@ func (f *Fleet) Replicas() []ReplicaStatus {
 }
 
 // LatencyKnown reports whether every directed pair has been measured.
-func (f *Fleet) LatencyKnown() bool {
+func (f *Fleet) LatencyKnown() bool { return f.LatencySamples() > 0 }
+
+// LatencySamples is the fewest probes behind any directed pair's estimate:
+// placement decisions made on one or two jittery samples can be far off.
+func (f *Fleet) LatencySamples() int {
 	m := f.Latency()
+	least := -1
 	for _, a := range f.nodes {
 		for _, b := range f.nodes {
 			if a == b {
 				continue
 			}
-			if _, ok := m.Get(a.spec.Name, b.spec.Name); !ok {
-				return false
+			e, ok := m[a.spec.Name][b.spec.Name]
+			if !ok {
+				return 0
+			}
+			if least < 0 || e.Samples < least {
+				least = e.Samples
 			}
 		}
 	}
-	return true
+	return max(least, 0)
 }
