@@ -322,6 +322,11 @@ func (f *Fleet) forget(r *replicaProc) {
 	}
 	f.mu.Unlock()
 	f.publish(r.key)
+	// Keep-alive connections to the ended process are dead; a new replica
+	// may soon listen on the same port and must not inherit them.
+	for _, n := range f.nodes {
+		n.transport.CloseIdleConnections()
+	}
 	f.Kick()
 }
 

@@ -608,12 +608,29 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "kantai: no function serves host "+strconv.Quote(r.Host), http.StatusNotFound)
 		return
 	}
-	rep, err := f.acquire(r.Context(), start)
-	if err != nil {
-		g.fail(w, f, err)
-		return
+	// A request without a body is retried on another replica when the
+	// chosen one refuses the connection (it is stopping or has died): then
+	// nothing was sent, and the client need not see a replica's end.
+	for attempt := 1; ; attempt++ {
+		rep, err := f.acquire(r.Context(), start)
+		if err != nil {
+			g.fail(w, f, err)
+			return
+		}
+		retryable := attempt < maxAttempts && r.ContentLength == 0
+		if !g.forward(w, r, f, rep, start, retryable) {
+			return
+		}
 	}
-	g.forward(w, r, f, rep, start)
+}
+
+// maxAttempts bounds the replicas one request is offered to.
+const maxAttempts = 3
+
+// isDialError reports a failure to connect: the request never left.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 func (g *Gateway) fail(w http.ResponseWriter, f *function, err error) {
@@ -693,7 +710,10 @@ func trimSpace(s string) string {
 	return s
 }
 
-func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, f *function, rep *replica, start time.Time) {
+// forward sends the request to rep and copies the answer back. It returns
+// true, having written nothing, when retryable and the replica could not be
+// reached, so the caller may choose another.
+func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, f *function, rep *replica, start time.Time, retryable bool) bool {
 	// The outbound request is not pooled: http.Transport may still read it
 	// (headers included) from its write loop after returning the response,
 	// and nothing tells us reliably when that is over.
@@ -720,17 +740,20 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, f *function, 
 	now := time.Now()
 	if err != nil {
 		f.release(rep, now, -1)
+		g.cfg.Log.Debug("forwarding failed", "function", f.key, "replica", rep.info.Name, "err", err)
+		if retryable && isDialError(err) && in.Context().Err() == nil {
+			return true
+		}
 		code := http.StatusBadGateway
 		if in.Context().Err() != nil {
 			code = 499
 		}
 		g.cfg.Metrics.requests.WithLabelValues(f.key, g.cfg.Node, rep.info.Node, strconv.Itoa(code)).Inc()
 		if code == 499 {
-			return
+			return false
 		}
-		g.cfg.Log.Debug("forwarding failed", "function", f.key, "replica", rep.info.Name, "err", err)
 		http.Error(w, "kantai: replica "+rep.info.Name+" did not answer: "+err.Error(), code)
-		return
+		return false
 	}
 	service := now.Sub(sent)
 	if rep.node != g.origin {
@@ -757,6 +780,7 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, f *function, 
 	g.bufs.Put(bp)
 	resp.Body.Close()
 	f.release(rep, time.Now(), service)
+	return false
 }
 
 // copyBody copies a response body through buf. With flush (a response of

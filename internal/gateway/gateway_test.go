@@ -338,3 +338,26 @@ func TestCopyHeader(t *testing.T) {
 		t.Errorf("copyHeader kept %v, want only Content-Type", dst)
 	}
 }
+
+// A replica that refuses connections (it has just died) costs the client
+// nothing: the request goes to another replica.
+func TestGateway_retriesRefusedConnection(t *testing.T) {
+	fx := newFixture(t, func(c *Config) { c.Policy = "round-robin" })
+	dead := newBackend(t, "dead")
+	deadInfo := dead.info("node3")
+	dead.srv.Close()
+	live := newBackend(t, "live")
+	fx.gw.SetReplicas("default/hello", []ReplicaInfo{deadInfo, live.info("node3")})
+	for i := 0; i < 6; i++ {
+		resp, body := fx.get(t, "hello.default")
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "live") {
+			t.Fatalf("request %d: %d %q, want 200 from the live replica", i, resp.StatusCode, body)
+		}
+	}
+	// With only the dead replica, the client gets a 502 saying so.
+	fx.gw.SetReplicas("default/hello", []ReplicaInfo{deadInfo})
+	resp, body := fx.get(t, "hello.default")
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "did not answer") {
+		t.Errorf("only a dead replica: %d %q, want 502", resp.StatusCode, body)
+	}
+}
