@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,5 +97,77 @@ func TestFleet_scaleFromZeroServesLocally(t *testing.T) {
 	m := f.Latency()
 	if d, ok := m.Get("node1", "node3"); !ok || d < 35*time.Millisecond || d > 65*time.Millisecond {
 		t.Errorf("measured node1→node3 = %v, want about 50ms", d)
+	}
+}
+
+// Scaling down under load loses nothing: the replica leaving is drained
+// (gateways stop choosing it, requests in flight finish) before its process
+// gets SIGTERM.
+func TestFleet_scaleDownUnderLoadLosesNothing(t *testing.T) {
+	tb := smallTestbed(t, 2)
+	f := startFleet(t, tb)
+	fn := &manifest.Function{Name: "busy", Namespace: "default", Image: "example/busy", Port: 8080, Workers: 4,
+		Processing: manifest.Processing{Kind: "fixed", Mean: 20 * time.Millisecond}}
+	if err := f.ApplyFixed(fn, map[string]int{"node1": 3}); err != nil {
+		t.Fatal(err)
+	}
+	waitReady := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st := f.Functions()
+			if len(st) == 1 && st[0].Ready["node1"] == want && len(f.Replicas()) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replicas %+v, want %d ready on node1", f.Replicas(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitReady(3)
+	addr, _ := f.GatewayAddr("node1")
+	stop := make(chan struct{})
+	var total, failed atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// POST with a body: neither net/http nor the gateway may
+				// replay it, so only draining keeps it from failing.
+				req, _ := http.NewRequest("POST", "http://"+addr+"/", strings.NewReader("work"))
+				req.Host = "busy.default"
+				resp, err := http.DefaultClient.Do(req)
+				total.Add(1)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := f.SetFixed("default/busy", map[string]int{"node1": 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(1)
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("total %d failed %d", total.Load(), failed.Load())
+	if failed.Load() != 0 || total.Load() < 50 {
+		t.Errorf("%d of %d requests failed while scaling 3→1 under load", failed.Load(), total.Load())
 	}
 }
