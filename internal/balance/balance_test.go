@@ -147,6 +147,17 @@ func TestExpectedTime(t *testing.T) {
 			}
 		})
 	}
+	// With eight workers per replica, six requests in flight do not queue:
+	// the local replica stays cheaper than an idle one 1 ms away.
+	v8 := seedView(0, Replica{Node: 0, InFlight: 6}, Replica{Node: 1})
+	v8.Parallelism = 8
+	if got := p.Pick(v8); got != 0 {
+		t.Errorf("local replica with free workers: Pick = %d, want 0", got)
+	}
+	v8.Replicas[0].InFlight = 12
+	if got := p.Pick(v8); got != 1 {
+		t.Errorf("local replica with a queue: Pick = %d, want 1", got)
+	}
 	// A slow fresh service estimate at the edge (the fleet's queue there)
 	// moves traffic to the cloud even with no in-flight of our own.
 	v := seedView(2, Replica{Node: 0}, Replica{Node: 2})

@@ -5,13 +5,14 @@ import "math/rand/v2"
 // ExpectedTime is kantai's policy. It sends each request to the replica with
 // the smallest expected response time, as far as this gateway can tell:
 //
-//	e_r = RTT(origin, node_r) + S(node_r) + P(node_r) · inflight_r / parallelism
+//	e_r = RTT(origin, node_r) + S(node_r) + P(node_r) · max(0, inflight_r + 1 − c) / c
 //
 // where S is the gateway's fresh estimate of the time a request spends at
 // the node (processing plus whatever queue the whole fleet has built there,
 // taken from its own recent responses), P is the function's processing time
-// there, and inflight_r is this gateway's own requests outstanding at replica
-// r, each of which delays the next by P/parallelism.
+// there, c is how many requests a replica processes at once, and inflight_r
+// is this gateway's own requests outstanding at replica r: once c of them
+// are being processed, each further one delays the next by P/c.
 //
 // It fixes the two ways FaaSt fails, both measured on the seed's lab:
 //   - Overload. FaaSt's weights ignore queues, so it keeps sending the edge
@@ -58,7 +59,10 @@ func (p *ExpectedTime) Pick(v *View) int {
 		if proc == 0 {
 			proc = max(svc, minCost)
 		}
-		cost := float64(node.RTT+svc) + float64(proc)*float64(r.InFlight)/par
+		cost := float64(node.RTT + svc)
+		if waiting := float64(r.InFlight+1) - par; waiting > 0 {
+			cost += float64(proc) * waiting / par
+		}
 		if best < 0 || cost < bestCost {
 			best, bestCost = k, cost
 		}
