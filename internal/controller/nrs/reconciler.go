@@ -351,8 +351,15 @@ func (r *Reconciler) nameInUse(ctx context.Context, set *kantaiv1alpha1.NodeRepl
 	}
 	if ref := metav1.GetControllerOf(got); ref != nil && ref.UID == set.UID &&
 		got.Labels[kantaiv1alpha1.LabelName] == set.Name {
-		// Ours: an earlier call stored it. The cache will show it.
-		r.Expectations.CreateConfirmed(key, pod.Name)
+		// Ours: an earlier call stored it. The cache will show it, unless
+		// it already has: its event may have come before that call
+		// returned its error and marked the create uncertain again.
+		cached := &corev1.Pod{}
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(pod), cached); err == nil && cached.UID == got.UID {
+			r.Expectations.CreationObserved(key, pod.Name)
+		} else {
+			r.Expectations.CreateConfirmed(key, pod.Name)
+		}
 		return nil
 	}
 	r.Expectations.CreationObserved(key, pod.Name)

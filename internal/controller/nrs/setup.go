@@ -141,6 +141,14 @@ func nodePredicate() predicate.Predicate {
 // enqueues the controlling NodeReplicaSet. The informer updates its store
 // before calling handlers, so an observed write is visible to the next
 // List of the reconciler.
+//
+// A pending create is settled by name, so only an add or update of a pod
+// that is not terminating settles it. Pod names are reused per slot: a late
+// event of an earlier pod of the slot, deleted before the create, carries
+// the same name, and it is a delete or shows the pod terminating (events of
+// one pod arrive in order, and a pod never stops terminating). Letting it
+// settle the create, uncertain ones included, would let the next plan act
+// before the cache shows the new pod.
 type podHandler struct {
 	exp *Expectations
 }
@@ -152,11 +160,18 @@ func (h *podHandler) Create(_ context.Context, e event.CreateEvent, q queue) {
 	if !ok {
 		return
 	}
-	h.exp.CreationObserved(key, e.Object.GetName())
-	if e.Object.GetDeletionTimestamp() != nil {
-		h.exp.DeletionObserved(key, e.Object.GetUID())
-	}
+	h.observe(key, e.Object)
 	q.Add(reconcile.Request{NamespacedName: key})
+}
+
+// observe lowers the expectation that pod, as the cache now shows it,
+// fulfils: its creation if it is live, its deletion if it is terminating.
+func (h *podHandler) observe(key types.NamespacedName, pod client.Object) {
+	if pod.GetDeletionTimestamp() == nil {
+		h.exp.CreationObserved(key, pod.GetName())
+	} else {
+		h.exp.DeletionObserved(key, pod.GetUID())
+	}
 }
 
 func (h *podHandler) Update(_ context.Context, e event.UpdateEvent, q queue) {
@@ -164,10 +179,7 @@ func (h *podHandler) Update(_ context.Context, e event.UpdateEvent, q queue) {
 		return // periodic resync
 	}
 	if key, ok := ownerKey(e.ObjectNew); ok {
-		h.exp.CreationObserved(key, e.ObjectNew.GetName())
-		if e.ObjectNew.GetDeletionTimestamp() != nil {
-			h.exp.DeletionObserved(key, e.ObjectNew.GetUID())
-		}
+		h.observe(key, e.ObjectNew)
 		q.Add(reconcile.Request{NamespacedName: key})
 	}
 	if oldKey, ok := ownerKey(e.ObjectOld); ok {
@@ -182,7 +194,7 @@ func (h *podHandler) Delete(_ context.Context, e event.DeleteEvent, q queue) {
 	if !ok {
 		return
 	}
-	h.exp.CreationObserved(key, e.Object.GetName())
+	// The pod is gone: never its creation (see podHandler).
 	h.exp.DeletionObserved(key, e.Object.GetUID())
 	q.Add(reconcile.Request{NamespacedName: key})
 }
