@@ -14,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"kantai.dev/kantai/internal/demo"
+	"kantai.dev/kantai/internal/fleet"
 	"kantai.dev/kantai/internal/gateway"
+	"kantai.dev/kantai/internal/latency"
 	"kantai.dev/kantai/internal/manifest"
 )
 
@@ -112,35 +114,32 @@ func getCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
 			defer tw.Flush()
 			now := time.Now()
-			switch args[0] {
-			case "nodes", "node", "no":
-				nodes, _ := c.Nodes(ctx)
+			switch v := v.(type) {
+			case []fleet.NodeStatus:
 				fmt.Fprintln(tw, "NAME\tROLE\tADDRESS\tGATEWAY\tREPLICAS\tCAPACITY\tSPEED")
-				for _, n := range nodes {
+				for _, n := range v {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%g\n", n.Name, n.Role, n.Address, n.Gateway, n.Used, n.Capacity, n.Speed)
 				}
-			case "functions", "function", "fn", "ksvc":
-				fns, _ := c.Functions(ctx)
+			case []fleet.FunctionStatus:
 				fmt.Fprintln(tw, "NAME\tURL\tREPLICAS\tMODE\tTARGET\tWINDOW\tCONCURRENCY\tAGE")
-				for _, f := range fns {
+				for _, f := range v {
 					mode := f.Mode
 					if f.Panic {
 						mode += ",panic"
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\t%.2f\t%s\n", f.Name, f.URL, f.Replicas, mode, f.Target, f.Window, f.Concurrency, age(now.Sub(f.Created)))
 				}
-			case "replicas", "replica", "pods", "pod":
-				reps, _ := c.Replicas(ctx)
+			case []fleet.ReplicaStatus:
 				fmt.Fprintln(tw, "NAME\tFUNCTION\tNODE\tSTATUS\tFOR\tADDRESS\tAGE")
-				for _, r := range reps {
+				for _, r := range v {
 					origin := r.Origin
 					if origin == "" {
 						origin = "-"
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Function, r.Node, r.State, origin, r.Address, age(now.Sub(r.Created)))
 				}
-			case "latency", "lat":
-				m, _ := c.Latency(ctx)
+			case latency.Matrix:
+				// The matrix's rows are a map; the node list gives their order.
 				nodes, err := c.Nodes(ctx)
 				if err != nil {
 					return err
@@ -149,8 +148,7 @@ func getCmd(g *globals) *cobra.Command {
 				for _, n := range nodes {
 					names = append(names, n.Name)
 				}
-				tw.Flush()
-				demo.PrintLatency(out, names, m)
+				demo.PrintLatency(tw, names, v)
 			}
 			return nil
 		},
