@@ -1,14 +1,14 @@
 // Package fleet runs an emulated edge–cloud fleet on one machine: every
 // node of the testbed gets a loopback address, a gateway and a latency
 // agent; links between nodes are emulated in user space; function replicas
-// are OS processes bound to their node's address. A control loop feeds the
-// gateways' demand to the autoscaler, asks the placement policy where
-// replicas go, starts and drains processes, and keeps every gateway's view
-// of ready replicas and processing times current.
+// are OS processes bound to their node's address. A control loop reads the
+// gateways' cumulative stats, runs each revision's control step, starts and
+// drains processes, and keeps every gateway's route table, ready replicas
+// and processing estimates current.
 //
-// The fleet is a thin adapter: the decisions are made by packages
-// autoscale, placement and balance, the same code the Kubernetes
-// controllers run.
+// The fleet is a thin adapter: the decisions are made by package control
+// (with autoscale and placement) and, per request, by the gateway and
+// balance packages, the same code the Kubernetes home runs.
 package fleet
 
 import (
@@ -66,9 +66,10 @@ type Fleet struct {
 	reg     *prometheus.Registry
 	metrics *gateway.Metrics
 
-	mu   sync.Mutex
-	fns  map[string]*fnRuntime
-	rng  *rand.Rand
+	mu     sync.Mutex
+	svcs   map[string]*service
+	routes []gateway.Route // as last published
+	rng    *rand.Rand
 	kick chan struct{}
 
 	ctx    context.Context
@@ -83,6 +84,8 @@ type node struct {
 	gwSrv     *http.Server
 	agent     *latency.Agent
 	transport *http.Transport
+	// lastStats is the gateway's previous reading, for the control loop.
+	lastStats gateway.Stats
 }
 
 // Start brings the fleet up: listeners on every node's address, agents
@@ -129,7 +132,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	f := &Fleet{
 		opts: opts, tb: tb, log: opts.Log, net: linkemu.NewNetwork(), byName: map[string]*node{},
 		place: place, reg: opts.Registry, metrics: gateway.NewMetrics(opts.Registry),
-		fns: map[string]*fnRuntime{}, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed>>7|1)),
+		svcs: map[string]*service{}, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed>>7|1)),
 		kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
 	}
 	f.net.Seed(opts.Seed)
@@ -183,11 +186,11 @@ func (f *Fleet) startNodes() error {
 		f.reg.MustRegister(agent)
 		nodeName := spec.Name
 		gw, err := gateway.New(gateway.Config{
-			Node: spec.Name, Nodes: names, Domain: f.tb.Domain, Policy: f.tb.Policies.LoadBalancer,
+			Node: spec.Name, Nodes: names, Policy: f.tb.Policies.LoadBalancer,
 			QueueDepth: f.tb.Gateway.QueueDepth, ActivationTimeout: f.tb.Gateway.ActivationTimeout.D(),
 			Transport: n.transport, RTT: agent.RTT, Metrics: f.metrics,
 			Log: f.log.With("node", spec.Name), Seed: f.opts.Seed + uint64(len(f.nodes)),
-			OnDemand: func(fn string) { f.coldStart(fn, nodeName) },
+			OnDemand: func(rev string) { f.coldStart(rev, nodeName) },
 		})
 		if err != nil {
 			return fmt.Errorf("testbed policies.loadBalancer: %w", err)
@@ -200,7 +203,8 @@ func (f *Fleet) startNodes() error {
 		}
 		n.gwLn = ln
 		n.gwSrv = &http.Server{Handler: gw, ReadHeaderTimeout: 30 * time.Second, ErrorLog: nil}
-		f.wg.Add(2)
+		f.wg.Add(3)
+		go func() { defer f.wg.Done(); gw.Run(f.ctx, f.opts.ControlInterval) }()
 		go func() {
 			defer f.wg.Done()
 			if err := n.gwSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -263,9 +267,11 @@ func (f *Fleet) Latency() latency.Matrix {
 func (f *Fleet) Close() error {
 	f.mu.Lock()
 	var all []*replicaProc
-	for _, fn := range f.fns {
-		for _, r := range fn.replicas {
-			all = append(all, r)
+	for _, svc := range f.svcs {
+		for _, rev := range svc.revisions {
+			for _, r := range rev.replicas {
+				all = append(all, r)
+			}
 		}
 	}
 	f.mu.Unlock()

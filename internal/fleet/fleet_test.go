@@ -66,22 +66,15 @@ func request(t *testing.T, f *Fleet, from, host string) (int, string, http.Heade
 
 func TestFleet_scaleFromZeroServesLocally(t *testing.T) {
 	f := startFleet(t, smallTestbed(t, 1))
-	deadline := time.Now().Add(5 * time.Second)
 	// Eight samples of a 50 ± 10 ms link put the estimate within about
 	// ±4 ms (one standard error); the check below allows ±15 ms.
-	for f.LatencySamples() < 8 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if f.LatencySamples() < 8 {
-		t.Fatal("agents did not measure every link 8 times within 5s")
-	}
+	eventually(t, "every link measured 8 times", func() bool { return f.LatencySamples() >= 8 })
 	fns, err := manifest.LoadFile("../../examples/hello.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	fn := fns[0]
-	zero := 0
-	fn.Autoscaling.InitialScale = &zero
+	fn.Scaling.InitialScale = 0
 	if err := f.Apply(fn); err != nil {
 		t.Fatal(err)
 	}
@@ -115,61 +108,96 @@ func TestFleet_scaleDownUnderLoadLosesNothing(t *testing.T) {
 	}
 	waitReady := func(want int) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		eventually(t, fmt.Sprintf("%d replicas ready on node1", want), func() bool {
 			st := f.Functions()
-			if len(st) == 1 && st[0].Ready["node1"] == want && len(f.Replicas()) == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("replicas %+v, want %d ready on node1", f.Replicas(), want)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return len(st) == 1 && st[0].Ready["node1"] == want && len(f.Replicas()) == want
+		})
 	}
 	waitReady(3)
 	addr, _ := f.GatewayAddr("node1")
-	stop := make(chan struct{})
-	var total, failed atomic.Int32
-	var wg sync.WaitGroup
-	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				// POST with a body: neither net/http nor the gateway may
-				// replay it, so only draining keeps it from failing.
-				req, _ := http.NewRequest("POST", "http://"+addr+"/", strings.NewReader("work"))
-				req.Host = "busy.default"
-				resp, err := http.DefaultClient.Do(req)
-				total.Add(1)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	time.Sleep(300 * time.Millisecond)
+	load := postLoad(addr, "busy.default", 8)
+	eventually(t, "50 requests answered", func() bool { return load.total.Load() >= 50 })
 	if err := f.SetFixed("default/busy", map[string]int{"node1": 1}); err != nil {
 		t.Fatal(err)
 	}
 	waitReady(1)
-	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	t.Logf("total %d failed %d", total.Load(), failed.Load())
-	if failed.Load() != 0 || total.Load() < 50 {
-		t.Errorf("%d of %d requests failed while scaling 3→1 under load", failed.Load(), total.Load())
+	after := load.total.Load()
+	eventually(t, "50 more requests answered", func() bool { return load.total.Load() >= after+50 })
+	load.stop()
+	t.Logf("total %d failed %d", load.total.Load(), load.failed.Load())
+	if load.failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed while scaling 3→1 under load: %s", load.failed.Load(), load.total.Load(), load.firstErr())
+	}
+}
+
+// loadGen sends POSTs with bodies in a loop from n clients: neither
+// net/http nor the gateway may replay them, so only draining keeps them
+// from failing.
+type loadGen struct {
+	total, failed atomic.Int32
+	errMu         sync.Mutex
+	err           string
+	done          chan struct{}
+	wg            sync.WaitGroup
+}
+
+func postLoad(addr, host string, n int) *loadGen {
+	g := &loadGen{done: make(chan struct{})}
+	for i := 0; i < n; i++ {
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			for {
+				select {
+				case <-g.done:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("POST", "http://"+addr+"/", strings.NewReader("work"))
+				req.Host = host
+				resp, err := http.DefaultClient.Do(req)
+				g.total.Add(1)
+				if err != nil {
+					g.fail(err.Error())
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					g.fail(fmt.Sprintf("%d %s", resp.StatusCode, body))
+				}
+			}
+		}()
+	}
+	return g
+}
+
+func (g *loadGen) fail(msg string) {
+	g.failed.Add(1)
+	g.errMu.Lock()
+	if g.err == "" {
+		g.err = msg
+	}
+	g.errMu.Unlock()
+}
+
+func (g *loadGen) firstErr() string {
+	g.errMu.Lock()
+	defer g.errMu.Unlock()
+	return g.err
+}
+
+func (g *loadGen) stop() { close(g.done); g.wg.Wait() }
+
+// eventually polls cond until it holds; the bound only stops a test that
+// would otherwise hang on a broken fleet.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 60s for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

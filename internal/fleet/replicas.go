@@ -8,16 +8,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"sort"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
-	"kantai.dev/kantai/internal/autoscale"
+	"kantai.dev/kantai/internal/control"
 	"kantai.dev/kantai/internal/function"
 	"kantai.dev/kantai/internal/gateway"
-	"kantai.dev/kantai/internal/placement"
 )
 
 // Replica states.
@@ -34,7 +32,7 @@ const readyTimeout = 30 * time.Second
 
 type replicaProc struct {
 	f       *Fleet
-	key     string
+	rev     *revisionRT
 	name    string
 	node    string
 	origin  string
@@ -60,268 +58,160 @@ func (r *replicaProc) setState(s string) {
 	r.mu.Unlock()
 }
 
-// reconcile asks the policies what to change and starts doing it.
-func (f *Fleet) reconcile() {
+// reconcile runs every revision's control step and starts converging on
+// its output: new replicas start, surplus ones drain and stop.
+func (f *Fleet) reconcile(obs observations) {
+	f.publishRoutes()
 	now := time.Now()
 	var starts, stops []*replicaProc
-	changed := map[string]bool{}
+	changed := map[*revisionRT]bool{}
+	push := map[string]map[string]time.Duration{}
 	f.mu.Lock()
 	used := map[string]int{}
-	for _, rt := range f.fns {
-		for _, r := range rt.replicas {
-			used[r.node]++
+	for _, svc := range f.svcs {
+		for _, rev := range svc.revisions {
+			for _, r := range rev.replicas {
+				used[r.node]++
+			}
 		}
 	}
-	for _, key := range sortedKeys(f.fns) {
-		rt := f.fns[key]
-		var plan placement.Plan
-		if rt.fixed != nil {
-			plan = fixedPlan(rt)
-		} else {
-			ready := 0
-			for _, r := range rt.replicas {
-				if r.getState() == StateReady {
-					ready++
+	for _, key := range sortedKeys(f.svcs) {
+		svc := f.svcs[key]
+		for _, rev := range svc.revisions {
+			in := control.Input{Now: now, Demand: obs.demand[rev.key], Service: obs.service[rev.key],
+				Nodes: f.controlNodes(rev, used), Replicas: liveReplicas(rev), RTT: f.rtt, Unreachable: !rev.routed}
+			if rev == svc.latest() && svc.fixed != nil {
+				in.Fixed = svc.fixed
+			}
+			out := rev.ctl.Step(in)
+			if out.Reason != rev.out.Reason || out.Total() != rev.out.Total() {
+				f.log.Debug("control step", "revision", rev.key, "desired", out.Desired, "reason", out.Reason,
+					"stable", out.Decision.StableConcurrency, "panic", out.Decision.Panic)
+			}
+			rev.out = out
+			if len(out.Processing) > 0 {
+				push[rev.key] = out.Processing
+			}
+			ch := control.Diff(out, in.Replicas)
+			for _, a := range ch.Start {
+				r := f.newReplica(rev, a.Node, a.Origin, now)
+				rev.replicas[r.name] = r
+				used[r.node]++
+				starts = append(starts, r)
+			}
+			for _, name := range ch.Stop {
+				if r, ok := rev.replicas[name]; ok && r.getState() != StateStopping {
+					r.setState(StateStopping)
+					stops = append(stops, r)
+					changed[rev] = true
 				}
-			}
-			d := rt.scaler.Decide(now, ready)
-			if !sameDecision(d, rt.decision) {
-				f.log.Debug("autoscaler decision", "function", key, "total", d.Total, "perOrigin", d.PerOrigin,
-					"reason", d.Reason, "stable", d.StableConcurrency, "panic", d.Panic)
-			}
-			rt.decision = d
-			plan = f.place.Plan(f.placementInput(rt, used))
-			rt.unplaced = plan.Unplaced
-		}
-		for _, a := range plan.Add {
-			r := f.newReplica(rt, key, a.Node, a.Origin, now)
-			rt.replicas[r.name] = r
-			used[r.node]++
-			starts = append(starts, r)
-		}
-		if len(plan.Remove) > 0 && starting(rt) && readyAfter(rt, plan.Remove) < wanted(rt) {
-			// Make before break: replicas being replaced keep serving
-			// until their successors are ready; the removal comes in a
-			// later round.
-			plan.Remove = nil
-		}
-		for _, name := range plan.Remove {
-			if r, ok := rt.replicas[name]; ok && r.getState() != StateStopping {
-				r.setState(StateStopping)
-				stops = append(stops, r)
-				changed[key] = true
 			}
 		}
 	}
 	f.mu.Unlock()
-	for key := range changed {
-		f.publish(key)
+	for rev := range changed {
+		f.publish(rev)
+	}
+	for key, perNode := range push {
+		for _, n := range f.nodes {
+			n.gw.SetProcessing(key, perNode)
+		}
 	}
 	for _, r := range starts {
-		f.log.Info("starting replica", "function", r.key, "replica", r.name, "node", r.node, "for", r.origin)
+		f.log.Info("starting replica", "revision", r.rev.key, "replica", r.name, "node", r.node, "for", r.origin)
 		go f.runReplica(r)
 	}
 	for _, r := range stops {
-		f.log.Info("stopping replica", "function", r.key, "replica", r.name, "node", r.node)
+		f.log.Info("stopping replica", "revision", r.rev.key, "replica", r.name, "node", r.node)
 		go r.stop(30 * time.Second)
 	}
 }
 
-// starting reports whether any replica of the function is still starting;
+// liveReplicas lists a revision's replicas that are starting or ready;
 // f.mu held.
-func starting(rt *fnRuntime) bool {
-	for _, r := range rt.replicas {
-		if r.getState() == StateStarting {
-			return true
+func liveReplicas(rev *revisionRT) []control.Replica {
+	out := make([]control.Replica, 0, len(rev.replicas))
+	for _, r := range rev.replicas {
+		switch r.getState() {
+		case StateReady:
+			out = append(out, control.Replica{Name: r.name, Node: r.node, Origin: r.origin, Ready: true, Created: r.created})
+		case StateStarting:
+			out = append(out, control.Replica{Name: r.name, Node: r.node, Origin: r.origin, Created: r.created})
 		}
 	}
-	return false
+	return out
 }
 
-// readyAfter counts the ready replicas left once remove is done; f.mu held.
-func readyAfter(rt *fnRuntime, remove []string) int {
-	gone := map[string]bool{}
-	for _, n := range remove {
-		gone[n] = true
-	}
-	n := 0
-	for name, r := range rt.replicas {
-		if !gone[name] && r.getState() == StateReady {
-			n++
-		}
-	}
-	return n
-}
-
-// wanted is the function's wanted total; f.mu held.
-func wanted(rt *fnRuntime) int {
-	if rt.fixed == nil {
-		return rt.decision.Total
-	}
-	n := 0
-	for _, c := range rt.fixed {
-		n += c
-	}
-	return n
-}
-
-func sameDecision(a, b autoscale.Decision) bool {
-	if a.Total != b.Total || a.Panic != b.Panic || len(a.PerOrigin) != len(b.PerOrigin) {
-		return false
-	}
-	for k, v := range a.PerOrigin {
-		if b.PerOrigin[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-// placementInput describes the fleet for the placement policy; f.mu held.
-func (f *Fleet) placementInput(rt *fnRuntime, used map[string]int) placement.Input {
-	in := placement.Input{Want: rt.decision.PerOrigin}
+// controlNodes describes the testbed's nodes for a revision's step: node
+// affinity rules a node out by giving it no capacity; f.mu held.
+func (f *Fleet) controlNodes(rev *revisionRT, used map[string]int) []control.Node {
 	allowed := map[string]bool{}
-	for _, n := range rt.spec.Nodes {
+	for _, n := range rev.spec.Nodes {
 		allowed[n] = true
 	}
+	out := make([]control.Node, 0, len(f.tb.Nodes))
 	for _, n := range f.tb.Nodes {
 		capacity := n.Capacity
 		if len(allowed) > 0 && !allowed[n.Name] {
-			capacity = 0 // node affinity rules it out
+			capacity = 0
 		}
-		in.Nodes = append(in.Nodes, placement.Node{Name: n.Name, Capacity: capacity, Used: used[n.Name]})
+		out = append(out, control.Node{Name: n.Name, Capacity: capacity, Used: used[n.Name], Speed: n.Speed})
 	}
-	for _, r := range rt.replicas {
-		st := r.getState()
-		if st == StateStopping || st == StateFailed {
-			continue
-		}
-		in.Replicas = append(in.Replicas, placement.Replica{Name: r.name, Node: r.node, Origin: r.origin, Ready: st == StateReady, Created: r.created})
-	}
-	sort.Slice(in.Replicas, func(i, j int) bool { return in.Replicas[i].Name < in.Replicas[j].Name })
-	in.Cost = placement.MeanCost(f.costFunc(rt), f.nodeNames())
-	return in
+	return out
 }
 
-// unknownRTT stands in for a latency not measured yet: such a node is
-// treated as far away until the agents know better.
-const unknownRTT = time.Second
-
-// defaultProcessing is assumed where a function has not been measured at
-// all yet; the same everywhere, so only latency decides.
-const defaultProcessing = time.Millisecond
-
-// costFunc is the placement cost: measured RTT from the origin plus the
-// function's processing time on the node. A node where the function has not
-// run yet is assumed as fast as the average of the nodes where it has, so an
-// unmeasured node looks neither better nor worse than the rest.
-func (f *Fleet) costFunc(rt *fnRuntime) placement.Cost {
-	fallback := defaultProcessing
-	var sum time.Duration
-	n := 0
-	for _, est := range rt.processing {
-		if est.count > 0 {
-			sum += est.mean
-			n++
-		}
+// rtt is the latency matrix as the origin's agent measured it.
+func (f *Fleet) rtt(from, to string) (time.Duration, bool) {
+	n, ok := f.byName[from]
+	if !ok {
+		return 0, false
 	}
-	if n > 0 {
-		fallback = sum / time.Duration(n)
-	}
-	return func(origin, nodeName string) time.Duration {
-		var rtt time.Duration
-		if origin != nodeName {
-			o, ok := f.byName[origin]
-			if !ok {
-				return unknownRTT
-			}
-			d, ok := o.agent.RTT(nodeName)
-			if !ok {
-				d = unknownRTT
-			}
-			rtt = d
-		}
-		p := fallback
-		if est, ok := rt.processing[nodeName]; ok && est.count > 0 {
-			p = est.mean
-		}
-		return rtt + p
-	}
-}
-
-// fixedPlan converges on pinned per-node counts; f.mu held.
-func fixedPlan(rt *fnRuntime) placement.Plan {
-	var plan placement.Plan
-	byNode := map[string][]*replicaProc{}
-	for _, r := range rt.replicas {
-		if st := r.getState(); st != StateStopping && st != StateFailed {
-			byNode[r.node] = append(byNode[r.node], r)
-		}
-	}
-	for _, nodeName := range sortedKeys(rt.fixed) {
-		want, have := rt.fixed[nodeName], len(byNode[nodeName])
-		for i := have; i < want; i++ {
-			plan.Add = append(plan.Add, placement.Add{Node: nodeName, Origin: nodeName})
-		}
-	}
-	for nodeName, rs := range byNode {
-		want := rt.fixed[nodeName]
-		sort.Slice(rs, func(i, j int) bool { return rs[i].created.After(rs[j].created) })
-		for i := 0; i < len(rs)-want; i++ {
-			plan.Remove = append(plan.Remove, rs[i].name)
-		}
-	}
-	return plan
+	return n.agent.RTT(to)
 }
 
 const suffixChars = "bcdfghjklmnpqrstvwxz2456789"
 
-func (f *Fleet) newReplica(rt *fnRuntime, key, nodeName, origin string, now time.Time) *replicaProc {
+// newReplica names a replica <service>-<node>-<suffix>; f.mu held.
+func (f *Fleet) newReplica(rev *revisionRT, nodeName, origin string, now time.Time) *replicaProc {
 	var name string
 	for {
 		b := make([]byte, 5)
 		for i := range b {
 			b[i] = suffixChars[f.rng.IntN(len(suffixChars))]
 		}
-		name = rt.spec.Name + "-" + nodeName + "-" + string(b)
-		if _, taken := rt.replicas[name]; !taken {
+		name = rev.spec.Name + "-" + nodeName + "-" + string(b)
+		if _, taken := rev.replicas[name]; !taken {
 			break
 		}
 	}
-	return &replicaProc{f: f, key: key, name: name, node: nodeName, origin: origin, created: now,
+	return &replicaProc{f: f, rev: rev, name: name, node: nodeName, origin: origin, created: now,
 		state: StateStarting, exited: make(chan struct{})}
 }
 
-// publish tells every gateway a function's ready replicas.
-func (f *Fleet) publish(key string) {
+// publish tells every gateway a revision's ready replicas.
+func (f *Fleet) publish(rev *revisionRT) {
 	f.mu.Lock()
-	rt, ok := f.fns[key]
 	var ready []gateway.ReplicaInfo
-	if ok {
-		for _, name := range sortedKeys(rt.replicas) {
-			r := rt.replicas[name]
-			if r.getState() == StateReady {
-				ready = append(ready, gateway.ReplicaInfo{Name: r.name, Node: r.node, Address: r.addr})
-			}
+	for _, name := range sortedKeys(rev.replicas) {
+		r := rev.replicas[name]
+		if r.getState() == StateReady {
+			ready = append(ready, gateway.ReplicaInfo{Name: r.name, Node: r.node, Address: r.addr})
 		}
 	}
 	f.mu.Unlock()
-	if !ok {
-		return
-	}
 	for _, n := range f.nodes {
-		n.gw.SetReplicas(key, ready)
+		n.gw.SetReplicas(rev.key, ready)
 	}
 }
 
 // forget removes a replica that has ended.
 func (f *Fleet) forget(r *replicaProc) {
 	f.mu.Lock()
-	if rt, ok := f.fns[r.key]; ok && rt.replicas[r.name] == r {
-		delete(rt.replicas, r.name)
+	if r.rev.replicas[r.name] == r {
+		delete(r.rev.replicas, r.name)
 	}
 	f.mu.Unlock()
-	f.publish(r.key)
+	f.publish(r.rev)
 	// Keep-alive connections to the ended process are dead; a new replica
 	// may soon listen on the same port and must not inherit them.
 	for _, n := range f.nodes {
@@ -333,7 +223,7 @@ func (f *Fleet) forget(r *replicaProc) {
 // runReplica starts the process, waits for readiness, and watches it.
 func (f *Fleet) runReplica(r *replicaProc) {
 	if err := f.startProcess(r); err != nil {
-		f.log.Error("replica failed to start", "function", r.key, "replica", r.name, "err", err)
+		f.log.Error("replica failed to start", "revision", r.rev.key, "replica", r.name, "err", err)
 		r.setState(StateFailed)
 		close(r.exited)
 		f.forget(r)
@@ -343,7 +233,7 @@ func (f *Fleet) runReplica(r *replicaProc) {
 		err := r.cmd.Wait()
 		close(r.exited)
 		if st := r.getState(); st != StateStopping {
-			f.log.Error("replica exited", "function", r.key, "replica", r.name, "err", err, "stderr", r.stderr.String())
+			f.log.Error("replica exited", "revision", r.rev.key, "replica", r.name, "err", err, "stderr", r.stderr.String())
 			r.setState(StateFailed)
 		}
 		f.forget(r)
@@ -362,7 +252,7 @@ func (f *Fleet) runReplica(r *replicaProc) {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			f.log.Error("replica never became ready", "function", r.key, "replica", r.name, "after", readyTimeout)
+			f.log.Error("replica never became ready", "revision", r.rev.key, "replica", r.name, "after", readyTimeout)
 			r.setState(StateStopping)
 			r.stop(time.Second)
 			return
@@ -375,19 +265,20 @@ func (f *Fleet) runReplica(r *replicaProc) {
 	}
 	r.state = StateReady
 	r.mu.Unlock()
-	f.log.Info("replica ready", "function", r.key, "replica", r.name, "node", r.node, "after", time.Since(r.created).Round(time.Millisecond))
-	f.publish(r.key)
+	f.log.Info("replica ready", "revision", r.rev.key, "replica", r.name, "node", r.node, "after", time.Since(r.created).Round(time.Millisecond))
+	f.publish(r.rev)
+	f.mu.Lock()
+	first := !r.rev.ready
+	r.rev.ready = true
+	f.mu.Unlock()
+	if first { // a latestRevision route may move to it
+		f.publishRoutes()
+		f.Kick()
+	}
 }
 
 func (f *Fleet) startProcess(r *replicaProc) error {
-	f.mu.Lock()
-	rt, ok := f.fns[r.key]
-	if !ok {
-		f.mu.Unlock()
-		return fmt.Errorf("function deleted")
-	}
-	spec := rt.spec
-	f.mu.Unlock()
+	spec := r.rev.spec
 	n := f.byName[r.node]
 	port, err := freePort(n.spec.Address)
 	if err != nil {
@@ -413,7 +304,7 @@ func (f *Fleet) startProcess(r *replicaProc) error {
 		function.EnvProcessing+"="+spec.Processing.String(),
 		"K_SERVICE="+spec.Name,
 		"K_CONFIGURATION="+spec.Name,
-		"K_REVISION="+spec.Name+"-00001",
+		"K_REVISION="+r.rev.name,
 	)
 	cmd.Env = env
 	cmd.Stderr = &r.stderr
@@ -430,12 +321,7 @@ func (f *Fleet) startProcess(r *replicaProc) error {
 }
 
 func (f *Fleet) readinessProbe(r *replicaProc) func() bool {
-	path := ""
-	f.mu.Lock()
-	if rt, ok := f.fns[r.key]; ok {
-		path = rt.spec.ReadinessPath
-	}
-	f.mu.Unlock()
+	path := r.rev.spec.ReadinessPath
 	if path == "" { // Knative's default: the port accepts connections
 		return func() bool {
 			c, err := net.DialTimeout("tcp", r.addr, 200*time.Millisecond)
@@ -462,12 +348,12 @@ func (f *Fleet) readinessProbe(r *replicaProc) func() bool {
 // SIGTERM, and SIGKILL after grace.
 func (r *replicaProc) stop(grace time.Duration) {
 	r.setState(StateStopping)
-	r.f.publish(r.key)
+	r.f.publish(r.rev)
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
 		busy := 0
 		for _, n := range r.f.nodes {
-			busy += n.gw.InFlight(r.key, r.name)
+			busy += n.gw.InFlight(r.rev.key, r.name)
 		}
 		if busy == 0 {
 			break

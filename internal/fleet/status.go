@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -19,11 +18,17 @@ type NodeStatus struct {
 	Speed    float64 `json:"speed"`
 }
 
-// FunctionStatus describes one function for `kantai get functions`.
+// FunctionStatus describes one function (a Knative Service) for `kantai
+// get functions`; its replica counts cover all its revisions.
 type FunctionStatus struct {
 	Name      string `json:"name"`
 	Namespace string `json:"namespace"`
 	URL       string `json:"url"`
+	// LatestCreated and LatestReady name revisions, as Knative's status.
+	LatestCreated string `json:"latestCreatedRevision"`
+	LatestReady   string `json:"latestReadyRevision"`
+	// Traffic is the resolved split, e.g. "hello-00001=90,hello-00002=10".
+	Traffic string `json:"traffic"`
 	// Replicas is "ready per node / desired per node" in testbed order,
 	// e.g. "0-0-1/0-0-1".
 	Replicas    string         `json:"replicas"`
@@ -38,10 +43,27 @@ type FunctionStatus struct {
 	Created     time.Time      `json:"created"`
 }
 
+// RevisionStatus describes one revision for `kantai get revisions`.
+type RevisionStatus struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	Function  string `json:"function"`
+	// Generation is the revision's number in its function: 1, 2, …
+	Generation int            `json:"generation"`
+	Ready      bool           `json:"ready"`
+	Percent    int            `json:"percent"`
+	Tags       []string       `json:"tags,omitempty"`
+	Replicas   string         `json:"replicas"`
+	Desired    map[string]int `json:"desired"`
+	Reason     string         `json:"reason"`
+	Created    time.Time      `json:"created"`
+}
+
 // ReplicaStatus describes one replica for `kantai get replicas`.
 type ReplicaStatus struct {
 	Name     string    `json:"name"`
 	Function string    `json:"function"`
+	Revision string    `json:"revision"`
 	Node     string    `json:"node"`
 	Origin   string    `json:"origin"`
 	State    string    `json:"state"`
@@ -54,9 +76,11 @@ type ReplicaStatus struct {
 func (f *Fleet) Nodes() []NodeStatus {
 	f.mu.Lock()
 	used := map[string]int{}
-	for _, rt := range f.fns {
-		for _, r := range rt.replicas {
-			used[r.node]++
+	for _, svc := range f.svcs {
+		for _, rev := range svc.revisions {
+			for _, r := range rev.replicas {
+				used[r.node]++
+			}
 		}
 	}
 	f.mu.Unlock()
@@ -72,28 +96,82 @@ func (f *Fleet) Nodes() []NodeStatus {
 func (f *Fleet) Functions() []FunctionStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]FunctionStatus, 0, len(f.fns))
-	for _, key := range sortedKeys(f.fns) {
-		rt := f.fns[key]
-		st := FunctionStatus{Name: rt.spec.Name, Namespace: rt.spec.Namespace,
-			URL:   fmt.Sprintf("http://%s.%s.%s", rt.spec.Name, rt.spec.Namespace, f.tb.Domain),
-			Ready: map[string]int{}, Desired: map[string]int{}, Created: rt.created,
-			Target: rt.scaler.Spec().Target, Window: rt.scaler.Spec().Window.String(),
-			Mode: "autoscaled", Panic: rt.decision.Panic, Concurrency: rt.decision.StableConcurrency, Unplaced: rt.unplaced}
-		if rt.fixed != nil {
+	out := make([]FunctionStatus, 0, len(f.svcs))
+	for _, key := range sortedKeys(f.svcs) {
+		svc := f.svcs[key]
+		latest := svc.latestReady()
+		spec := latest.ctl.Spec()
+		st := FunctionStatus{Name: svc.spec.Name, Namespace: svc.spec.Namespace,
+			URL:           fmt.Sprintf("http://%s.%s.%s", svc.spec.Name, svc.spec.Namespace, f.tb.Domain),
+			LatestCreated: svc.latest().name, LatestReady: latest.name,
+			Ready: map[string]int{}, Desired: map[string]int{}, Created: svc.created,
+			Target: spec.Target, Window: spec.Window.String(), Mode: "autoscaled",
+			Panic: latest.out.Decision.Panic, Unplaced: latest.out.Unplaced}
+		if svc.fixed != nil {
 			st.Mode = "fixed"
 		}
-		for _, r := range rt.replicas {
-			switch r.getState() {
-			case StateReady:
-				st.Ready[r.node]++
-				st.Desired[r.node]++
-			case StateStarting:
-				st.Desired[r.node]++
+		var split []string
+		for _, t := range svc.targets() {
+			if t.Percent > 0 {
+				split = append(split, fmt.Sprintf("%s=%d", strings.TrimPrefix(t.Revision, svc.spec.Namespace+"/"), t.Percent))
+			}
+		}
+		st.Traffic = strings.Join(split, ",")
+		for _, rev := range svc.revisions {
+			st.Concurrency += rev.out.Decision.StableConcurrency
+			ready, desired := replicaCounts(rev)
+			for n, c := range ready {
+				st.Ready[n] += c
+			}
+			for n, c := range desired {
+				st.Desired[n] += c
 			}
 		}
 		st.Replicas = ReadyString(f.nodeNames(), st.Ready, st.Desired)
 		out = append(out, st)
+	}
+	return out
+}
+
+// replicaCounts counts a revision's ready and desired (ready or starting)
+// replicas per node; f.mu held.
+func replicaCounts(rev *revisionRT) (ready, desired map[string]int) {
+	ready, desired = map[string]int{}, map[string]int{}
+	for _, r := range rev.replicas {
+		switch r.getState() {
+		case StateReady:
+			ready[r.node]++
+			desired[r.node]++
+		case StateStarting:
+			desired[r.node]++
+		}
+	}
+	return ready, desired
+}
+
+// Revisions returns every revision's status, by function then generation.
+func (f *Fleet) Revisions() []RevisionStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []RevisionStatus
+	for _, key := range sortedKeys(f.svcs) {
+		svc := f.svcs[key]
+		targets := svc.targets()
+		for i, rev := range svc.revisions {
+			st := RevisionStatus{Name: rev.name, Namespace: svc.spec.Namespace, Function: svc.spec.Name, Generation: i + 1,
+				Ready: rev.ready, Desired: rev.out.Desired, Reason: rev.out.Reason, Created: rev.created}
+			for _, t := range targets {
+				if t.Revision == rev.key {
+					st.Percent += t.Percent
+					if t.Tag != "" {
+						st.Tags = append(st.Tags, t.Tag)
+					}
+				}
+			}
+			ready, desired := replicaCounts(rev)
+			st.Replicas = ReadyString(f.nodeNames(), ready, desired)
+			out = append(out, st)
+		}
 	}
 	return out
 }
@@ -109,26 +187,26 @@ func ReadyString(nodes []string, ready, desired map[string]int) string {
 	return strings.Join(a, "-") + "/" + strings.Join(b, "-")
 }
 
-// Replicas returns every replica's status, by function then name.
+// Replicas returns every replica's status, by function, revision, name.
 func (f *Fleet) Replicas() []ReplicaStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []ReplicaStatus
-	for _, key := range sortedKeys(f.fns) {
-		rt := f.fns[key]
-		for _, name := range sortedKeys(rt.replicas) {
-			r := rt.replicas[name]
-			st := ReplicaStatus{Name: r.name, Function: key, Node: r.node, Origin: r.origin, State: r.getState(),
-				Address: r.addr, Created: r.created}
-			r.mu.Lock()
-			if r.cmd != nil && r.cmd.Process != nil {
-				st.PID = r.cmd.Process.Pid
+	for _, key := range sortedKeys(f.svcs) {
+		for _, rev := range f.svcs[key].revisions {
+			for _, name := range sortedKeys(rev.replicas) {
+				r := rev.replicas[name]
+				st := ReplicaStatus{Name: r.name, Function: key, Revision: rev.name, Node: r.node, Origin: r.origin,
+					State: r.getState(), Address: r.addr, Created: r.created}
+				r.mu.Lock()
+				if r.cmd != nil && r.cmd.Process != nil {
+					st.PID = r.cmd.Process.Pid
+				}
+				r.mu.Unlock()
+				out = append(out, st)
 			}
-			r.mu.Unlock()
-			out = append(out, st)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Function < out[j].Function })
 	return out
 }
 

@@ -1,15 +1,21 @@
 // Package gateway is kantai's per-node gateway: ingress, request buffer and
 // load balancer in one process step. A request enters at the gateway of the
-// node where it originates; the gateway finds the function by Host, waits
-// for a replica with room if there is none (scale from zero, concurrency
-// limits), lets the configured policy choose a replica, and forwards.
+// node where it originates; the gateway finds the route by Host, picks a
+// revision by the route's percents, waits for a replica with room if there
+// is none (scale from zero, concurrency limits), lets the configured policy
+// choose a replica, and forwards.
+//
+// The gateway is fed, not wired: a route table (hosts → revisions with
+// percents), each revision's settings and ready replicas, the node set,
+// and processing estimates come from its home (the local fleet or the
+// Kubernetes controllers); it hands back cumulative Stats.
 //
 // Outcomes are documented statuses, never silent drops: 404 for an unknown
 // host, 503 with Retry-After when the wait queue is full, 504 when no
-// replica became available within the activation timeout, 502 when the
-// replica failed to answer.
+// replica became available within the activation timeout or the revision's
+// timeout passed, 502 when the replica failed to answer.
 //
-// The request path holds a function's lock only to pick a replica and to
+// The request path holds a revision's lock only to pick a replica and to
 // account for its return; never across I/O.
 package gateway
 
@@ -23,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,14 +49,13 @@ const (
 
 // Config configures one node's gateway.
 type Config struct {
-	// Node is this gateway's node; Nodes lists every node of the fleet.
+	// Node is this gateway's node; Nodes lists every node of the fleet at
+	// start (SetNodes changes it).
 	Node  string
 	Nodes []string
-	// Domain is the external domain (name.namespace.<domain>).
-	Domain string
 	// Policy names the load-balancing policy (see package balance).
 	Policy string
-	// QueueDepth bounds the requests waiting per function.
+	// QueueDepth bounds the requests waiting per revision.
 	QueueDepth int
 	// ActivationTimeout bounds a request's wait for a replica with room.
 	ActivationTimeout time.Duration
@@ -57,69 +63,45 @@ type Config struct {
 	Transport http.RoundTripper
 	// RTT returns the measured round-trip time to another node.
 	RTT func(node string) (time.Duration, bool)
-	// OnDemand is told at once when a request waits for a function that has
+	// OnDemand is told at once when a request waits for a revision that has
 	// no ready replica here; it must not block.
-	OnDemand func(function string)
-	Metrics  *Metrics
-	Log      *slog.Logger
-	Seed     uint64
-}
-
-// FunctionConfig is what the gateway needs to know about a function.
-type FunctionConfig struct {
-	Namespace, Name string
-	// ContainerConcurrency is the hard in-flight limit per replica (0: none).
-	ContainerConcurrency int
-	// Parallelism hints how many requests a replica processes at once.
-	Parallelism int
-}
-
-// Key is "namespace/name".
-func (f FunctionConfig) Key() string { return f.Namespace + "/" + f.Name }
-
-// ReplicaInfo is a ready replica.
-type ReplicaInfo struct {
-	Name    string
-	Node    string
-	Address string // host:port
+	OnDemand func(revision string)
+	// Now is the clock of the gateway's accounting; default time.Now.
+	Now     func() time.Time
+	Metrics *Metrics
+	Log     *slog.Logger
+	Seed    uint64
 }
 
 // Gateway serves one node.
 type Gateway struct {
-	cfg    Config
-	origin int
-	index  map[string]int
+	cfg   Config
+	epoch uint64
 
-	routes atomic.Pointer[map[string]*function]
-	mu     sync.Mutex // serialises configuration changes
-	fns    map[string]*function
+	routes atomic.Pointer[map[string]*route]
+
+	mu        sync.Mutex // serialises configuration changes
+	nodes     []string
+	origin    int
+	revs      map[string]*revision
+	routeSpec []Route
+	seq       uint64
 
 	bufs sync.Pool
 }
 
-var (
-	errQueueFull = errors.New("queue full")
-	errTimeout   = errors.New("no replica became available")
-)
-
-// New builds a gateway; it serves nothing until functions are set.
+// New builds a gateway; it serves nothing until routes are set.
 func New(cfg Config) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, index: map[string]int{}, fns: map[string]*function{}, origin: -1}
-	for i, n := range cfg.Nodes {
-		g.index[n] = i
-		if n == cfg.Node {
-			g.origin = i
-		}
-	}
-	if g.origin < 0 {
-		return nil, fmt.Errorf("gateway node %q is not among the fleet's nodes", cfg.Node)
-	}
+	g := &Gateway{cfg: cfg, revs: map[string]*revision{}}
 	if !balance.Known(cfg.Policy) {
 		_, err := balance.New(cfg.Policy, nil)
 		return nil, err
 	}
 	if cfg.Transport == nil {
 		return nil, fmt.Errorf("gateway %s: no transport", cfg.Node)
+	}
+	if err := g.SetNodes(cfg.Nodes); err != nil {
+		return nil, err
 	}
 	if cfg.Log == nil {
 		g.cfg.Log = slog.New(slog.DiscardHandler)
@@ -136,8 +118,12 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.OnDemand == nil {
 		g.cfg.OnDemand = func(string) {}
 	}
+	if cfg.Now == nil {
+		g.cfg.Now = time.Now
+	}
+	g.epoch = rand.Uint64() | 1
 	g.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
-	empty := map[string]*function{}
+	empty := map[string]*route{}
 	g.routes.Store(&empty)
 	return g, nil
 }
@@ -145,143 +131,184 @@ func New(cfg Config) (*Gateway, error) {
 // Node is the gateway's node name.
 func (g *Gateway) Node() string { return g.cfg.Node }
 
-// SetFunction adds or updates a function.
-func (g *Gateway) SetFunction(fc FunctionConfig) {
+// Epoch identifies this gateway's life: Stats counters restart with it.
+func (g *Gateway) Epoch() uint64 { return g.epoch }
+
+func (g *Gateway) now() time.Time { return g.cfg.Now() }
+
+// SetNodes changes the set of nodes replicas may be on. Replicas on nodes
+// that leave stop receiving requests; what the gateway knew of the nodes
+// that stay is kept.
+func (g *Gateway) SetNodes(nodes []string) error {
+	origin := slices.Index(nodes, g.cfg.Node)
+	if origin < 0 {
+		return fmt.Errorf("gateway node %q is not among the fleet's nodes %v", g.cfg.Node, nodes)
+	}
+	nodes = slices.Clone(nodes)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if f, ok := g.fns[fc.Key()]; ok {
-		f.mu.Lock()
-		f.cc = fc.ContainerConcurrency
-		f.view.Parallelism = max(fc.Parallelism, fc.ContainerConcurrency)
-		for i := range f.view.Replicas {
-			f.view.Replicas[i].Capacity = f.cc
-		}
-		f.dispatchLocked()
-		f.mu.Unlock()
+	g.nodes, g.origin = nodes, origin
+	for _, rev := range g.revs {
+		rev.mu.Lock()
+		rev.setNodesLocked(nodes, origin)
+		rev.dispatchLocked()
+		rev.mu.Unlock()
+	}
+	return nil
+}
+
+// SetRevision adds or updates a revision. It receives requests once a
+// route names it.
+func (g *Gateway) SetRevision(c RevisionConfig) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if rev, ok := g.revs[c.Key()]; ok {
+		rev.mu.Lock()
+		rev.configureLocked(c)
+		rev.dispatchLocked()
+		rev.mu.Unlock()
 		return
 	}
-	seed := g.cfg.Seed ^ uint64(len(g.fns)+1)*0x9e3779b97f4a7c15
+	g.seq++
+	seed := g.cfg.Seed ^ g.seq*0x9e3779b97f4a7c15
 	policy, err := balance.New(g.cfg.Policy, rand.New(rand.NewPCG(seed, seed>>1|1)))
 	if err != nil { // checked in New
 		panic(err)
 	}
-	f := &function{g: g, key: fc.Key(), cc: fc.ContainerConcurrency, policy: policy, lastChange: time.Now()}
-	f.view.Origin = g.origin
-	f.view.Nodes = make([]balance.Node, len(g.cfg.Nodes))
-	f.view.Parallelism = max(fc.Parallelism, fc.ContainerConcurrency)
-	f.dest = make([]destStats, len(g.cfg.Nodes))
-	origin := g.cfg.Node
-	for i, n := range g.cfg.Nodes {
-		f.dest[i].ok = g.cfg.Metrics.requests.WithLabelValues(f.key, origin, n, "200")
-		f.dest[i].latency = g.cfg.Metrics.latency.WithLabelValues(f.key, origin, n)
-		f.dest[i].inflight = g.cfg.Metrics.inflight.WithLabelValues(f.key, origin, n)
-	}
-	f.queued = g.cfg.Metrics.queued.WithLabelValues(f.key, origin)
-	f.buffered = g.cfg.Metrics.buffered.WithLabelValues(f.key, origin)
-	g.fns[f.key] = f
+	now := g.now()
+	rev := &revision{g: g, key: c.Key(), service: c.Service, policy: policy, counting: now, lastChange: now}
+	rev.queued = g.cfg.Metrics.queued.WithLabelValues(rev.service, rev.key, g.cfg.Node)
+	rev.buffered = g.cfg.Metrics.buffered.WithLabelValues(rev.service, rev.key, g.cfg.Node)
+	rev.configureLocked(c)
+	rev.setNodesLocked(g.nodes, g.origin)
+	g.revs[rev.key] = rev
 	g.publishRoutesLocked()
 }
 
-// RemoveFunction stops routing a function; waiting requests get 404.
-func (g *Gateway) RemoveFunction(key string) {
+// RemoveRevision forgets a revision and its metrics. Requests waiting for
+// it are routed again: to another revision if the route table has one for
+// their host by now, else they get 404.
+func (g *Gateway) RemoveRevision(key string) {
 	g.mu.Lock()
-	f, ok := g.fns[key]
-	delete(g.fns, key)
+	rev, ok := g.revs[key]
+	delete(g.revs, key)
 	g.publishRoutesLocked()
 	g.mu.Unlock()
-	if ok {
-		f.mu.Lock()
-		f.removed = true
-		for _, w := range f.waiters {
-			w.ch <- nil
-		}
-		f.waiters = f.waiters[:0]
-		f.mu.Unlock()
+	if !ok {
+		return
 	}
+	rev.mu.Lock()
+	rev.removed = true
+	for _, w := range rev.waiters {
+		w.ch <- nil
+	}
+	rev.waiters = rev.waiters[:0]
+	rev.mu.Unlock()
+	g.cfg.Metrics.forgetRevision(key, g.cfg.Node)
+}
+
+// SetRoutes replaces the route table. A target may name a revision the
+// gateway does not know yet: its requests get 503 until SetRevision.
+func (g *Gateway) SetRoutes(routes []Route) error {
+	if err := checkRoutes(routes); err != nil {
+		return fmt.Errorf("gateway %s: %w", g.cfg.Node, err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.routeSpec = routes
+	g.publishRoutesLocked()
+	return nil
 }
 
 func (g *Gateway) publishRoutesLocked() {
-	routes := make(map[string]*function, 4*len(g.fns))
-	for _, f := range g.fns {
-		ns, name := splitKey(f.key)
-		for _, h := range hostKeys(name, ns, g.cfg.Domain) {
-			routes[h] = f
+	table := make(map[string]*route, 4*len(g.routeSpec))
+	for _, r := range g.routeSpec {
+		rt := newRoute(r, g.revs)
+		for _, h := range r.Hosts {
+			table[h] = rt
 		}
 	}
-	g.routes.Store(&routes)
+	g.routes.Store(&table)
 }
 
-func splitKey(key string) (ns, name string) {
-	for i := 0; i < len(key); i++ {
-		if key[i] == '/' {
-			return key[:i], key[i+1:]
-		}
-	}
-	return "", key
-}
-
-func (g *Gateway) function(key string) *function {
+func (g *Gateway) revision(key string) *revision {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.fns[key]
+	return g.revs[key]
 }
 
-// SetReplicas replaces a function's ready replicas. Replicas left out stop
+func (g *Gateway) revisionsSorted() []*revision {
+	g.mu.Lock()
+	out := make([]*revision, 0, len(g.revs))
+	for _, rev := range g.revs {
+		out = append(out, rev)
+	}
+	g.mu.Unlock()
+	slices.SortFunc(out, func(a, b *revision) int { return strings.Compare(a.key, b.key) })
+	return out
+}
+
+// SetReplicas replaces a revision's ready replicas. Replicas left out stop
 // receiving new requests; those in flight finish (see InFlight).
 func (g *Gateway) SetReplicas(key string, replicas []ReplicaInfo) {
-	f := g.function(key)
-	if f == nil {
+	rev := g.revision(key)
+	if rev == nil {
 		return
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	old := make(map[string]*replica, len(f.reps))
-	for _, r := range f.reps {
+	rev.mu.Lock()
+	defer rev.mu.Unlock()
+	index := make(map[string]int, len(rev.nodes))
+	for i, n := range rev.nodes {
+		index[n] = i
+	}
+	old := make(map[string]*replica, len(rev.reps))
+	for _, r := range rev.reps {
 		old[r.info.Name] = r
 		r.idx = -1
 	}
-	for _, r := range f.gone {
+	for _, r := range rev.gone {
 		old[r.info.Name] = r
 	}
-	f.gone = nil // rebuilt below from what is left in old
-	f.reps = f.reps[:0]
-	f.view.Replicas = f.view.Replicas[:0]
+	rev.gone = nil // rebuilt below from what is left in old
+	rev.reps = rev.reps[:0]
+	rev.view.Replicas = rev.view.Replicas[:0]
 	for _, info := range replicas {
-		node, ok := g.index[info.Node]
+		node, ok := index[info.Node]
 		if !ok {
 			g.cfg.Log.Warn("replica on unknown node ignored", "replica", info.Name, "node", info.Node)
 			continue
 		}
 		r := old[info.Name]
 		if r == nil {
-			r = &replica{info: info, node: node,
+			r = &replica{info: info,
 				url:    url.URL{Scheme: "http", Host: info.Address},
 				header: []string{info.Name}, nodeHeader: []string{info.Node}}
 		}
-		r.idx = len(f.reps)
-		f.reps = append(f.reps, r)
-		f.view.Replicas = append(f.view.Replicas, balance.Replica{Node: node, InFlight: r.inflight, Capacity: f.cc})
+		r.node = node
+		r.idx = len(rev.reps)
+		rev.reps = append(rev.reps, r)
+		rev.view.Replicas = append(rev.view.Replicas, balance.Replica{Node: node, InFlight: r.inflight, Capacity: rev.cc})
 		delete(old, info.Name)
 	}
 	for _, r := range old {
 		if r.inflight > 0 {
-			f.gone = append(f.gone, r)
+			rev.gone = append(rev.gone, r)
 		}
 	}
-	f.dispatchLocked()
+	rev.dispatchLocked()
 }
 
 // InFlight returns the requests this gateway has outstanding at a replica,
 // so that a replica is stopped only once drained.
 func (g *Gateway) InFlight(key, replicaName string) int {
-	f := g.function(key)
-	if f == nil {
+	rev := g.revision(key)
+	if rev == nil {
 		return 0
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	rev.mu.Lock()
+	defer rev.mu.Unlock()
 	n := 0
-	for _, r := range f.all() {
+	for _, r := range rev.all() {
 		if r.info.Name == replicaName {
 			n += r.inflight
 		}
@@ -289,342 +316,62 @@ func (g *Gateway) InFlight(key, replicaName string) int {
 	return n
 }
 
-// SetProcessing sets the function's fleet-wide processing time per node.
+// SetProcessing sets the revision's processing time per node, as its
+// control step estimates it from every gateway's samples.
 func (g *Gateway) SetProcessing(key string, perNode map[string]time.Duration) {
-	f := g.function(key)
-	if f == nil {
+	rev := g.revision(key)
+	if rev == nil {
 		return
 	}
-	f.mu.Lock()
-	for n, d := range perNode {
-		if j, ok := g.index[n]; ok {
-			f.view.Nodes[j].Processing = d
+	rev.mu.Lock()
+	for j, n := range rev.nodes {
+		if d, ok := perNode[n]; ok {
+			rev.view.Nodes[j].Processing = d
 		}
 	}
-	f.mu.Unlock()
-}
-
-// Report is one function's demand and service seen by this gateway since
-// the previous report.
-type Report struct {
-	Function string
-	// Concurrency is the time-averaged number of requests inside the
-	// gateway (waiting or in flight) — the autoscaler's input.
-	Concurrency float64
-	Requests    uint64
-	// Waiting is the number of requests waiting right now.
-	Waiting int
-	Dest    []DestReport
-}
-
-// DestReport is what this gateway saw of one destination node.
-type DestReport struct {
-	Node     string
-	Requests uint64
-	// MeanService is the mean of response time minus measured RTT.
-	MeanService time.Duration
-	InFlight    int
-}
-
-// Report returns every function's figures since the last call and
-// refreshes the latency view; the fleet calls it about once a second.
-func (g *Gateway) Report() []Report {
-	now := time.Now()
-	rtts := make([]time.Duration, len(g.cfg.Nodes))
-	for j, n := range g.cfg.Nodes {
-		if j != g.origin && g.cfg.RTT != nil {
-			if d, ok := g.cfg.RTT(n); ok {
-				rtts[j] = d
-			}
-		}
-	}
-	g.mu.Lock()
-	fns := make([]*function, 0, len(g.fns))
-	for _, f := range g.fns {
-		fns = append(fns, f)
-	}
-	g.mu.Unlock()
-	out := make([]Report, 0, len(fns))
-	for _, f := range fns {
-		f.mu.Lock()
-		f.integrateLocked(now)
-		rep := Report{Function: f.key, Requests: f.requests, Waiting: len(f.waiters)}
-		if el := now.Sub(f.periodStart).Seconds(); el > 0 {
-			rep.Concurrency = f.area / el
-		}
-		f.area, f.requests, f.periodStart = 0, 0, now
-		inflight := make([]int, len(g.cfg.Nodes))
-		for _, r := range f.all() {
-			inflight[r.node] += r.inflight
-		}
-		for j := range f.dest {
-			d := &f.dest[j]
-			f.view.Nodes[j].RTT = rtts[j]
-			if now.Sub(d.lastSample) > staleService {
-				f.view.Nodes[j].Service = 0
-			}
-			if d.count > 0 || inflight[j] > 0 {
-				dr := DestReport{Node: g.cfg.Nodes[j], Requests: d.count, InFlight: inflight[j]}
-				if d.count > 0 {
-					dr.MeanService = time.Duration(d.sumService / float64(d.count))
-				}
-				rep.Dest = append(rep.Dest, dr)
-			}
-			d.count, d.sumService = 0, 0
-			d.inflight.Set(float64(inflight[j]))
-		}
-		f.queued.Set(float64(len(f.waiters)))
-		if len(f.reps) == 0 {
-			f.buffered.Set(float64(len(f.waiters)))
-		} else {
-			f.buffered.Set(0)
-		}
-		f.mu.Unlock()
-		out = append(out, rep)
-	}
-	return out
-}
-
-// staleService is how long a fresh service estimate stays in use without
-// new samples; after that the policy falls back to the fleet-wide figure, so
-// a node once congested is tried again.
-const staleService = 2 * time.Second
-
-// serviceAlpha weights new samples in the fresh service estimate: about the
-// last ten responses matter.
-const serviceAlpha = 0.2
-
-type function struct {
-	g   *Gateway
-	key string
-
-	mu       sync.Mutex
-	cc       int
-	removed  bool
-	policy   balance.Policy
-	view     balance.View
-	reps     []*replica // parallel to view.Replicas
-	gone     []*replica // removed replicas still draining
-	waiters  []*waiter
-	queued   prometheus.Gauge
-	buffered prometheus.Gauge
-
-	// demand: time integral of requests inside the gateway
-	active      int
-	area        float64
-	lastChange  time.Time
-	periodStart time.Time
-	requests    uint64
-
-	dest []destStats
-}
-
-type destStats struct {
-	count      uint64
-	sumService float64
-	ewma       float64
-	lastSample time.Time
-	ok         prometheus.Counter
-	latency    prometheus.Observer
-	inflight   prometheus.Gauge
-}
-
-type replica struct {
-	info       ReplicaInfo
-	node       int
-	idx        int // in function.reps, or -1 once removed
-	inflight   int
-	url        url.URL
-	header     []string
-	nodeHeader []string
-}
-
-type waiter struct{ ch chan *replica }
-
-var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan *replica, 1)} }}
-
-// all returns current and removed-but-busy replicas; f.mu held.
-func (f *function) all() []*replica {
-	if len(f.gone) == 0 {
-		return f.reps
-	}
-	return append(append([]*replica(nil), f.reps...), f.gone...)
-}
-
-func (f *function) integrateLocked(now time.Time) {
-	if f.periodStart.IsZero() {
-		f.periodStart = f.lastChange
-	}
-	f.area += float64(f.active) * now.Sub(f.lastChange).Seconds()
-	f.lastChange = now
-}
-
-// pickLocked asks the policy for a replica and takes a slot on it.
-func (f *function) pickLocked() *replica {
-	k := f.policy.Pick(&f.view)
-	if k < 0 {
-		return nil
-	}
-	r := f.reps[k]
-	r.inflight++
-	f.view.Replicas[k].InFlight++
-	return r
-}
-
-// dispatchLocked hands free capacity to waiting requests, oldest first.
-func (f *function) dispatchLocked() {
-	for len(f.waiters) > 0 {
-		r := f.pickLocked()
-		if r == nil {
-			return
-		}
-		w := f.waiters[0]
-		copy(f.waiters, f.waiters[1:])
-		f.waiters[len(f.waiters)-1] = nil
-		f.waiters = f.waiters[:len(f.waiters)-1]
-		w.ch <- r
-	}
-}
-
-// acquire returns a replica with a slot taken for this request.
-func (f *function) acquire(ctx context.Context, now time.Time) (*replica, error) {
-	f.mu.Lock()
-	if f.removed {
-		f.mu.Unlock()
-		return nil, errRemoved
-	}
-	f.integrateLocked(now)
-	f.active++
-	f.requests++
-	if len(f.waiters) == 0 {
-		if r := f.pickLocked(); r != nil {
-			f.mu.Unlock()
-			return r, nil
-		}
-	}
-	if len(f.waiters) >= f.g.cfg.QueueDepth {
-		f.integrateLocked(now)
-		f.active--
-		f.mu.Unlock()
-		return nil, errQueueFull
-	}
-	w := waiterPool.Get().(*waiter)
-	f.waiters = append(f.waiters, w)
-	cold := len(f.reps) == 0
-	f.mu.Unlock()
-	if cold {
-		f.g.cfg.OnDemand(f.key)
-	}
-	t := time.NewTimer(f.g.cfg.ActivationTimeout)
-	defer t.Stop()
-	var err error
-	select {
-	case r := <-w.ch:
-		waiterPool.Put(w)
-		if r == nil {
-			f.leave(time.Now())
-			return nil, errRemoved
-		}
-		return r, nil
-	case <-t.C:
-		err = errTimeout
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	f.mu.Lock()
-	for i, x := range f.waiters {
-		if x == w {
-			f.waiters = append(f.waiters[:i], f.waiters[i+1:]...)
-			f.integrateLocked(time.Now())
-			f.active--
-			f.mu.Unlock()
-			waiterPool.Put(w)
-			return nil, err
-		}
-	}
-	f.mu.Unlock()
-	// A replica was handed over as we gave up: give it back.
-	if r := <-w.ch; r != nil {
-		f.release(r, time.Now(), -1)
-	} else {
-		f.leave(time.Now())
-	}
-	waiterPool.Put(w)
-	return nil, err
-}
-
-var errRemoved = errors.New("function removed")
-
-// leave accounts for a request that leaves without a replica.
-func (f *function) leave(now time.Time) {
-	f.mu.Lock()
-	f.integrateLocked(now)
-	f.active--
-	f.mu.Unlock()
-}
-
-// release returns a replica's slot; service < 0 means no sample.
-func (f *function) release(r *replica, now time.Time, service time.Duration) {
-	f.mu.Lock()
-	f.integrateLocked(now)
-	f.active--
-	r.inflight--
-	if r.idx >= 0 {
-		f.view.Replicas[r.idx].InFlight--
-	} else if r.inflight == 0 {
-		f.forgetLocked(r)
-	}
-	if service >= 0 {
-		d := &f.dest[r.node]
-		d.count++
-		d.sumService += float64(service)
-		if d.lastSample.IsZero() || now.Sub(d.lastSample) > staleService {
-			d.ewma = float64(service)
-		} else {
-			d.ewma += serviceAlpha * (float64(service) - d.ewma)
-		}
-		d.lastSample = now
-		f.view.Nodes[r.node].Service = time.Duration(d.ewma)
-	}
-	f.dispatchLocked()
-	f.mu.Unlock()
-}
-
-func (f *function) forgetLocked(r *replica) {
-	for i, x := range f.gone {
-		if x == r {
-			f.gone = append(f.gone[:i], f.gone[i+1:]...)
-			return
-		}
-	}
+	rev.mu.Unlock()
 }
 
 // ServeHTTP routes, buffers, balances and forwards one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	f := (*g.routes.Load())[routeHost(r.Host)]
-	if f == nil {
-		g.cfg.Metrics.requests.WithLabelValues("", g.cfg.Node, "none", "404").Inc()
-		http.Error(w, "kantai: no function serves host "+strconv.Quote(r.Host), http.StatusNotFound)
-		return
-	}
-	// A request without a body is retried on another replica when the
-	// chosen one refuses the connection (it is stopping or has died): then
-	// nothing was sent, and the client need not see a replica's end.
+	start := g.now()
+	host := routeHost(r.Host)
+	// A request that nothing was sent for yet is offered again: when the
+	// revision it waited for was removed (a rollout: the route now names
+	// another), and, without a body, when the chosen replica refused the
+	// connection (it is stopping or has died), so the client need not see
+	// a replica's end.
 	for attempt := 1; ; attempt++ {
-		rep, err := f.acquire(r.Context(), start)
+		rt := (*g.routes.Load())[host]
+		if rt == nil {
+			g.cfg.Metrics.requests.WithLabelValues("", "", g.cfg.Node, "none", "404").Inc()
+			http.Error(w, "kantai: no function serves host "+strconv.Quote(r.Host), http.StatusNotFound)
+			return
+		}
+		t := rt.pick()
+		rev := t.rev
+		if rev == nil {
+			g.cfg.Metrics.requests.WithLabelValues("", t.revision, g.cfg.Node, "none", "503").Inc()
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "kantai: revision "+t.revision+" is not known at this gateway yet", http.StatusServiceUnavailable)
+			return
+		}
+		rep, err := rev.acquire(r.Context(), start)
 		if err != nil {
-			g.fail(w, f, err)
+			if errors.Is(err, errRemoved) && attempt < maxAttempts {
+				continue
+			}
+			g.fail(w, rev, err)
 			return
 		}
 		retryable := attempt < maxAttempts && r.ContentLength == 0
-		if !g.forward(w, r, f, rep, start, retryable) {
+		if !g.forward(w, r, rev, t, rep, start, retryable) {
 			return
 		}
 	}
 }
 
-// maxAttempts bounds the replicas one request is offered to.
+// maxAttempts bounds the times one request is offered to a revision.
 const maxAttempts = 3
 
 // isDialError reports a failure to connect: the request never left.
@@ -633,9 +380,9 @@ func isDialError(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-func (g *Gateway) fail(w http.ResponseWriter, f *function, err error) {
+func (g *Gateway) fail(w http.ResponseWriter, rev *revision, err error) {
 	code := http.StatusServiceUnavailable
-	msg := "kantai: " + f.key + ": "
+	msg := "kantai: " + rev.key + ": "
 	switch {
 	case errors.Is(err, errQueueFull):
 		w.Header().Set("Retry-After", "1")
@@ -645,12 +392,12 @@ func (g *Gateway) fail(w http.ResponseWriter, f *function, err error) {
 		msg += "no replica became available within " + g.cfg.ActivationTimeout.String()
 	case errors.Is(err, errRemoved):
 		code = http.StatusNotFound
-		msg += "function was deleted"
+		msg += "revision was deleted"
 	default: // the client went away; nobody reads the answer
 		code = 499
 		msg += err.Error()
 	}
-	g.cfg.Metrics.requests.WithLabelValues(f.key, g.cfg.Node, "none", strconv.Itoa(code)).Inc()
+	g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, "none", strconv.Itoa(code)).Inc()
 	if code == 499 {
 		return
 	}
@@ -710,22 +457,48 @@ func trimSpace(s string) string {
 	return s
 }
 
+// Causes of a forwarded request's end set by the gateway's timer.
+var (
+	errResponseStart = errors.New("no response headers within the revision's response start timeout")
+	errRevTimeout    = errors.New("no complete response within the revision's timeout")
+)
+
 // forward sends the request to rep and copies the answer back. It returns
 // true, having written nothing, when retryable and the replica could not be
 // reached, so the caller may choose another.
-func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, f *function, rep *replica, start time.Time, retryable bool) bool {
+func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision, t *target, rep *replica, start time.Time, retryable bool) bool {
+	// One timer bounds the wait for the headers, then the rest of the
+	// revision's timeout; its cause tells a timeout from a client gone.
+	ctx, cancel := context.WithCancelCause(in.Context())
+	defer cancel(nil)
+	rev.mu.Lock()
+	timeout, startTimeout, local := rev.timeout, rev.start, rep.node == rev.view.Origin
+	var dest destStats
+	if rep.node >= 0 {
+		dest = rev.dest[rep.node]
+	}
+	rev.mu.Unlock()
+	cause := errResponseStart
+	if startTimeout >= timeout {
+		cause = errRevTimeout
+	}
+	timer := time.AfterFunc(startTimeout, func() { cancel(cause) })
+	defer timer.Stop()
+
 	// The outbound request is not pooled: http.Transport may still read it
 	// (headers included) from its write loop after returning the response,
 	// and nothing tells us reliably when that is over.
-	out := new(http.Request)
-	*out = *in // shallow: keeps the context and body
+	out := in.WithContext(ctx)
 	u := rep.url
 	u.Path, u.RawPath, u.RawQuery = in.URL.Path, in.URL.RawPath, in.URL.RawQuery
 	out.URL = &u
 	out.RequestURI = ""
 	out.Close = false
-	out.Header = make(http.Header, len(in.Header)+1)
+	out.Header = make(http.Header, len(in.Header)+1+len(t.headers))
 	copyHeader(out.Header, in.Header)
+	for k, v := range t.headers {
+		out.Header[k] = v
+	}
 	if host, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
 		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
 			host = prior[len(prior)-1] + ", " + host
@@ -737,26 +510,35 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, f *function, 
 	}
 	sent := time.Now()
 	resp, err := g.cfg.Transport.RoundTrip(out)
-	now := time.Now()
+	done := time.Now()
+	now := g.now()
 	if err != nil {
-		f.release(rep, now, -1)
-		g.cfg.Log.Debug("forwarding failed", "function", f.key, "replica", rep.info.Name, "err", err)
+		rev.release(rep, now, -1)
+		g.cfg.Log.Debug("forwarding failed", "revision", rev.key, "replica", rep.info.Name, "err", err)
 		if retryable && isDialError(err) && in.Context().Err() == nil {
 			return true
 		}
-		code := http.StatusBadGateway
-		if in.Context().Err() != nil {
+		code, msg := http.StatusBadGateway, "kantai: replica "+rep.info.Name+" did not answer: "+err.Error()
+		switch c := context.Cause(ctx); {
+		case in.Context().Err() != nil:
 			code = 499
+		case c == errResponseStart || c == errRevTimeout:
+			code, msg = http.StatusGatewayTimeout, "kantai: "+rev.key+": "+c.Error()+" ("+startTimeout.String()+")"
 		}
-		g.cfg.Metrics.requests.WithLabelValues(f.key, g.cfg.Node, rep.info.Node, strconv.Itoa(code)).Inc()
+		g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, strconv.Itoa(code)).Inc()
 		if code == 499 {
 			return false
 		}
-		http.Error(w, "kantai: replica "+rep.info.Name+" did not answer: "+err.Error(), code)
+		http.Error(w, msg, code)
 		return false
 	}
-	service := now.Sub(sent)
-	if rep.node != g.origin {
+	if startTimeout < timeout {
+		// Headers are in: the rest of the timeout covers the body.
+		cause = errRevTimeout
+		timer.Reset(timeout - done.Sub(sent))
+	}
+	service := done.Sub(sent)
+	if !local {
 		if rtt, ok := g.cfg.RTT(rep.info.Node); ok {
 			service = max(service-rtt, 0)
 		}
@@ -766,12 +548,13 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, f *function, 
 	h[HeaderReplica] = rep.header
 	h[HeaderNode] = rep.nodeHeader
 	w.WriteHeader(resp.StatusCode)
-	d := &f.dest[rep.node]
-	d.latency.Observe(now.Sub(start).Seconds())
-	if resp.StatusCode == http.StatusOK {
-		d.ok.Inc()
+	if dest.latency != nil {
+		dest.latency.Observe(now.Sub(start).Seconds())
+	}
+	if resp.StatusCode == http.StatusOK && dest.ok != nil {
+		dest.ok.Inc()
 	} else {
-		g.cfg.Metrics.requests.WithLabelValues(f.key, g.cfg.Node, rep.info.Node, strconv.Itoa(resp.StatusCode)).Inc()
+		g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, strconv.Itoa(resp.StatusCode)).Inc()
 	}
 	// The slot is released once the body is through, so in-flight counts
 	// cover streaming responses too.
@@ -779,7 +562,10 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, f *function, 
 	copyBody(w, resp.Body, *bp, resp.ContentLength < 0)
 	g.bufs.Put(bp)
 	resp.Body.Close()
-	f.release(rep, time.Now(), service)
+	if context.Cause(ctx) == errRevTimeout {
+		g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, "504").Inc()
+	}
+	rev.release(rep, g.now(), service)
 	return false
 }
 

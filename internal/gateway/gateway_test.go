@@ -68,7 +68,7 @@ type fixture struct {
 func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	fx := &fixture{reg: prometheus.NewRegistry()}
 	cfg := Config{
-		Node: "node3", Nodes: []string{"node1", "node2", "node3"}, Domain: "example.com", Policy: "kantai",
+		Node: "node3", Nodes: []string{"node1", "node2", "node3"}, Policy: "kantai",
 		QueueDepth: 10, ActivationTimeout: 5 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 64},
 		RTT:       func(string) (time.Duration, bool) { return 0, false },
@@ -85,27 +85,44 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	fx.gw = gw
 	fx.srv = httptest.NewServer(gw)
 	t.Cleanup(fx.srv.Close)
-	gw.SetFunction(FunctionConfig{Namespace: "default", Name: "hello"})
+	gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello"})
+	if err := gw.SetRoutes(ServiceRoutes("hello", "default", "example.com", []ServiceTarget{{Revision: "default/" + rev1, Percent: 100}})); err != nil {
+		t.Fatal(err)
+	}
 	return fx
 }
 
-func (fx *fixture) get(t *testing.T, host string) (*http.Response, string) {
-	t.Helper()
+const rev1 = "hello-00001"
+
+// get sends a GET through the gateway. It may run on goroutines the test
+// started, so it reports failures as a status of 0 with the error as body.
+func (fx *fixture) get(host string) (*http.Response, string) {
 	req, _ := http.NewRequest("GET", fx.srv.URL+"/path?q=1", nil)
 	req.Host = host
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("GET via gateway: %v", err)
+		return &http.Response{StatusCode: 0, Header: http.Header{}}, "GET via gateway: " + err.Error()
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return resp, string(body)
 }
 
+func (fx *fixture) stats(t *testing.T) RevisionStats {
+	t.Helper()
+	for _, rs := range fx.gw.Stats().Revisions {
+		if rs.Revision == "default/"+rev1 {
+			return rs
+		}
+	}
+	t.Fatalf("no stats for %s", rev1)
+	return RevisionStats{}
+}
+
 func TestGateway_routing(t *testing.T) {
 	fx := newFixture(t, nil)
 	b := newBackend(t, "hello-node3-abcde")
-	fx.gw.SetReplicas("default/hello", []ReplicaInfo{b.info("node3")})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
 	tests := []struct {
 		host string
 		code int
@@ -121,7 +138,7 @@ func TestGateway_routing(t *testing.T) {
 		{"hello", 404},
 	}
 	for _, tt := range tests {
-		resp, body := fx.get(t, tt.host)
+		resp, body := fx.get(tt.host)
 		if resp.StatusCode != tt.code {
 			t.Errorf("Host %q: status %d, want %d (%s)", tt.host, resp.StatusCode, tt.code, body)
 			continue
@@ -144,7 +161,7 @@ func TestGateway_routing(t *testing.T) {
 func TestGateway_stripsHopHeadersAndStreamsBody(t *testing.T) {
 	fx := newFixture(t, nil)
 	b := newBackend(t, "r1")
-	fx.gw.SetReplicas("default/hello", []ReplicaInfo{b.info("node3")})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
 	payload := strings.Repeat("x", 1<<20)
 	req, _ := http.NewRequest("POST", fx.srv.URL+"/up", strings.NewReader(payload))
 	req.Host = "hello.default"
@@ -167,39 +184,32 @@ func TestGateway_buffersUntilFirstReplica(t *testing.T) {
 	fx := newFixture(t, nil)
 	done := make(chan string)
 	go func() {
-		resp, body := fx.get(t, "hello.default")
+		resp, body := fx.get("hello.default")
 		done <- fmt.Sprint(resp.StatusCode, " ", body)
 	}()
-	deadline := time.Now().Add(2 * time.Second)
-	for fx.demands.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if fx.demands.Load() == 0 {
-		t.Fatal("gateway did not report demand for a function with no replica")
-	}
+	waitFor(t, func() bool { return fx.demands.Load() > 0 })
 	select {
 	case got := <-done:
 		t.Fatalf("request finished before any replica existed: %s", got)
 	case <-time.After(100 * time.Millisecond):
 	}
 	b := newBackend(t, "late")
-	fx.gw.SetReplicas("default/hello", []ReplicaInfo{b.info("node1")})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node1")})
 	if got := <-done; !strings.HasPrefix(got, "200 late") {
 		t.Errorf("buffered request got %q, want 200 from the new replica", got)
 	}
-	reps := fx.gw.Report()
-	if len(reps) != 1 || reps[0].Requests != 1 || reps[0].Concurrency <= 0 {
-		t.Errorf("report = %+v, want one request with positive concurrency", reps)
+	if st := fx.stats(t); st.Requests != 1 || st.Area <= 0 {
+		t.Errorf("stats = %+v, want one request with a positive area", st)
 	}
 }
 
 func TestGateway_activationTimeout(t *testing.T) {
 	fx := newFixture(t, func(c *Config) { c.ActivationTimeout = 150 * time.Millisecond })
-	resp, body := fx.get(t, "hello.default")
+	resp, body := fx.get("hello.default")
 	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "no replica became available") {
 		t.Errorf("got %d %q, want 504 naming the cause", resp.StatusCode, body)
 	}
-	if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("default/hello", "node3", "none", "504")); got != 1 {
+	if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "none", "504")); got != 1 {
 		t.Errorf("504 counter = %v, want 1", got)
 	}
 }
@@ -212,17 +222,17 @@ func TestGateway_queueFull(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, _ := fx.get(t, "hello.default")
+			resp, _ := fx.get("hello.default")
 			codes <- resp.StatusCode
 		}()
 	}
-	waitFor(t, func() bool { return fx.gw.Report()[0].Waiting == 2 })
-	resp, body := fx.get(t, "hello.default")
+	waitFor(t, func() bool { return fx.stats(t).Waiting == 2 })
+	resp, body := fx.get("hello.default")
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("third request: %d Retry-After=%q %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	b := newBackend(t, "r")
-	fx.gw.SetReplicas("default/hello", []ReplicaInfo{b.info("node3")})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
 	wg.Wait()
 	close(codes)
 	for c := range codes {
@@ -234,10 +244,10 @@ func TestGateway_queueFull(t *testing.T) {
 
 func TestGateway_containerConcurrency(t *testing.T) {
 	fx := newFixture(t, nil)
-	fx.gw.SetFunction(FunctionConfig{Namespace: "default", Name: "hello", ContainerConcurrency: 1})
+	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello", ContainerConcurrency: 1})
 	b := newBackend(t, "only")
 	b.hold = make(chan struct{})
-	fx.gw.SetReplicas("default/hello", []ReplicaInfo{b.info("node3")})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
 	const n = 5
 	var wg sync.WaitGroup
 	var ok atomic.Int32
@@ -245,7 +255,7 @@ func TestGateway_containerConcurrency(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if resp, _ := fx.get(t, "hello.default"); resp.StatusCode == 200 {
+			if resp, _ := fx.get("hello.default"); resp.StatusCode == 200 {
 				ok.Add(1)
 			}
 		}()
@@ -269,7 +279,7 @@ func TestGateway_containerConcurrency(t *testing.T) {
 func TestGateway_gracefulStopUnderLoad(t *testing.T) {
 	fx := newFixture(t, func(c *Config) { c.Policy = "round-robin" })
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	fx.gw.SetReplicas("default/hello", []ReplicaInfo{a.info("node3"), b.info("node3")})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node3"), b.info("node3")})
 	ctx, cancel := context.WithCancel(context.Background())
 	var total, failed atomic.Int32
 	var wg sync.WaitGroup
@@ -278,7 +288,7 @@ func TestGateway_gracefulStopUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				resp, _ := fx.get(t, "hello.default")
+				resp, _ := fx.get("hello.default")
 				total.Add(1)
 				if resp.StatusCode != 200 {
 					failed.Add(1)
@@ -286,12 +296,12 @@ func TestGateway_gracefulStopUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(150 * time.Millisecond)
-	fx.gw.SetReplicas("default/hello", []ReplicaInfo{a.info("node3")})
-	waitFor(t, func() bool { return fx.gw.InFlight("default/hello", "b") == 0 })
+	waitFor(t, func() bool { return a.served.Load() > 10 && b.served.Load() > 10 })
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node3")})
+	waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "b") == 0 })
 	b.srv.Close() // the process ends only once drained
-	servedB := b.served.Load()
-	time.Sleep(150 * time.Millisecond)
+	servedB, servedA := b.served.Load(), a.served.Load()
+	waitFor(t, func() bool { return a.served.Load() > servedA+10 })
 	cancel()
 	wg.Wait()
 	if failed.Load() != 0 {
@@ -302,25 +312,197 @@ func TestGateway_gracefulStopUnderLoad(t *testing.T) {
 	}
 }
 
-func TestGateway_removeFunctionAnswersWaiters(t *testing.T) {
+func TestGateway_removeRevisionAnswersWaiters(t *testing.T) {
 	fx := newFixture(t, nil)
 	got := make(chan int)
-	go func() { resp, _ := fx.get(t, "hello.default"); got <- resp.StatusCode }()
-	waitFor(t, func() bool { return fx.gw.Report()[0].Waiting == 1 })
-	fx.gw.RemoveFunction("default/hello")
+	go func() { resp, _ := fx.get("hello.default"); got <- resp.StatusCode }()
+	waitFor(t, func() bool { return fx.stats(t).Waiting == 1 })
+	if err := fx.gw.SetRoutes(nil); err != nil {
+		t.Fatal(err)
+	}
+	fx.gw.RemoveRevision("default/" + rev1)
 	if c := <-got; c != http.StatusNotFound {
 		t.Errorf("waiting request got %d after delete, want 404", c)
 	}
+	if n := testutil.CollectAndCount(fx.reg, "kantai_gateway_queue_depth"); n != 0 {
+		t.Errorf("%d queue-depth series left after the revision was removed, want 0", n)
+	}
 }
 
+// A rollout: requests waiting for the old revision when it goes are sent
+// to the revision the route names now.
+func TestGateway_waitersFollowTheRoute(t *testing.T) {
+	fx := newFixture(t, nil)
+	got := make(chan string)
+	go func() { resp, body := fx.get("hello.default"); got <- fmt.Sprint(resp.StatusCode, " ", body) }()
+	waitFor(t, func() bool { return fx.stats(t).Waiting == 1 })
+	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: "hello-00002", Service: "hello"})
+	b := newBackend(t, "new")
+	fx.gw.SetReplicas("default/hello-00002", []ReplicaInfo{b.info("node3")})
+	if err := fx.gw.SetRoutes(ServiceRoutes("hello", "default", "", []ServiceTarget{{Revision: "default/hello-00002", Percent: 100}})); err != nil {
+		t.Fatal(err)
+	}
+	fx.gw.RemoveRevision("default/" + rev1)
+	if r := <-got; !strings.HasPrefix(r, "200 new") {
+		t.Errorf("waiting request got %q, want 200 from the new revision", r)
+	}
+}
+
+// Percent splits are exact over every 100 requests, tags reach their
+// revision alone with the tag header, and a route to a revision the
+// gateway does not know yet answers 503.
+func TestGateway_splitsAndTags(t *testing.T) {
+	fx := newFixture(t, nil)
+	seenTag := make(chan string, 1)
+	oldB := newBackend(t, "old")
+	newB := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tag := r.Header.Get(TagHeader); tag != "" {
+			select {
+			case seenTag <- tag:
+			default:
+			}
+		}
+		fmt.Fprint(w, "new")
+	}))
+	t.Cleanup(newB.Close)
+	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: "hello-00002", Service: "hello"})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{oldB.info("node3")})
+	fx.gw.SetReplicas("default/hello-00002", []ReplicaInfo{{Name: "new", Node: "node3", Address: strings.TrimPrefix(newB.URL, "http://")}})
+	err := fx.gw.SetRoutes(ServiceRoutes("hello", "default", "example.com", []ServiceTarget{
+		{Revision: "default/" + rev1, Percent: 90},
+		{Revision: "default/hello-00002", Percent: 10, Tag: "canary"},
+		{Revision: "default/hello-00003", Percent: 0, Tag: "next"},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for i := 0; i < 300; i++ {
+		_, body := fx.get("hello.default.example.com")
+		counts[strings.Fields(body)[0]]++
+	}
+	if counts["old"] != 270 || counts["new"] != 30 {
+		t.Errorf("300 requests split %v, want old=270 new=30", counts)
+	}
+	for i := 0; i < 5; i++ {
+		if _, body := fx.get("canary-hello.default.svc.cluster.local"); body != "new" {
+			t.Fatalf("tag host answered %q, want the tagged revision", body)
+		}
+	}
+	if tag := <-seenTag; tag != "canary" {
+		t.Errorf("%s = %q, want canary", TagHeader, tag)
+	}
+	if resp, body := fx.get("next-hello.default"); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("unknown revision: %d %q, want 503 with Retry-After", resp.StatusCode, body)
+	}
+	if err := fx.gw.SetRoutes([]Route{{Hosts: []string{"a"}, Targets: []Target{{Revision: "x", Percent: 60}}}}); err == nil {
+		t.Error("a route whose percents add up to 60 was accepted")
+	}
+}
+
+// timeoutSeconds and responseStartTimeoutSeconds end a slow request with
+// a 504 that says which, counted in the metrics.
+func TestGateway_revisionTimeouts(t *testing.T) {
+	fx := newFixture(t, nil)
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); slow.Close() })
+	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello", Timeout: 200 * time.Millisecond})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "slow", Node: "node3", Address: strings.TrimPrefix(slow.URL, "http://")}})
+	resp, body := fx.get("hello.default")
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "timeout") {
+		t.Errorf("got %d %q, want 504 naming the timeout", resp.StatusCode, body)
+	}
+	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello", Timeout: time.Hour, ResponseStartTimeout: 200 * time.Millisecond})
+	resp, body = fx.get("hello.default")
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "response start timeout") {
+		t.Errorf("got %d %q, want 504 naming the response start timeout", resp.StatusCode, body)
+	}
+	if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "node3", "504")); got != 2 {
+		t.Errorf("504 counter = %v, want 2", got)
+	}
+}
+
+// The node set changes at run time: replicas on a node that left get no
+// more requests, and the node's series go.
+func TestGateway_setNodes(t *testing.T) {
+	fx := newFixture(t, nil)
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node1"), b.info("node3")})
+	if err := fx.gw.SetNodes([]string{"node2", "node3", "node4"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if _, body := fx.get("hello.default"); !strings.HasPrefix(body, "b ") {
+			t.Fatalf("request %d answered by %q, want b (node1 left)", i, body)
+		}
+	}
+	if err := fx.gw.SetNodes([]string{"node1"}); err == nil {
+		t.Error("a node set without the gateway's own node was accepted")
+	}
+}
+
+func TestStatsSince(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	rs := func(since float64, req uint64, area float64, dest ...DestStats) RevisionStats {
+		return RevisionStats{Revision: "ns/r", Since: at(since), Requests: req, Area: area, Dest: dest}
+	}
+	tests := []struct {
+		name       string
+		prev, cur  Stats
+		conc, secs float64
+		req        uint64
+		service    time.Duration
+	}{
+		{name: "first reading counts from since",
+			cur:  Stats{Epoch: 1, At: at(4), Revisions: []RevisionStats{rs(0, 8, 8, DestStats{Node: "n", Responses: 8, Service: 0.08})}},
+			conc: 2, secs: 4, req: 8, service: 10 * time.Millisecond},
+		{name: "difference of two readings",
+			prev: Stats{Epoch: 1, At: at(4), Revisions: []RevisionStats{rs(0, 8, 8, DestStats{Node: "n", Responses: 8, Service: 0.08})}},
+			cur:  Stats{Epoch: 1, At: at(6), Revisions: []RevisionStats{rs(0, 10, 9, DestStats{Node: "n", Responses: 10, Service: 0.14})}},
+			conc: 0.5, secs: 2, req: 2, service: 30 * time.Millisecond},
+		{name: "restart: new epoch counts from its since",
+			prev: Stats{Epoch: 1, At: at(4), Revisions: []RevisionStats{rs(0, 80, 80)}},
+			cur:  Stats{Epoch: 2, At: at(6), Revisions: []RevisionStats{rs(5, 1, 1)}},
+			conc: 1, secs: 1, req: 1},
+		{name: "revision re-added after the last reading",
+			prev: Stats{Epoch: 1, At: at(4), Revisions: []RevisionStats{rs(0, 80, 80)}},
+			cur:  Stats{Epoch: 1, At: at(6), Revisions: []RevisionStats{rs(5, 3, 0.5)}},
+			conc: 0.5, secs: 1, req: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ws := tt.cur.Since(tt.prev)
+			if len(ws) != 1 {
+				t.Fatalf("got %d windows, want 1", len(ws))
+			}
+			w := ws[0]
+			if w.Concurrency != tt.conc || w.Seconds != tt.secs || w.Requests != tt.req {
+				t.Errorf("window = %+v, want concurrency %v over %vs, %d requests", w, tt.conc, tt.secs, tt.req)
+			}
+			if tt.service > 0 && (len(w.Dest) != 1 || (w.Dest[0].MeanService-tt.service).Abs() > time.Microsecond) {
+				t.Errorf("dest = %+v, want mean service %v", w.Dest, tt.service)
+			}
+		})
+	}
+}
+
+// waitFor polls cond until it holds; the bound is generous, since it only
+// stops a test that would otherwise hang.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+			t.Fatal("condition not met within 30s")
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -347,16 +529,16 @@ func TestGateway_retriesRefusedConnection(t *testing.T) {
 	deadInfo := dead.info("node3")
 	dead.srv.Close()
 	live := newBackend(t, "live")
-	fx.gw.SetReplicas("default/hello", []ReplicaInfo{deadInfo, live.info("node3")})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{deadInfo, live.info("node3")})
 	for i := 0; i < 6; i++ {
-		resp, body := fx.get(t, "hello.default")
+		resp, body := fx.get("hello.default")
 		if resp.StatusCode != 200 || !strings.HasPrefix(body, "live") {
 			t.Fatalf("request %d: %d %q, want 200 from the live replica", i, resp.StatusCode, body)
 		}
 	}
 	// With only the dead replica, the client gets a 502 saying so.
-	fx.gw.SetReplicas("default/hello", []ReplicaInfo{deadInfo})
-	resp, body := fx.get(t, "hello.default")
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{deadInfo})
+	resp, body := fx.get("hello.default")
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "did not answer") {
 		t.Errorf("only a dead replica: %d %q, want 502", resp.StatusCode, body)
 	}

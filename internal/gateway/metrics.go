@@ -17,26 +17,44 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kantai_gateway_requests_total",
-			Help: "Requests answered by a gateway, by function, origin node (the gateway's), destination node and HTTP status.",
-		}, []string{"function", "origin", "destination", "code"}),
+			Help: "Requests answered by a gateway, by function (Service), revision, origin node (the gateway's), destination node and HTTP status.",
+		}, []string{"function", "revision", "origin", "destination", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kantai_gateway_response_seconds",
 			Help:    "Time from a request's arrival at the gateway to the response headers, queueing included.",
 			Buckets: []float64{.001, .002, .005, .01, .02, .05, .075, .1, .15, .2, .3, .5, 1, 2, 5, 10, 30},
-		}, []string{"function", "origin", "destination"}),
+		}, []string{"function", "revision", "origin", "destination"}),
 		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kantai_gateway_queue_depth",
 			Help: "Requests waiting at a gateway for a replica with room.",
-		}, []string{"function", "origin"}),
+		}, []string{"function", "revision", "origin"}),
 		buffered: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kantai_gateway_buffered_requests",
-			Help: "Requests held at a gateway while the function has no ready replica (scale from zero).",
-		}, []string{"function", "origin"}),
+			Help: "Requests held at a gateway while the revision has no ready replica (scale from zero).",
+		}, []string{"function", "revision", "origin"}),
 		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kantai_gateway_inflight_requests",
 			Help: "Requests a gateway has forwarded and not yet seen answered, by destination node.",
-		}, []string{"function", "origin", "destination"}),
+		}, []string{"function", "revision", "origin", "destination"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.queued, m.buffered, m.inflight)
 	return m
+}
+
+// forgetRevision drops one gateway's series of a removed revision.
+func (m *Metrics) forgetRevision(revision, origin string) {
+	l := prometheus.Labels{"revision": revision, "origin": origin}
+	m.requests.DeletePartialMatch(l)
+	m.latency.DeletePartialMatch(l)
+	m.queued.DeletePartialMatch(l)
+	m.buffered.DeletePartialMatch(l)
+	m.inflight.DeletePartialMatch(l)
+}
+
+// forgetDestination drops the series of a node that left the fleet.
+func (m *Metrics) forgetDestination(revision, origin, destination string) {
+	l := prometheus.Labels{"revision": revision, "origin": origin, "destination": destination}
+	m.requests.DeletePartialMatch(l)
+	m.latency.DeletePartialMatch(l)
+	m.inflight.DeletePartialMatch(l)
 }

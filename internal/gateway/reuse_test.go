@@ -20,7 +20,7 @@ func TestGateway_forwardedRequestsDoNotLeak(t *testing.T) {
 			r.Header.Get("X-Forwarded-For"), body)
 	}))
 	t.Cleanup(backend.Close)
-	fx.gw.SetReplicas("default/hello", []ReplicaInfo{{Name: "r1", Node: "node3", Address: strings.TrimPrefix(backend.URL, "http://")}})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "r1", Node: "node3", Address: strings.TrimPrefix(backend.URL, "http://")}})
 
 	var wg sync.WaitGroup
 	for c := 0; c < 4; c++ {

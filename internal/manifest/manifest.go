@@ -8,8 +8,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -17,24 +17,14 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"kantai.dev/kantai/internal/autoscale"
 )
 
-// Annotation keys kantai honours.
+// Annotation keys of kantai's own, read by the built-in function's
+// emulation. Knative's autoscaling annotations are read by package
+// autoscale.
 const (
-	annPrefix            = "autoscaling.knative.dev/"
-	AnnTarget            = annPrefix + "target"
-	AnnTargetUtilization = annPrefix + "target-utilization-percentage"
-	AnnWindow            = annPrefix + "window"
-	AnnMinScale          = annPrefix + "min-scale"
-	AnnMaxScale          = annPrefix + "max-scale"
-	AnnInitialScale      = annPrefix + "initial-scale"
-	AnnRetention         = annPrefix + "scale-to-zero-pod-retention-period"
-	AnnBurstCapacity     = annPrefix + "target-burst-capacity"
-	AnnPanicWindow       = annPrefix + "panic-window-percentage"
-	AnnPanicThreshold    = annPrefix + "panic-threshold-percentage"
-	AnnClass             = annPrefix + "class"
-	AnnMetric            = annPrefix + "metric"
-
 	// AnnProcessing sets the emulated processing time of the built-in
 	// function: "4ms", "fixed:4ms", "exp:4ms" or "uniform:3ms-5ms".
 	AnnProcessing = "kantai.dev/processing-time"
@@ -43,14 +33,12 @@ const (
 	AnnWorkers = "kantai.dev/workers"
 )
 
-// Classes of Knative's autoscaler kantai stands in for.
-var acceptedClasses = map[string]bool{"kpa.autoscaling.knative.dev": true, "kantai.dev": true}
-
-// legacy annotation spellings Knative still accepts.
-var aliases = map[string]string{
-	annPrefix + "minScale":     AnnMinScale,
-	annPrefix + "maxScale":     AnnMaxScale,
-	annPrefix + "initialScale": AnnInitialScale,
+// LocalSettings are the autoscaler settings of the embedded fleet:
+// Knative's defaults, with initial-scale 0 allowed.
+func LocalSettings() autoscale.Settings {
+	s := autoscale.DefaultSettings()
+	s.AllowZeroInitialScale = true
+	return s
 }
 
 // Function is one deployable function, as kantai runs it.
@@ -68,15 +56,31 @@ type Function struct {
 	// ContainerConcurrency is the hard limit of requests in flight per
 	// replica; 0 means unlimited.
 	ContainerConcurrency int
-	// Timeout bounds one request (spec.template.spec.timeoutSeconds).
+	// Timeout bounds one request (spec.template.spec.timeoutSeconds); 0
+	// means the platform's default.
 	Timeout time.Duration
+	// ResponseStartTimeout bounds the wait for the response headers
+	// (spec.template.spec.responseStartTimeoutSeconds); 0 means Timeout.
+	ResponseStartTimeout time.Duration
 	// ReadinessPath is the HTTP path probed for readiness; empty means a TCP
 	// connect probe, Knative's default.
 	ReadinessPath string
 	// Nodes restricts placement to these nodes (required node affinity on
 	// kubernetes.io/hostname, or nodeSelector); empty means any node.
-	Nodes       []string
-	Autoscaling Autoscaling
+	Nodes []string
+	// Annotations are the revision's annotations: the Service's, overridden
+	// by the template's.
+	Annotations map[string]string
+	// Scaling is the autoscaling spec the annotations give.
+	Scaling autoscale.Spec
+	// RevisionName is the template's metadata.name, when the user names
+	// the revision; empty means the next generated name.
+	RevisionName string
+	// Traffic is spec.traffic; empty means all traffic to the latest ready
+	// revision.
+	Traffic []Traffic
+	// Warnings lists what was understood but has no effect.
+	Warnings []string
 	// Processing and Workers configure the built-in function's emulation.
 	Processing Processing
 	Workers    int
@@ -91,19 +95,17 @@ type EnvVar struct {
 	Value string `json:"value"`
 }
 
-// Autoscaling holds the autoscaling annotations; nil means "not set", so the
-// autoscaler's defaults apply.
-type Autoscaling struct {
-	Target            *float64
-	TargetUtilization *float64 // percent
-	Window            *time.Duration
-	MinScale          *int
-	MaxScale          *int
-	InitialScale      *int
-	Retention         *time.Duration
-	BurstCapacity     *float64
-	PanicWindow       *float64 // percent
-	PanicThreshold    *float64 // percent
+// Traffic is one entry of spec.traffic.
+type Traffic struct {
+	// RevisionName pins a revision; empty with LatestRevision.
+	RevisionName string
+	// LatestRevision follows the latest ready revision.
+	LatestRevision bool
+	// Percent is the share of the Service's traffic, 0–100.
+	Percent int
+	// Tag, when set, also names the target on its own host:
+	// <tag>-<name>.<namespace>….
+	Tag string
 }
 
 // Processing is an emulated service-time distribution.
@@ -177,15 +179,17 @@ type service struct {
 			Metadata objectMeta   `json:"metadata"`
 			Spec     revisionSpec `json:"spec"`
 		} `json:"template"`
-		Traffic []struct {
-			LatestRevision *bool           `json:"latestRevision,omitempty"`
-			RevisionName   string          `json:"revisionName,omitempty"`
-			Percent        *int64          `json:"percent,omitempty"`
-			Tag            string          `json:"tag,omitempty"`
-			URL            json.RawMessage `json:"url,omitempty"`
-		} `json:"traffic,omitempty"`
+		Traffic []trafficTarget `json:"traffic,omitempty"`
 	} `json:"spec"`
 	Status json.RawMessage `json:"status,omitempty"`
+}
+
+type trafficTarget struct {
+	LatestRevision *bool           `json:"latestRevision,omitempty"`
+	RevisionName   string          `json:"revisionName,omitempty"`
+	Percent        *int64          `json:"percent,omitempty"`
+	Tag            string          `json:"tag,omitempty"`
+	URL            json.RawMessage `json:"url,omitempty"`
 }
 
 type objectMeta struct {
@@ -203,7 +207,7 @@ type objectMeta struct {
 type revisionSpec struct {
 	ContainerConcurrency *int64          `json:"containerConcurrency,omitempty"`
 	TimeoutSeconds       *int64          `json:"timeoutSeconds,omitempty"`
-	ResponseStartTimeout json.RawMessage `json:"responseStartTimeoutSeconds,omitempty"`
+	ResponseStartTimeout *int64          `json:"responseStartTimeoutSeconds,omitempty"`
 	IdleTimeout          json.RawMessage `json:"idleTimeoutSeconds,omitempty"`
 	Containers           []container     `json:"containers"`
 	Affinity             *struct {
@@ -350,10 +354,16 @@ func Parse(data []byte) (*Function, error) {
 	if !dnsLabel.MatchString(f.Namespace) || len(f.Namespace) > 63 {
 		return nil, fmt.Errorf("metadata.namespace: %q is not a valid namespace", f.Namespace)
 	}
-	for i, t := range svc.Spec.Traffic {
-		if t.RevisionName != "" || t.Tag != "" || (t.Percent != nil && *t.Percent != 100) || (t.LatestRevision != nil && !*t.LatestRevision) {
-			return nil, fmt.Errorf("spec.traffic[%d]: traffic splitting, tags and pinned revisions are not supported; route 100%% to the latest revision", i)
+	traffic, err := readTraffic(svc.Spec.Traffic)
+	if err != nil {
+		return nil, err
+	}
+	f.Traffic = traffic
+	if n := svc.Spec.Template.Metadata.Name; n != "" {
+		if !strings.HasPrefix(n, f.Name+"-") || !dnsLabel.MatchString(n) || len(n) > 63 {
+			return nil, fmt.Errorf("spec.template.metadata.name: %q must be %q followed by a DNS label suffix", n, f.Name+"-")
 		}
+		f.RevisionName = n
 	}
 	rs := svc.Spec.Template.Spec
 	if len(rs.Containers) != 1 {
@@ -409,6 +419,15 @@ func Parse(data []byte) (*Function, error) {
 		}
 		f.Timeout = time.Duration(*rs.TimeoutSeconds) * time.Second
 	}
+	if rs.ResponseStartTimeout != nil {
+		if *rs.ResponseStartTimeout <= 0 || *rs.ResponseStartTimeout > 3600 {
+			return nil, fmt.Errorf("spec.template.spec.responseStartTimeoutSeconds: must be 1–3600, got %d", *rs.ResponseStartTimeout)
+		}
+		f.ResponseStartTimeout = time.Duration(*rs.ResponseStartTimeout) * time.Second
+		if f.Timeout > 0 && f.ResponseStartTimeout > f.Timeout {
+			return nil, fmt.Errorf("spec.template.spec.responseStartTimeoutSeconds: %d exceeds timeoutSeconds %d", *rs.ResponseStartTimeout, *rs.TimeoutSeconds)
+		}
+	}
 	nodes, err := placementNodes(rs)
 	if err != nil {
 		return nil, err
@@ -422,8 +441,17 @@ func Parse(data []byte) (*Function, error) {
 	for k, v := range svc.Spec.Template.Metadata.Annotations { // the revision's win
 		ann[k] = v
 	}
+	f.Annotations = ann
 	if err := f.readAnnotations(ann); err != nil {
 		return nil, err
+	}
+	spec, warns, err := autoscale.FromAnnotations(ann, f.ContainerConcurrency, LocalSettings())
+	if err != nil {
+		return nil, err
+	}
+	f.Scaling = spec
+	for _, w := range warns {
+		f.Warnings = append(f.Warnings, w.String())
 	}
 	return f, nil
 }
@@ -472,17 +500,9 @@ func intersect(a, b []string) []string {
 	return out
 }
 
+// readAnnotations reads kantai's own annotations; an unknown key under
+// kantai.dev/ is an error, as a misspelt key would silently do nothing.
 func (f *Function) readAnnotations(ann map[string]string) error {
-	for old, key := range aliases {
-		if v, ok := ann[old]; ok {
-			if _, both := ann[key]; both {
-				return fmt.Errorf("annotations: both %s and %s are set", old, key)
-			}
-			ann[key] = v
-			delete(ann, old)
-		}
-	}
-	a := &f.Autoscaling
 	keys := make([]string, 0, len(ann))
 	for k := range ann {
 		keys = append(keys, k)
@@ -492,42 +512,6 @@ func (f *Function) readAnnotations(ann map[string]string) error {
 		v := ann[k]
 		var err error
 		switch k {
-		case AnnTarget:
-			a.Target, err = positiveFloat(v, false)
-		case AnnTargetUtilization:
-			a.TargetUtilization, err = percent(v)
-		case AnnWindow:
-			a.Window, err = duration(v, 6*time.Second, time.Hour)
-		case AnnMinScale:
-			a.MinScale, err = count(v)
-		case AnnMaxScale:
-			a.MaxScale, err = count(v)
-		case AnnInitialScale:
-			a.InitialScale, err = count(v)
-		case AnnRetention:
-			a.Retention, err = duration(v, 0, time.Hour)
-		case AnnBurstCapacity:
-			// The gateway is always in the request path, which is what -1
-			// asks of Knative; other values only tune when Knative's
-			// activator steps in, so they are accepted and recorded.
-			var x float64
-			x, err = strconv.ParseFloat(v, 64)
-			if err == nil && x < 0 && x != -1 {
-				err = fmt.Errorf("must be -1 or ≥ 0")
-			}
-			a.BurstCapacity = &x
-		case AnnPanicWindow:
-			a.PanicWindow, err = percent(v)
-		case AnnPanicThreshold:
-			a.PanicThreshold, err = positiveFloat(v, false)
-		case AnnClass:
-			if !acceptedClasses[v] {
-				err = fmt.Errorf("kantai scales with Knative's KPA semantics; use kpa.autoscaling.knative.dev")
-			}
-		case AnnMetric:
-			if v != "concurrency" {
-				err = fmt.Errorf("only the concurrency metric is supported, got %q", v)
-			}
 		case AnnProcessing:
 			f.Processing, err = ParseProcessing(v)
 		case AnnWorkers:
@@ -540,7 +524,7 @@ func (f *Function) readAnnotations(ann map[string]string) error {
 				f.Workers = *n
 			}
 		default:
-			if strings.HasPrefix(k, annPrefix) || strings.HasPrefix(k, "kantai.dev/") {
+			if strings.HasPrefix(k, "kantai.dev/") {
 				return fmt.Errorf("annotations[%q]: not supported by kantai", k)
 			}
 		}
@@ -548,32 +532,7 @@ func (f *Function) readAnnotations(ann map[string]string) error {
 			return fmt.Errorf("annotations[%q]: invalid value %q: %v", k, v, err)
 		}
 	}
-	if a.MinScale != nil && a.MaxScale != nil && *a.MaxScale > 0 && *a.MinScale > *a.MaxScale {
-		return fmt.Errorf("annotations[%q]: min-scale %d exceeds max-scale %d", AnnMinScale, *a.MinScale, *a.MaxScale)
-	}
 	return nil
-}
-
-func positiveFloat(v string, allowZero bool) (*float64, error) {
-	x, err := strconv.ParseFloat(v, 64)
-	if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
-		return nil, fmt.Errorf("not a number")
-	}
-	if x < 0 || (x == 0 && !allowZero) {
-		return nil, fmt.Errorf("must be greater than 0")
-	}
-	return &x, nil
-}
-
-func percent(v string) (*float64, error) {
-	x, err := positiveFloat(v, false)
-	if err != nil {
-		return nil, err
-	}
-	if *x > 100 {
-		return nil, fmt.Errorf("must be at most 100")
-	}
-	return x, nil
 }
 
 func count(v string) (*int, error) {
@@ -587,19 +546,62 @@ func count(v string) (*int, error) {
 	return &n, nil
 }
 
-func duration(v string, lo, hi time.Duration) (*time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		// Knative also takes a plain number of seconds for some durations.
-		if n, nerr := strconv.Atoi(v); nerr == nil {
-			d, err = time.Duration(n)*time.Second, nil
+// readTraffic checks spec.traffic as Knative's validation does: each
+// entry names a revision or follows the latest one, percents add up to
+// 100, tags are unique DNS labels.
+func readTraffic(in []trafficTarget) ([]Traffic, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make([]Traffic, 0, len(in))
+	total := int64(0)
+	tags := map[string]bool{}
+	for i, t := range in {
+		path := fmt.Sprintf("spec.traffic[%d]", i)
+		latest := t.LatestRevision != nil && *t.LatestRevision
+		switch {
+		case latest && t.RevisionName != "":
+			return nil, fmt.Errorf("%s: revisionName and latestRevision: true are mutually exclusive", path)
+		case !latest && t.RevisionName == "" && t.LatestRevision != nil:
+			return nil, fmt.Errorf("%s.revisionName: required with latestRevision: false", path)
+		case t.RevisionName == "":
+			latest = true // Knative's default when neither is given
 		}
+		if t.RevisionName != "" && (!dnsLabel.MatchString(t.RevisionName) || len(t.RevisionName) > 63) {
+			return nil, fmt.Errorf("%s.revisionName: %q is not a valid name", path, t.RevisionName)
+		}
+		pct := int64(0)
+		if t.Percent != nil {
+			pct = *t.Percent
+		}
+		if pct < 0 || pct > 100 {
+			return nil, fmt.Errorf("%s.percent: must be 0–100, got %d", path, pct)
+		}
+		total += pct
+		if t.Tag != "" {
+			if !dnsLabel.MatchString(t.Tag) || len(t.Tag) > 63 {
+				return nil, fmt.Errorf("%s.tag: %q is not a DNS label", path, t.Tag)
+			}
+			if tags[t.Tag] {
+				return nil, fmt.Errorf("%s.tag: %q is used twice", path, t.Tag)
+			}
+			tags[t.Tag] = true
+		}
+		if len(t.URL) > 0 {
+			return nil, fmt.Errorf("%s.url: is set by the platform, not by users", path)
+		}
+		out = append(out, Traffic{RevisionName: t.RevisionName, LatestRevision: latest, Percent: int(pct), Tag: t.Tag})
 	}
-	if err != nil {
-		return nil, fmt.Errorf("not a duration like \"12s\"")
+	if total != 100 {
+		return nil, fmt.Errorf("spec.traffic: percents add up to %d, want 100", total)
 	}
-	if d < lo || d > hi {
-		return nil, fmt.Errorf("must be between %v and %v", lo, hi)
-	}
-	return &d, nil
+	return out, nil
+}
+
+// SameTemplate reports whether g would run the same revision as f: every
+// field but the traffic block and the warnings is equal.
+func (f *Function) SameTemplate(g *Function) bool {
+	a, b := *f, *g
+	a.Traffic, b.Traffic, a.Warnings, b.Warnings = nil, nil, nil, nil
+	return reflect.DeepEqual(a, b)
 }

@@ -19,10 +19,10 @@ func TestLoadFile_examples(t *testing.T) {
 		if got, want := f.Key(), "default/hello"; got != want {
 			t.Errorf("%s: key = %q, want %q", path, got, want)
 		}
-		if got, want := *f.Autoscaling.Window, 12*time.Second; got != want {
+		if got, want := f.Scaling.Window, 12*time.Second; got != want {
 			t.Errorf("%s: window = %v, want %v", path, got, want)
 		}
-		if got, want := *f.Autoscaling.Target, 10.0; got != want {
+		if got, want := f.Scaling.Target, 10.0; got != want {
 			t.Errorf("%s: target = %v, want %v", path, got, want)
 		}
 		if len(f.Env) != 1 || f.Env[0] != (EnvVar{"TARGET", "Konnichiwa"}) {
@@ -36,8 +36,8 @@ func TestLoadFile_examples(t *testing.T) {
 	if got := strings.Join(fns[0].Nodes, ","); got != "node1,node2,node3" {
 		t.Errorf("nodes from affinity = %q, want node1,node2,node3", got)
 	}
-	if *fns[0].Autoscaling.MinScale != 3 || *fns[0].Autoscaling.MaxScale != 3 {
-		t.Errorf("min/max scale = %d/%d, want 3/3", *fns[0].Autoscaling.MinScale, *fns[0].Autoscaling.MaxScale)
+	if fns[0].Scaling.MinScale != 3 || fns[0].Scaling.MaxScale != 3 {
+		t.Errorf("min/max scale = %d/%d, want 3/3", fns[0].Scaling.MinScale, fns[0].Scaling.MaxScale)
 	}
 }
 
@@ -70,8 +70,11 @@ func TestParse_annotations(t *testing.T) {
 	if got, want := f.Processing.String(), "uniform:3ms-5ms"; got != want {
 		t.Errorf("processing = %q, want %q", got, want)
 	}
-	if *f.Autoscaling.MinScale != 1 || *f.Autoscaling.InitialScale != 0 {
-		t.Errorf("min=%d initial=%d, want 1 and 0", *f.Autoscaling.MinScale, *f.Autoscaling.InitialScale)
+	if f.Scaling.MinScale != 1 || f.Scaling.InitialScale != 0 {
+		t.Errorf("min=%d initial=%d, want 1 and 0", f.Scaling.MinScale, f.Scaling.InitialScale)
+	}
+	if got, want := f.Scaling.Target, 4*0.7; got != want {
+		t.Errorf("target = %v, want %v (70%% of containerConcurrency)", got, want)
 	}
 }
 
@@ -90,10 +93,17 @@ func TestParse_rejects(t *testing.T) {
 		{"rps metric", strings.Replace(base, "ANN", `autoscaling.knative.dev/metric: "rps"`, 1), "concurrency metric"},
 		{"hpa class", strings.Replace(base, "ANN", `autoscaling.knative.dev/class: "hpa.autoscaling.knative.dev"`, 1), "class"},
 		{"unknown annotation", strings.Replace(base, "ANN", `autoscaling.knative.dev/frobnicate: "1"`, 1), "not supported"},
-		{"min above max", strings.Replace(base, "ANN", "autoscaling.knative.dev/min-scale: \"4\"\n        autoscaling.knative.dev/max-scale: \"2\"", 1), "exceeds max-scale"},
+		{"min above max", strings.Replace(base, "ANN", "autoscaling.knative.dev/min-scale: \"4\"\n        autoscaling.knative.dev/max-scale: \"2\"", 1), "must not exceed"},
+		{"NaN burst capacity", strings.Replace(base, "ANN", `autoscaling.knative.dev/target-burst-capacity: "NaN"`, 1), "target-burst-capacity"},
+		{"window overflow", strings.Replace(base, "ANN", `autoscaling.knative.dev/window: "36028797018963980"`, 1), "autoscaling.knative.dev/window"},
+		{"NaN target", strings.Replace(base, "ANN", `autoscaling.knative.dev/target: "NaN"`, 1), "autoscaling.knative.dev/target"},
+		{"traffic sum", base + "  traffic:\n  - revisionName: fn-00001\n    percent: 50\n", "add up to 50"},
+		{"traffic both", base + "  traffic:\n  - revisionName: fn-00001\n    latestRevision: true\n    percent: 100\n", "mutually exclusive"},
+		{"traffic tag twice", base + "  traffic:\n  - {latestRevision: true, percent: 100, tag: a}\n  - {revisionName: fn-00001, percent: 0, tag: a}\n", "used twice"},
+		{"traffic url", base + "  traffic:\n  - {latestRevision: true, percent: 100, url: http://x}\n", "spec.traffic[0].url"},
+		{"revision name", strings.Replace(base, "    metadata:\n", "    metadata:\n      name: other-1\n", 1), "spec.template.metadata.name"},
 		{"bad processing", strings.Replace(base, "ANN", `kantai.dev/processing-time: "soon"`, 1), "processing-time"},
 		{"valueFrom", base + "        env:\n        - name: X\n          valueFrom: {secretKeyRef: {name: s, key: k}}\n", "valueFrom"},
-		{"traffic split", base + "  traffic:\n  - revisionName: fn-00001\n    percent: 50\n", "spec.traffic[0]"},
 		{"h2c", base + "        ports:\n        - name: h2c\n          containerPort: 8080\n", "h2c"},
 		{"other selector", strings.Replace(base, "containerConcurrency: 4", "nodeSelector: {zone: a}", 1), "nodeSelector"},
 	}
@@ -144,5 +154,37 @@ func TestParseProcessing(t *testing.T) {
 		if got := p.MeanTime(); got != tt.mean {
 			t.Errorf("ParseProcessing(%q).MeanTime() = %v, want %v", tt.in, got, tt.mean)
 		}
+	}
+}
+
+func TestParse_trafficAndClasses(t *testing.T) {
+	doc := strings.Replace(base, "ANN", `autoscaling.knative.dev/class: autoscaling.kantai.dev
+        autoscaling.knative.dev/target-burst-capacity: "200"`, 1) +
+		"  traffic:\n  - {revisionName: fn-00001, percent: 90}\n  - {latestRevision: true, percent: 10, tag: canary}\n"
+	f, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Traffic{{RevisionName: "fn-00001", Percent: 90}, {LatestRevision: true, Percent: 10, Tag: "canary"}}
+	if len(f.Traffic) != 2 || f.Traffic[0] != want[0] || f.Traffic[1] != want[1] {
+		t.Errorf("traffic = %+v, want %+v", f.Traffic, want)
+	}
+	if len(f.Warnings) != 1 || !strings.Contains(f.Warnings[0], "target-burst-capacity") {
+		t.Errorf("warnings = %q, want one about target-burst-capacity", f.Warnings)
+	}
+	kpa, err := Parse([]byte(strings.Replace(base, "ANN", `autoscaling.knative.dev/class: kpa.autoscaling.knative.dev`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kpa.Traffic != nil || len(kpa.Warnings) != 0 {
+		t.Errorf("plain service: traffic %v warnings %v, want none", kpa.Traffic, kpa.Warnings)
+	}
+	if !kpa.SameTemplate(kpa) || kpa.SameTemplate(f) {
+		t.Error("SameTemplate: want equal to itself and different from a Service with other annotations")
+	}
+	g := *kpa
+	g.Traffic = want
+	if !kpa.SameTemplate(&g) {
+		t.Error("SameTemplate: a traffic change alone must not make a new revision")
 	}
 }

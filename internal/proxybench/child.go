@@ -123,10 +123,14 @@ func newKantaiGateway(backend string, rt http.RoundTripper, reg *prometheus.Regi
 	if err != nil {
 		return nil, fmt.Errorf("kantai gateway: %w", err)
 	}
-	g.SetFunction(gateway.FunctionConfig{Namespace: benchNamespace, Name: benchName})
-	g.SetReplicas(benchNamespace+"/"+benchName, []gateway.ReplicaInfo{
+	rev := gateway.RevisionConfig{Namespace: benchNamespace, Name: benchName + "-00001", Service: benchName}
+	g.SetRevision(rev)
+	g.SetReplicas(rev.Key(), []gateway.ReplicaInfo{
 		{Name: benchName + "-" + benchNode + "-1", Node: benchNode, Address: backend},
 	})
+	if err := g.SetRoutes(gateway.ServiceRoutes(benchName, benchNamespace, "", []gateway.ServiceTarget{{Revision: rev.Key(), Percent: 100}})); err != nil {
+		return nil, fmt.Errorf("kantai gateway: %w", err)
+	}
 	return g, nil
 }
 

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
+	"kantai.dev/kantai/internal/autoscale"
 	"kantai.dev/kantai/internal/bench"
 	"kantai.dev/kantai/internal/bench/scenario"
 	"kantai.dev/kantai/internal/fleet"
@@ -105,21 +107,25 @@ func functionFor(sc *scenario.Scenario) (*manifest.Function, error) {
 	if fn.Processing.MeanTime() == 0 && fn.Processing.Kind != "" {
 		fn.Processing = manifest.Processing{}
 	}
+	ann := map[string]string{}
 	if as := sc.Replicas.Autoscale; as != nil {
-		a := &fn.Autoscaling
-		a.MinScale, a.MaxScale = ptr(as.MinScale), ptr(as.MaxScale)
+		ann[autoscale.AnnotationMinScale] = strconv.Itoa(as.MinScale)
+		ann[autoscale.AnnotationMaxScale] = strconv.Itoa(as.MaxScale)
 		if as.Target > 0 {
-			a.Target = ptr(as.Target)
+			ann[autoscale.AnnotationTarget] = strconv.FormatFloat(as.Target, 'g', -1, 64)
 		}
 		if as.Window > 0 {
-			a.Window = ptr(as.Window.D())
+			ann[autoscale.AnnotationWindow] = as.Window.D().String()
 		}
-		a.InitialScale = ptr(max(as.MinScale, 1))
+		ann[autoscale.AnnotationInitialScale] = strconv.Itoa(max(as.MinScale, 1))
 	}
+	spec, _, err := autoscale.FromAnnotations(ann, fn.ContainerConcurrency, manifest.LocalSettings())
+	if err != nil {
+		return nil, fmt.Errorf("%s: replicas.autoscale: %w", sc.File, err)
+	}
+	fn.Annotations, fn.Scaling = ann, spec
 	return fn, nil
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func cloneTestbed(in *testbed.Testbed) *testbed.Testbed {
 	out := *in

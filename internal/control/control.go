@@ -1,0 +1,408 @@
+// Package control is the control step of one revision, shared by every
+// home of kantai: the local fleet calls it each tick with what its
+// gateways saw, the Kubernetes PodAutoscaler reconciler with what it polled
+// from the gateway DaemonSet. A step takes the time, demand per origin
+// node, service times per node, the nodes and the replicas, and returns
+// the replicas wanted per node (the counts a NodeReplicaSet holds), whom
+// each serves, the processing estimates to push to the gateways, and why.
+//
+// The step is decision logic only: no I/O, no clock, no goroutines. It
+// keeps the history a decision needs (the autoscaler's windows, the
+// processing estimates) inside the Revision value; a home that restarts
+// makes a new Revision with Resumed set, which then scales nothing down
+// for one stable window, since it cannot know what the windows held.
+package control
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"kantai.dev/kantai/internal/autoscale"
+	"kantai.dev/kantai/internal/placement"
+)
+
+// Node is a node the revision may run on.
+type Node struct {
+	Name string
+	// Capacity is the most replicas the node may run, of all revisions; 0
+	// when the revision may not run there (affinity, taints, node down).
+	Capacity int
+	// Used counts the replicas of all revisions on the node, this one's
+	// included.
+	Used int
+	// Speed is the node's processing-time multiplier (2: twice as slow);
+	// 0 means unknown, taken as 1.
+	Speed float64
+}
+
+// Replica is a replica of the revision that is ready or starting; those
+// being stopped are left out.
+type Replica struct {
+	Name string
+	Node string
+	// Origin is the node whose demand the replica was added for; ""
+	// (autoscale.Unattributed) when none in particular.
+	Origin  string
+	Ready   bool
+	Created time.Time
+}
+
+// Demand is the mean concurrency of the requests that entered at Origin,
+// over the period ending at the step's time.
+type Demand struct {
+	Origin      string
+	Concurrency float64
+}
+
+// Service is what the gateways saw of the revision's service time at one
+// node since the previous step.
+type Service struct {
+	Node      string
+	Responses float64
+	Mean      time.Duration
+}
+
+// Input is one step's view of the world.
+type Input struct {
+	Now      time.Time
+	Demand   []Demand
+	Service  []Service
+	Nodes    []Node
+	Replicas []Replica
+	// RTT is the measured round-trip time between two nodes.
+	RTT func(from, to string) (time.Duration, bool)
+	// Unreachable says no route sends traffic to the revision: it keeps no
+	// replica, whatever its min-scale (as Knative's reachability).
+	Unreachable bool
+	// Fixed, when not nil, pins the replicas per node and turns the
+	// autoscaler off (benchmarks compare policies on equal replica sets).
+	Fixed map[string]int
+}
+
+// Output is one step's decision.
+type Output struct {
+	// Desired is the replicas wanted per node.
+	Desired map[string]int
+	// Origins splits Desired by the origin each replica serves:
+	// node → origin → count.
+	Origins map[string]map[string]int
+	// Processing is the revision's estimated processing time per measured
+	// node, to push to every gateway.
+	Processing map[string]time.Duration
+	Decision   autoscale.Decision
+	// Unplaced counts wanted replicas no node had room for.
+	Unplaced int
+	Reason   string
+}
+
+// Total is the number of replicas wanted.
+func (o Output) Total() int {
+	n := 0
+	for _, c := range o.Desired {
+		n += c
+	}
+	return n
+}
+
+// Config makes a Revision.
+type Config struct {
+	Spec      autoscale.Spec
+	Placement placement.Policy
+	// Created is when the revision was created.
+	Created time.Time
+	// Resumed says the revision ran before this controller started (a
+	// restart, a new leader); Started is when this controller started.
+	Resumed bool
+	Started time.Time
+}
+
+// Revision carries one revision's control state from step to step. It is
+// not safe for concurrent use.
+type Revision struct {
+	scaler     *autoscale.Autoscaler
+	place      placement.Policy
+	processing map[string]estimate
+	holdUntil  time.Time
+	last       Output
+}
+
+type estimate struct {
+	mean  time.Duration
+	count float64
+}
+
+// New returns the control state of a revision.
+func New(cfg Config) *Revision {
+	r := &Revision{scaler: autoscale.New(cfg.Spec, cfg.Created), place: cfg.Placement, processing: map[string]estimate{}}
+	if r.place == nil {
+		r.place = placement.Nearest{}
+	}
+	if cfg.Resumed {
+		r.holdUntil = cfg.Started.Add(r.scaler.Spec().Window)
+	}
+	return r
+}
+
+// Spec is the autoscaling spec in use.
+func (r *Revision) Spec() autoscale.Spec { return r.scaler.Spec() }
+
+// Last is the previous step's output.
+func (r *Revision) Last() Output { return r.last }
+
+// Record counts demand at origin between steps: a gateway's immediate
+// signal that a request waits with no replica to take it.
+func (r *Revision) Record(origin string, now time.Time, concurrency float64) {
+	r.scaler.Record(origin, now, concurrency)
+}
+
+// Step decides the replicas per node at in.Now.
+func (r *Revision) Step(in Input) Output {
+	r.learn(in.Service)
+	for _, d := range in.Demand {
+		r.scaler.Record(d.Origin, in.Now, d.Concurrency)
+	}
+	out := Output{Desired: map[string]int{}, Origins: map[string]map[string]int{}, Processing: r.measured()}
+	switch {
+	case in.Unreachable:
+		out.Reason = "unreachable"
+	case in.Fixed != nil:
+		for node, n := range in.Fixed {
+			if n > 0 {
+				out.Desired[node] = n
+				out.Origins[node] = map[string]int{node: n}
+			}
+		}
+		out.Reason = "fixed"
+	default:
+		r.autoscale(in, &out)
+	}
+	r.last = out
+	return out
+}
+
+func (r *Revision) autoscale(in Input, out *Output) {
+	ready, starting := 0, false
+	for _, rep := range in.Replicas {
+		if rep.Ready {
+			ready++
+		} else {
+			starting = true
+		}
+	}
+	d := r.scaler.Decide(in.Now, ready)
+	out.Decision = d
+	names := make([]string, len(in.Nodes))
+	pin := placement.Input{Want: d.PerOrigin, Replicas: make([]placement.Replica, len(in.Replicas))}
+	for i, n := range in.Nodes {
+		names[i] = n.Name
+		pin.Nodes = append(pin.Nodes, placement.Node{Name: n.Name, Capacity: n.Capacity, Used: n.Used})
+	}
+	for i, rep := range in.Replicas {
+		pin.Replicas[i] = placement.Replica{Name: rep.Name, Node: rep.Node, Origin: rep.Origin, Ready: rep.Ready, Created: rep.Created}
+	}
+	slices.SortFunc(pin.Replicas, func(a, b placement.Replica) int { return strings.Compare(a.Name, b.Name) })
+	pin.Cost = placement.MeanCost(r.cost(in), names)
+	plan := r.place.Plan(pin)
+	out.Unplaced = plan.Unplaced
+	reasons := []string{d.Reason}
+
+	remove := map[string]bool{}
+	for _, name := range plan.Remove {
+		remove[name] = true
+	}
+	if len(remove) > 0 && (starting || len(plan.Add) > 0) {
+		// Make before break: replicas being replaced keep serving until
+		// their successors are ready, unless enough others are.
+		left := 0
+		for _, rep := range in.Replicas {
+			if rep.Ready && !remove[rep.Name] {
+				left++
+			}
+		}
+		if left < d.Total {
+			clear(remove)
+			reasons = append(reasons, "make before break")
+		}
+	}
+	if len(remove) > 0 && in.Now.Before(r.holdUntil) {
+		clear(remove)
+		reasons = append(reasons, fmt.Sprintf("no scale-down until %s after a restart", r.holdUntil.Format(time.TimeOnly)))
+	}
+	add := func(node, origin string) {
+		out.Desired[node]++
+		m := out.Origins[node]
+		if m == nil {
+			m = map[string]int{}
+			out.Origins[node] = m
+		}
+		m[origin]++
+	}
+	for _, rep := range in.Replicas {
+		if !remove[rep.Name] {
+			add(rep.Node, rep.Origin)
+		}
+	}
+	for _, a := range plan.Add {
+		add(a.Node, a.Origin)
+	}
+	if plan.Unplaced > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d unplaced: no node has room", plan.Unplaced))
+	}
+	out.Reason = strings.Join(reasons, ", ")
+}
+
+// learn folds the gateways' service samples into the per-node estimates:
+// the old estimate weighs as a few steps of samples, so it follows change
+// but not noise.
+func (r *Revision) learn(samples []Service) {
+	sum := map[string][2]float64{}
+	for _, s := range samples {
+		if s.Responses <= 0 {
+			continue
+		}
+		v := sum[s.Node]
+		v[0] += float64(s.Mean) * s.Responses
+		v[1] += s.Responses
+		sum[s.Node] = v
+	}
+	for node, v := range sum {
+		mean := v[0] / v[1]
+		old := r.processing[node]
+		w := min(old.count, 3*v[1])
+		r.processing[node] = estimate{mean: time.Duration((float64(old.mean)*w + mean*v[1]) / (w + v[1])), count: w + v[1]}
+	}
+}
+
+func (r *Revision) measured() map[string]time.Duration {
+	out := make(map[string]time.Duration, len(r.processing))
+	for node, e := range r.processing {
+		if e.count > 0 {
+			out[node] = e.mean
+		}
+	}
+	return out
+}
+
+// UnknownRTT stands in for a latency not measured yet: such a node is
+// treated as far away until the agents know better.
+const UnknownRTT = time.Second
+
+// DefaultProcessing is assumed where the revision has not been measured
+// anywhere yet; the same everywhere but for node speed, so latency decides.
+const DefaultProcessing = time.Millisecond
+
+// cost is the placement cost: measured RTT from the origin plus the
+// processing time on the node. A node where the revision has not run is
+// assumed to take the measured nodes' mean time per unit of speed, times
+// its own speed, so a slow node looks slow before anything ran there.
+func (r *Revision) cost(in Input) placement.Cost {
+	speed := make(map[string]float64, len(in.Nodes))
+	for _, n := range in.Nodes {
+		s := n.Speed
+		if !(s > 0) {
+			s = 1
+		}
+		speed[n.Name] = s
+	}
+	perUnit, n := 0.0, 0
+	for node, e := range r.processing {
+		if s, ok := speed[node]; ok && e.count > 0 {
+			perUnit += float64(e.mean) / s
+			n++
+		}
+	}
+	if n > 0 {
+		perUnit /= float64(n)
+	} else {
+		perUnit = float64(DefaultProcessing)
+	}
+	proc := make(map[string]time.Duration, len(in.Nodes))
+	for name, s := range speed {
+		if e, ok := r.processing[name]; ok && e.count > 0 {
+			proc[name] = e.mean
+		} else {
+			proc[name] = time.Duration(perUnit * s)
+		}
+	}
+	return func(origin, node string) time.Duration {
+		var rtt time.Duration
+		if origin != node {
+			rtt = UnknownRTT
+			if in.RTT != nil {
+				if d, ok := in.RTT(origin, node); ok {
+					rtt = d
+				}
+			}
+		}
+		return rtt + proc[node]
+	}
+}
+
+// Change is what a home that runs individual replicas does to converge on
+// an Output.
+type Change struct {
+	// Start lists new replicas: node and the origin each serves.
+	Start []placement.Add
+	// Stop names replicas to drain and stop.
+	Stop []string
+}
+
+// Diff turns an Output into replica starts and stops for a home that
+// manages replicas one by one (a NodeReplicaSet controller works on the
+// counts instead). On a node with too many, it stops replicas of the
+// origins that have more than wanted there, unready first, then newest.
+func Diff(out Output, replicas []Replica) Change {
+	var ch Change
+	byNode := map[string][]Replica{}
+	for _, rep := range replicas {
+		byNode[rep.Node] = append(byNode[rep.Node], rep)
+	}
+	nodes := slices.Sorted(maps.Keys(byNode))
+	for node := range out.Desired {
+		if _, ok := byNode[node]; !ok {
+			nodes = append(nodes, node)
+		}
+	}
+	slices.Sort(nodes)
+	for _, node := range slices.Compact(nodes) {
+		have := byNode[node]
+		haveBy := map[string]int{}
+		for _, rep := range have {
+			haveBy[rep.Origin]++
+		}
+		want := out.Origins[node]
+		// Starts: every origin short of its count here.
+		for _, o := range slices.Sorted(maps.Keys(want)) {
+			for i := haveBy[o]; i < want[o]; i++ {
+				ch.Start = append(ch.Start, placement.Add{Node: node, Origin: o})
+			}
+		}
+		// Stops: every origin over its count here.
+		slices.SortFunc(have, func(a, b Replica) int {
+			if a.Ready != b.Ready {
+				if !a.Ready {
+					return -1
+				}
+				return 1
+			}
+			if c := b.Created.Compare(a.Created); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Name, b.Name)
+		})
+		over := map[string]int{}
+		for o, n := range haveBy {
+			over[o] = n - want[o]
+		}
+		for _, rep := range have {
+			if over[rep.Origin] > 0 {
+				ch.Stop = append(ch.Stop, rep.Name)
+				over[rep.Origin]--
+			}
+		}
+	}
+	return ch
+}
