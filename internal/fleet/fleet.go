@@ -70,7 +70,7 @@ type Fleet struct {
 	svcs   map[string]*service
 	routes []gateway.Route // as last published
 	rng    *rand.Rand
-	kick chan struct{}
+	kick   chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
