@@ -34,6 +34,7 @@ func Handler(f *fleet.Fleet, shutdown func()) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Nodes()) })
 	mux.HandleFunc("GET /v1/functions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Functions()) })
+	mux.HandleFunc("GET /v1/revisions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Revisions()) })
 	mux.HandleFunc("GET /v1/replicas", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Replicas()) })
 	mux.HandleFunc("GET /v1/latency", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Latency()) })
 	mux.HandleFunc("POST /v1/functions", func(w http.ResponseWriter, r *http.Request) {
@@ -123,6 +124,11 @@ func (c *Client) Nodes(ctx context.Context) ([]fleet.NodeStatus, error) {
 func (c *Client) Functions(ctx context.Context) ([]fleet.FunctionStatus, error) {
 	var out []fleet.FunctionStatus
 	return out, c.do(ctx, "GET", "/v1/functions", nil, &out)
+}
+
+func (c *Client) Revisions(ctx context.Context) ([]fleet.RevisionStatus, error) {
+	var out []fleet.RevisionStatus
+	return out, c.do(ctx, "GET", "/v1/revisions", nil, &out)
 }
 
 func (c *Client) Replicas(ctx context.Context) ([]fleet.ReplicaStatus, error) {

@@ -80,10 +80,10 @@ func deleteCmd(g *globals) *cobra.Command {
 func getCmd(g *globals) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:       "get nodes|functions|replicas|latency",
+		Use:       "get nodes|functions|revisions|replicas|latency",
 		Short:     "Show the running fleet, kubectl-style",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"nodes", "functions", "replicas", "latency"},
+		ValidArgs: []string{"nodes", "functions", "revisions", "replicas", "latency"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "" && output != "json" && output != "wide" {
 				return fmt.Errorf("--output: %q is not one of json, wide", output)
@@ -96,12 +96,14 @@ func getCmd(g *globals) *cobra.Command {
 				v, err = c.Nodes(ctx)
 			case "functions", "function", "fn", "ksvc":
 				v, err = c.Functions(ctx)
+			case "revisions", "revision", "rev":
+				v, err = c.Revisions(ctx)
 			case "replicas", "replica", "pods", "pod":
 				v, err = c.Replicas(ctx)
 			case "latency", "lat":
 				v, err = c.Latency(ctx)
 			default:
-				return fmt.Errorf("unknown resource %q (want nodes, functions, replicas or latency)", args[0])
+				return fmt.Errorf("unknown resource %q (want nodes, functions, revisions, replicas or latency)", args[0])
 			}
 			if err != nil {
 				return err
@@ -121,22 +123,31 @@ func getCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%g\n", n.Name, n.Role, n.Address, n.Gateway, n.Used, n.Capacity, n.Speed)
 				}
 			case []fleet.FunctionStatus:
-				fmt.Fprintln(tw, "NAME\tURL\tREPLICAS\tMODE\tTARGET\tWINDOW\tCONCURRENCY\tAGE")
+				fmt.Fprintln(tw, "NAME\tURL\tLATESTREADY\tTRAFFIC\tREPLICAS\tMODE\tTARGET\tWINDOW\tCONCURRENCY\tAGE")
 				for _, f := range v {
 					mode := f.Mode
 					if f.Panic {
 						mode += ",panic"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\t%.2f\t%s\n", f.Name, f.URL, f.Replicas, mode, f.Target, f.Window, f.Concurrency, age(now.Sub(f.Created)))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%g\t%s\t%.2f\t%s\n", f.Name, f.URL, f.LatestReady, f.Traffic, f.Replicas, mode, f.Target, f.Window, f.Concurrency, age(now.Sub(f.Created)))
+				}
+			case []fleet.RevisionStatus:
+				fmt.Fprintln(tw, "NAME\tFUNCTION\tGENERATION\tREADY\tTRAFFIC\tTAGS\tREPLICAS\tREASON\tAGE")
+				for _, r := range v {
+					tags := strings.Join(r.Tags, ",")
+					if tags == "" {
+						tags = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%t\t%d%%\t%s\t%s\t%s\t%s\n", r.Name, r.Function, r.Generation, r.Ready, r.Percent, tags, r.Replicas, r.Reason, age(now.Sub(r.Created)))
 				}
 			case []fleet.ReplicaStatus:
-				fmt.Fprintln(tw, "NAME\tFUNCTION\tNODE\tSTATUS\tFOR\tADDRESS\tAGE")
+				fmt.Fprintln(tw, "NAME\tFUNCTION\tREVISION\tNODE\tSTATUS\tFOR\tADDRESS\tAGE")
 				for _, r := range v {
 					origin := r.Origin
 					if origin == "" {
 						origin = "-"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Function, r.Node, r.State, origin, r.Address, age(now.Sub(r.Created)))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Function, r.Revision, r.Node, r.State, origin, r.Address, age(now.Sub(r.Created)))
 				}
 			case latency.Matrix:
 				// The matrix's rows are a map; the node list gives their order.

@@ -227,9 +227,18 @@ func (r *Revision) autoscale(in Input, out *Output) {
 			reasons = append(reasons, "make before break")
 		}
 	}
-	if len(remove) > 0 && in.Now.Before(r.holdUntil) {
+	if in.Now.Before(r.holdUntil) {
+		// A fresh autoscaler knows no demand yet: keep what runs, adding
+		// only what it asks for beyond that.
+		held := len(remove) > 0
 		clear(remove)
-		reasons = append(reasons, fmt.Sprintf("no scale-down until %s after a restart", r.holdUntil.Format(time.TimeOnly)))
+		if d.Total <= len(in.Replicas) {
+			held = held || len(plan.Add) > 0
+			plan.Add = nil
+		}
+		if held {
+			reasons = append(reasons, "no scale-down for a window after a restart")
+		}
 	}
 	add := func(node, origin string) {
 		out.Desired[node]++

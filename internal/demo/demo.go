@@ -144,6 +144,36 @@ func Run(ctx context.Context, out io.Writer, opts Options) (err error) {
 		return fmt.Errorf("burst from node1: served %s, want all %d on the cloud nodes", formatCounts(served), opts.Burst)
 	}
 
+	r.begin("re-apply hello with TARGET=Konbanwa: a new revision rolls out")
+	next := *hello
+	next.Env = []manifest.EnvVar{{Name: "TARGET", Value: "Konbanwa"}}
+	if err := f.Apply(&next); err != nil {
+		return err
+	}
+	if err := r.waitFor(ctx, 30*time.Second, "hello-00002 to take the traffic", func() bool {
+		res, err := r.call(ctx, "node1")
+		return err == nil && res.code == 200 && strings.HasPrefix(res.body, "Konbanwa from")
+	}); err != nil {
+		return err
+	}
+	if err := r.waitFor(ctx, 30*time.Second, "hello-00001's replicas to drain and stop", func() bool {
+		for _, rep := range f.Replicas() {
+			if rep.Revision == "hello-00001" {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return err
+	}
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REVISION\tREADY\tTRAFFIC\tREPLICAS")
+	for _, rev := range f.Revisions() {
+		fmt.Fprintf(tw, "%s\t%t\t%d%%\t%s\n", rev.Name, rev.Ready, rev.Percent, rev.Replicas)
+	}
+	tw.Flush()
+	r.say("the new revision took the traffic once ready; the old one drained, no request lost")
+
 	r.begin("the latency matrix, as measured by the agents")
 	r.printLatency(f.Latency())
 	return nil

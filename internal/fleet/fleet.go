@@ -75,6 +75,10 @@ type Fleet struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// loopDone closes when the control loop has returned; starting counts
+	// replicas between their start and their readiness.
+	loopDone chan struct{}
+	starting sync.WaitGroup
 }
 
 type node struct {
@@ -133,7 +137,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		opts: opts, tb: tb, log: opts.Log, net: linkemu.NewNetwork(), byName: map[string]*node{},
 		place: place, reg: opts.Registry, metrics: gateway.NewMetrics(opts.Registry),
 		svcs: map[string]*service{}, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed>>7|1)),
-		kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
+		kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel, loopDone: make(chan struct{}),
 	}
 	f.net.Seed(opts.Seed)
 	for _, n := range tb.Nodes {
@@ -146,11 +150,12 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		}
 	}
 	if err := f.startNodes(); err != nil {
+		close(f.loopDone) // it never ran
 		f.Close()
 		return nil, err
 	}
 	f.wg.Add(1)
-	go func() { defer f.wg.Done(); f.controlLoop() }()
+	go func() { defer f.wg.Done(); defer close(f.loopDone); f.controlLoop() }()
 	return f, nil
 }
 
@@ -265,6 +270,11 @@ func (f *Fleet) Latency() latency.Matrix {
 
 // Close stops everything: replicas (drained), gateways, agents.
 func (f *Fleet) Close() error {
+	// No replica starts once the control loop has stopped, and those
+	// starting stop themselves; then every replica left is drained.
+	f.cancel()
+	<-f.loopDone
+	f.starting.Wait()
 	f.mu.Lock()
 	var all []*replicaProc
 	for _, svc := range f.svcs {
@@ -275,7 +285,6 @@ func (f *Fleet) Close() error {
 		}
 	}
 	f.mu.Unlock()
-	f.cancel()
 	var wg sync.WaitGroup
 	for _, r := range all {
 		wg.Add(1)

@@ -117,6 +117,7 @@ func (f *Fleet) reconcile(obs observations) {
 			n.gw.SetProcessing(key, perNode)
 		}
 	}
+	f.starting.Add(len(starts))
 	for _, r := range starts {
 		f.log.Info("starting replica", "revision", r.rev.key, "replica", r.name, "node", r.node, "for", r.origin)
 		go f.runReplica(r)
@@ -191,6 +192,14 @@ func (f *Fleet) newReplica(rev *revisionRT, nodeName, origin string, now time.Ti
 // publish tells every gateway a revision's ready replicas.
 func (f *Fleet) publish(rev *revisionRT) {
 	f.mu.Lock()
+	f.publishLocked(rev)
+	f.mu.Unlock()
+}
+
+// publishLocked is publish with f.mu held, which orders publications (a
+// stale list never overwrites a newer one) and keeps the status from
+// showing a replica ready before every gateway can choose it.
+func (f *Fleet) publishLocked(rev *revisionRT) {
 	var ready []gateway.ReplicaInfo
 	for _, name := range sortedKeys(rev.replicas) {
 		r := rev.replicas[name]
@@ -198,7 +207,6 @@ func (f *Fleet) publish(rev *revisionRT) {
 			ready = append(ready, gateway.ReplicaInfo{Name: r.name, Node: r.node, Address: r.addr})
 		}
 	}
-	f.mu.Unlock()
 	for _, n := range f.nodes {
 		n.gw.SetReplicas(rev.key, ready)
 	}
@@ -222,21 +230,24 @@ func (f *Fleet) forget(r *replicaProc) {
 
 // runReplica starts the process, waits for readiness, and watches it.
 func (f *Fleet) runReplica(r *replicaProc) {
+	defer f.starting.Done()
 	if err := f.startProcess(r); err != nil {
 		f.log.Error("replica failed to start", "revision", r.rev.key, "replica", r.name, "err", err)
 		r.setState(StateFailed)
-		close(r.exited)
 		f.forget(r)
+		close(r.exited)
 		return
 	}
 	go func() {
 		err := r.cmd.Wait()
-		close(r.exited)
 		if st := r.getState(); st != StateStopping {
 			f.log.Error("replica exited", "revision", r.rev.key, "replica", r.name, "err", err, "stderr", r.stderr.String())
 			r.setState(StateFailed)
 		}
+		// Forgotten before exited closes, so whoever waited for the exit
+		// finds the replica gone from the status.
 		f.forget(r)
+		close(r.exited)
 	}()
 	probe := f.readinessProbe(r)
 	deadline := time.Now().Add(readyTimeout)
@@ -248,6 +259,7 @@ func (f *Fleet) runReplica(r *replicaProc) {
 		case <-r.exited:
 			return
 		case <-f.ctx.Done():
+			r.stop(time.Second)
 			return
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -258,19 +270,20 @@ func (f *Fleet) runReplica(r *replicaProc) {
 			return
 		}
 	}
+	f.mu.Lock()
 	r.mu.Lock()
 	if r.state != StateStarting {
 		r.mu.Unlock()
+		f.mu.Unlock()
 		return
 	}
 	r.state = StateReady
 	r.mu.Unlock()
-	f.log.Info("replica ready", "revision", r.rev.key, "replica", r.name, "node", r.node, "after", time.Since(r.created).Round(time.Millisecond))
-	f.publish(r.rev)
-	f.mu.Lock()
+	f.publishLocked(r.rev)
 	first := !r.rev.ready
 	r.rev.ready = true
 	f.mu.Unlock()
+	f.log.Info("replica ready", "revision", r.rev.key, "replica", r.name, "node", r.node, "after", time.Since(r.created).Round(time.Millisecond))
 	if first { // a latestRevision route may move to it
 		f.publishRoutes()
 		f.Kick()
@@ -284,7 +297,10 @@ func (f *Fleet) startProcess(r *replicaProc) error {
 	if err != nil {
 		return err
 	}
-	r.addr = net.JoinHostPort(n.spec.Address, strconv.Itoa(port))
+	addr := net.JoinHostPort(n.spec.Address, strconv.Itoa(port))
+	r.mu.Lock() // status readers look at addr while the process starts
+	r.addr = addr
+	r.mu.Unlock()
 	argv, mapped := f.tb.Command(spec.Image)
 	if !mapped {
 		argv = append(append([]string(nil), f.opts.FunctionCommand...), "hello")

@@ -197,8 +197,9 @@ func (f *Fleet) Replicas() []ReplicaStatus {
 			for _, name := range sortedKeys(rev.replicas) {
 				r := rev.replicas[name]
 				st := ReplicaStatus{Name: r.name, Function: key, Revision: rev.name, Node: r.node, Origin: r.origin,
-					State: r.getState(), Address: r.addr, Created: r.created}
+					State: r.getState(), Created: r.created}
 				r.mu.Lock()
+				st.Address = r.addr
 				if r.cmd != nil && r.cmd.Process != nil {
 					st.PID = r.cmd.Process.Pid
 				}
