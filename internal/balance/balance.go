@@ -7,8 +7,8 @@
 // time there. Pick runs on the gateway's request path under the function's
 // lock: it must not block, allocate, or do I/O. Randomness is injected.
 //
-// Adding a policy: write one file with a type implementing Policy and add a
-// line to the registry below.
+// Adding a policy: write one file with a type implementing Policy that
+// registers itself from init with Register.
 package balance
 
 import (
@@ -71,12 +71,20 @@ type Policy interface {
 // that instance.
 type Factory func(rng *rand.Rand) Policy
 
-var registry = map[string]Factory{
-	"knative":     func(rng *rand.Rand) Policy { return &PowerOfTwo{rng: rng} },
-	"round-robin": func(*rand.Rand) Policy { return &RoundRobin{} },
-	"local-first": func(*rand.Rand) Policy { return &LocalFirst{} },
-	"faast":       func(rng *rand.Rand) Policy { return &FaaSt{rng: rng} },
-	"kantai":      func(rng *rand.Rand) Policy { return &ExpectedTime{rng: rng} },
+// registry holds the policies by name; each policy's file adds itself
+// from init, before any caller can read it.
+var registry = map[string]Factory{}
+
+// Register makes a policy available under name. It panics when name is
+// empty or taken or factory is nil: those are programming errors.
+func Register(name string, factory Factory) {
+	if name == "" || factory == nil {
+		panic("balance: Register needs a name and a factory")
+	}
+	if _, taken := registry[name]; taken {
+		panic(fmt.Sprintf("balance: policy %q registered twice", name))
+	}
+	registry[name] = factory
 }
 
 // New returns the named policy.

@@ -30,6 +30,10 @@ import "math/rand/v2"
 // scan at a random replica, which spreads load evenly among equals.
 type ExpectedTime struct{ rng *rand.Rand }
 
+func init() { Register("kantai", func(rng *rand.Rand) Policy { return &ExpectedTime{rng: rng} }) }
+
+var _ Policy = (*ExpectedTime)(nil)
+
 func (p *ExpectedTime) Pick(v *View) int {
 	n := len(v.Replicas)
 	if n == 0 {

@@ -14,6 +14,10 @@ type FaaSt struct {
 	rr  []int // per node, next replica offset
 }
 
+func init() { Register("faast", func(rng *rand.Rand) Policy { return &FaaSt{rng: rng} }) }
+
+var _ Policy = (*FaaSt)(nil)
+
 // Weights computes one row of the FaaSt matrix: for each node, the share of
 // requests from the origin, over the nodes marked available. When none is
 // available it returns the identity row (everything stays at the origin).

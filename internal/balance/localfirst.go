@@ -1,9 +1,15 @@
 package balance
 
+import "math/rand/v2"
+
 // LocalFirst is Kubernetes' topology-aware routing: while the gateway's node
 // has any ready replica, requests stay there (waiting if those are full);
 // otherwise they go round-robin to all replicas.
 type LocalFirst struct{ rr RoundRobin }
+
+func init() { Register("local-first", func(*rand.Rand) Policy { return &LocalFirst{} }) }
+
+var _ Policy = (*LocalFirst)(nil)
 
 func (p *LocalFirst) Pick(v *View) int {
 	n := len(v.Replicas)

@@ -6,6 +6,10 @@ import "math/rand/v2"
 // and send to the one with fewer requests in flight. Distance plays no part.
 type PowerOfTwo struct{ rng *rand.Rand }
 
+func init() { Register("knative", func(rng *rand.Rand) Policy { return &PowerOfTwo{rng: rng} }) }
+
+var _ Policy = (*PowerOfTwo)(nil)
+
 func (p *PowerOfTwo) Pick(v *View) int {
 	n := len(v.Replicas)
 	switch n {

@@ -13,6 +13,8 @@ type Nearest struct{}
 
 var _ Policy = Nearest{}
 
+func init() { Register(Nearest{}.Name(), func() Policy { return Nearest{} }) }
+
 // Name returns "nearest".
 func (Nearest) Name() string { return "nearest" }
 

@@ -15,11 +15,9 @@ type Factory func() Policy
 
 var (
 	mu sync.RWMutex
-	// registry holds the known policies; a new policy adds one line here.
-	registry = map[string]Factory{
-		"nearest": func() Policy { return Nearest{} },
-		"spread":  func() Policy { return Spread{} },
-	}
+	// registry holds the known policies; each policy's file adds itself
+	// from init.
+	registry = map[string]Factory{}
 )
 
 // Register makes a policy available under name. It panics when name is

@@ -15,6 +15,8 @@ type Spread struct{}
 
 var _ Policy = Spread{}
 
+func init() { Register(Spread{}.Name(), func() Policy { return Spread{} }) }
+
 // Name returns "spread".
 func (Spread) Name() string { return "spread" }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"kantai.dev/kantai/internal/balance"
 	"maps"
 	"os"
 	"path/filepath"
@@ -345,8 +346,8 @@ func (s *Scenario) completePolicies() error {
 		if p.Name == Oracle {
 			return fmt.Errorf("%s.name: %q is reserved for the oracle baseline", f, Oracle)
 		}
-		if !slices.Contains(KnownPolicies, p.Name) {
-			return fmt.Errorf("%s.name: unknown policy %q (known: %s)", f, p.Name, strings.Join(KnownPolicies, ", "))
+		if !balance.Known(p.Name) {
+			return fmt.Errorf("%s.name: unknown policy %q (known: %s)", f, p.Name, strings.Join(balance.Names(), ", "))
 		}
 		if j, dup := seen[p.Name]; dup {
 			return fmt.Errorf("%s.name: %q is also policies[%d]", f, p.Name, j)

@@ -28,8 +28,6 @@ const (
 	Oracle = "oracle"
 )
 
-// KnownPolicies lists the policy names a scenario may name.
-var KnownPolicies = []string{PolicyKnative, PolicyRoundRobin, PolicyLocalFirst, PolicyFaast, PolicyKantai}
 
 // Load kinds.
 const (
