@@ -28,6 +28,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strconv"
@@ -467,8 +468,9 @@ var (
 // true, having written nothing, when retryable and the replica could not be
 // reached, so the caller may choose another.
 func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision, t *target, rep *replica, start time.Time, retryable bool) bool {
-	// One timer bounds the wait for the headers, then the rest of the
-	// revision's timeout; its cause tells a timeout from a client gone.
+	// A timer bounds the wait for the headers, then (when that bound is
+	// shorter) another the rest of the revision's timeout; the cause tells
+	// a timeout from a client gone.
 	ctx, cancel := context.WithCancelCause(in.Context())
 	defer cancel(nil)
 	rev.mu.Lock()
@@ -482,13 +484,18 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	if startTimeout >= timeout {
 		cause = errRevTimeout
 	}
+	timerStart := time.Now()
 	timer := time.AfterFunc(startTimeout, func() { cancel(cause) })
-	defer timer.Stop()
+	defer func() { timer.Stop() }()
 
 	// The outbound request is not pooled: http.Transport may still read it
 	// (headers included) from its write loop after returning the response,
 	// and nothing tells us reliably when that is over.
-	out := in.WithContext(ctx)
+	// Service time starts once the request is written, so a new
+	// connection's setup (an RTT, and the handshake) is not charged to the
+	// replica; it ends with the response headers.
+	st := newSendTrace()
+	out := in.WithContext(httptrace.WithClientTrace(ctx, &st.trace))
 	u := rep.url
 	u.Path, u.RawPath, u.RawQuery = in.URL.Path, in.URL.RawPath, in.URL.RawQuery
 	out.URL = &u
@@ -511,6 +518,9 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	sent := time.Now()
 	resp, err := g.cfg.Transport.RoundTrip(out)
 	done := time.Now()
+	if w := st.wrote.Load(); w != 0 {
+		sent = time.Unix(0, w)
+	}
 	now := g.now()
 	if err != nil {
 		rev.release(rep, now, -1)
@@ -534,8 +544,9 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	}
 	if startTimeout < timeout {
 		// Headers are in: the rest of the timeout covers the body.
-		cause = errRevTimeout
-		timer.Reset(timeout - done.Sub(sent))
+		if timer.Stop() {
+			timer = time.AfterFunc(timeout-done.Sub(timerStart), func() { cancel(errRevTimeout) })
+		}
 	}
 	service := done.Sub(sent)
 	if !local {
@@ -568,6 +579,22 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	rev.release(rep, g.now(), service)
 	return false
 }
+
+// sendTrace records when a forwarded request was written. It is not
+// pooled: the transport's writer may report after RoundTrip returned (a
+// replica that answers before reading the whole body).
+type sendTrace struct {
+	trace httptrace.ClientTrace
+	wrote atomic.Int64 // unix nanoseconds
+}
+
+func newSendTrace() *sendTrace {
+	st := &sendTrace{}
+	st.trace.WroteRequest = st.wroteRequest
+	return st
+}
+
+func (st *sendTrace) wroteRequest(httptrace.WroteRequestInfo) { st.wrote.Store(time.Now().UnixNano()) }
 
 // copyBody copies a response body through buf. With flush (a response of
 // unknown length) each chunk is flushed, so streamed answers reach the

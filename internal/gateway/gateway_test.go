@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -541,5 +542,32 @@ func TestGateway_retriesRefusedConnection(t *testing.T) {
 	resp, body := fx.get("hello.default")
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "did not answer") {
 		t.Errorf("only a dead replica: %d %q, want 502", resp.StatusCode, body)
+	}
+}
+
+// The service time charged to a node excludes connection setup: a dial
+// that takes 400 ms (a new connection over a long link) is not service.
+func TestGateway_serviceTimeExcludesConnectionSetup(t *testing.T) {
+	const dialDelay = 400 * time.Millisecond
+	fx := newFixture(t, func(c *Config) {
+		d := &net.Dialer{}
+		c.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			time.Sleep(dialDelay) // stands in for the emulated link's setup
+			return d.DialContext(ctx, network, addr)
+		}}
+	})
+	b := newBackend(t, "r")
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
+	if resp, body := fx.get("hello.default"); resp.StatusCode != 200 {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+	st := fx.stats(t)
+	if len(st.Dest) != 1 || st.Dest[0].Responses != 1 {
+		t.Fatalf("dest stats %+v, want one response", st.Dest)
+	}
+	service := time.Duration(st.Dest[0].Service * float64(time.Second))
+	t.Logf("service time %v with a %v dial", service, dialDelay)
+	if service >= dialDelay/2 {
+		t.Errorf("service time %v includes the %v connection setup", service, dialDelay)
 	}
 }
