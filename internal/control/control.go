@@ -16,6 +16,7 @@ package control
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -89,10 +90,14 @@ type Output struct {
 	// Origins splits Desired by the origin each replica serves:
 	// node → origin → count.
 	Origins map[string]map[string]int
-	// Processing is the revision's estimated processing time per measured
-	// node, to push to every gateway.
+	// Processing is the revision's estimated processing time on every
+	// node of the input, to push to every gateway: measured where the
+	// revision ran lately, else inferred from the measured nodes and node
+	// speed (see Inferred), 0 when nothing is known.
 	Processing map[string]time.Duration
-	Decision   autoscale.Decision
+	// Inferred marks the nodes whose Processing is inferred.
+	Inferred map[string]bool
+	Decision autoscale.Decision
 	// Unplaced counts wanted replicas no node had room for.
 	Unplaced int
 	Reason   string
@@ -131,8 +136,18 @@ type Revision struct {
 
 type estimate struct {
 	mean  time.Duration
-	count float64
+	count float64   // samples behind it, decayed with age
+	at    time.Time // last sample
 }
+
+// Ageing of processing estimates: the weight of old samples halves every
+// EstimateHalfLife, and an estimate without samples for EstimateExpiry is
+// dropped, so one bad period cannot price a node out for ever; the node is
+// then priced by inference until it is measured again.
+const (
+	EstimateHalfLife = 30 * time.Second
+	EstimateExpiry   = 2 * time.Minute
+)
 
 // New returns the control state of a revision.
 func New(cfg Config) *Revision {
@@ -160,11 +175,12 @@ func (r *Revision) Record(origin string, now time.Time, concurrency float64) {
 
 // Step decides the replicas per node at in.Now.
 func (r *Revision) Step(in Input) Output {
-	r.learn(in.Service)
+	r.learn(in.Now, in.Service)
 	for _, d := range in.Demand {
 		r.scaler.Record(d.Origin, in.Now, d.Concurrency)
 	}
-	out := Output{Desired: map[string]int{}, Origins: map[string]map[string]int{}, Processing: r.measured()}
+	out := Output{Desired: map[string]int{}, Origins: map[string]map[string]int{}}
+	out.Processing, out.Inferred = r.processingFor(in.Nodes)
 	switch {
 	case in.Unreachable:
 		out.Reason = "unreachable"
@@ -265,8 +281,13 @@ func (r *Revision) autoscale(in Input, out *Output) {
 
 // learn folds the gateways' service samples into the per-node estimates:
 // the old estimate weighs as a few steps of samples, so it follows change
-// but not noise.
-func (r *Revision) learn(samples []Service) {
+// but not noise, and less as it ages.
+func (r *Revision) learn(now time.Time, samples []Service) {
+	for node, e := range r.processing {
+		if age := now.Sub(e.at); age > EstimateExpiry {
+			delete(r.processing, node)
+		}
+	}
 	sum := map[string][2]float64{}
 	for _, s := range samples {
 		if s.Responses <= 0 {
@@ -280,19 +301,47 @@ func (r *Revision) learn(samples []Service) {
 	for node, v := range sum {
 		mean := v[0] / v[1]
 		old := r.processing[node]
-		w := min(old.count, 3*v[1])
-		r.processing[node] = estimate{mean: time.Duration((float64(old.mean)*w + mean*v[1]) / (w + v[1])), count: w + v[1]}
+		weight := old.count
+		if age := now.Sub(old.at); age > 0 && !old.at.IsZero() {
+			weight *= math.Exp2(-age.Seconds() / EstimateHalfLife.Seconds())
+		}
+		w := min(weight, 3*v[1])
+		r.processing[node] = estimate{mean: time.Duration((float64(old.mean)*w + mean*v[1]) / (w + v[1])), count: w + v[1], at: now}
 	}
 }
 
-func (r *Revision) measured() map[string]time.Duration {
-	out := make(map[string]time.Duration, len(r.processing))
+// processingFor returns the processing time per node, measured or
+// inferred (see cost), and which are inferred.
+func (r *Revision) processingFor(nodes []Node) (map[string]time.Duration, map[string]bool) {
+	speed := make(map[string]float64, len(nodes))
+	for _, n := range nodes {
+		s := n.Speed
+		if !(s > 0) {
+			s = 1
+		}
+		speed[n.Name] = s
+	}
+	perUnit, n := 0.0, 0
 	for node, e := range r.processing {
-		if e.count > 0 {
-			out[node] = e.mean
+		if s, ok := speed[node]; ok {
+			perUnit += float64(e.mean) / s
+			n++
 		}
 	}
-	return out
+	proc := make(map[string]time.Duration, len(nodes))
+	inferred := map[string]bool{}
+	for name, s := range speed {
+		switch e, ok := r.processing[name]; {
+		case ok:
+			proc[name] = e.mean
+		case n > 0:
+			proc[name] = time.Duration(perUnit / float64(n) * s)
+			inferred[name] = true
+		default:
+			proc[name] = 0
+		}
+	}
+	return proc, inferred
 }
 
 // UnknownRTT stands in for a latency not measured yet: such a node is
@@ -306,34 +355,17 @@ const DefaultProcessing = time.Millisecond
 // cost is the placement cost: measured RTT from the origin plus the
 // processing time on the node. A node where the revision has not run is
 // assumed to take the measured nodes' mean time per unit of speed, times
-// its own speed, so a slow node looks slow before anything ran there.
+// its own speed, so a slow node looks slow before anything ran there; with
+// nothing measured, DefaultProcessing per unit of speed.
 func (r *Revision) cost(in Input) placement.Cost {
-	speed := make(map[string]float64, len(in.Nodes))
+	proc, _ := r.processingFor(in.Nodes)
 	for _, n := range in.Nodes {
-		s := n.Speed
-		if !(s > 0) {
-			s = 1
-		}
-		speed[n.Name] = s
-	}
-	perUnit, n := 0.0, 0
-	for node, e := range r.processing {
-		if s, ok := speed[node]; ok && e.count > 0 {
-			perUnit += float64(e.mean) / s
-			n++
-		}
-	}
-	if n > 0 {
-		perUnit /= float64(n)
-	} else {
-		perUnit = float64(DefaultProcessing)
-	}
-	proc := make(map[string]time.Duration, len(in.Nodes))
-	for name, s := range speed {
-		if e, ok := r.processing[name]; ok && e.count > 0 {
-			proc[name] = e.mean
-		} else {
-			proc[name] = time.Duration(perUnit * s)
+		if proc[n.Name] == 0 {
+			s := n.Speed
+			if !(s > 0) {
+				s = 1
+			}
+			proc[n.Name] = time.Duration(float64(DefaultProcessing) * s)
 		}
 	}
 	return func(origin, node string) time.Duration {

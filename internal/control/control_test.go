@@ -264,3 +264,34 @@ func TestDiff(t *testing.T) {
 		t.Errorf("start %v, want two on node3 for node3", ch.Start)
 	}
 }
+
+// One bad period cannot price a node out for ever: its estimate loses
+// weight with age, and without samples it expires and the node is priced
+// by inference from the others and its speed.
+func TestStep_estimatesAgeAndExpire(t *testing.T) {
+	rev := New(Config{Spec: spec(nil), Created: t0})
+	ns := nodes(10, 10, 3)
+	ns[2].Speed = 2
+	step := func(at time.Time, samples ...Service) Output {
+		return rev.Step(Input{Now: at, Nodes: ns, RTT: rtt, Fixed: map[string]int{}, Service: samples})
+	}
+	out := step(sec(0), Service{Node: "node1", Responses: 100, Mean: 500 * time.Millisecond}, Service{Node: "node2", Responses: 100, Mean: 10 * time.Millisecond})
+	if out.Processing["node1"] != 500*time.Millisecond || out.Inferred["node1"] {
+		t.Fatalf("measured: %v", out.Processing)
+	}
+	if got := out.Processing["node3"]; got != 510*time.Millisecond || !out.Inferred["node3"] {
+		t.Errorf("node3 (speed 2, unmeasured) = %v inferred=%v, want (500+10)/2 × 2 = 510ms", got, out.Inferred["node3"])
+	}
+	// Two half-lives later, 100 old slow samples weigh as 25: a batch of
+	// 40 fast ones brings the estimate below 250ms (360ms without ageing).
+	out = step(t0.Add(2*EstimateHalfLife), Service{Node: "node1", Responses: 40, Mean: 10 * time.Millisecond})
+	if got := out.Processing["node1"]; got > 250*time.Millisecond {
+		t.Errorf("after two half-lives, 40 samples of 10ms moved 100 old samples of 500ms only to %v", got)
+	}
+	// node2 has had no samples for longer than the expiry: inferred now,
+	// from node1's estimate.
+	out = step(t0.Add(EstimateExpiry + time.Second))
+	if !out.Inferred["node2"] || out.Processing["node2"] != out.Processing["node1"] {
+		t.Errorf("node2 past its expiry: %v inferred %v, want node1's time", out.Processing, out.Inferred)
+	}
+}
