@@ -46,6 +46,11 @@ type Node struct {
 	// at the node (queueing included), from its own recent responses; 0 when
 	// it has none recent.
 	Service time.Duration
+	// Probe asks for one request to the node: this gateway's estimate of
+	// it has gone stale, and only a sample can tell whether it changed.
+	// The gateway sets it at most once per probe interval; policies that
+	// price nodes by measurement should honour it.
+	Probe bool
 }
 
 // View is one function's replicas and nodes, seen from one gateway.

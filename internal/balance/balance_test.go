@@ -193,3 +193,28 @@ func BenchmarkPick(b *testing.B) {
 		})
 	}
 }
+
+// A stale node is probed only when its round trip alone could beat the
+// best expected time.
+func TestExpectedTime_probes(t *testing.T) {
+	tests := []struct {
+		name      string
+		origin    int
+		localProc time.Duration
+		want      int // replica index
+	}{
+		{"edge origin, slow local: probe the cloud", 2, 160 * ms, 0},
+		{"edge origin, fast local: no probe worth it", 2, 4 * ms, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := seedView(tt.origin, Replica{Node: 0}, Replica{Node: 2})
+			v.Nodes[0].Processing, v.Nodes[0].Probe = 500*ms, true // once measured slow
+			v.Nodes[2].Processing = tt.localProc
+			p := &ExpectedTime{rng: rand.New(rand.NewPCG(1, 2))}
+			if got := p.Pick(v); got != tt.want {
+				t.Errorf("Pick = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,9 @@
 package balance
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+	"time"
+)
 
 // ExpectedTime is kantai's policy. It sends each request to the replica with
 // the smallest expected response time, as far as this gateway can tell:
@@ -27,7 +30,10 @@ import "math/rand/v2"
 //     faster, so an origin with idle local capacity keeps all its requests.
 //
 // Ties (for example several idle local replicas) are broken by starting the
-// scan at a random replica, which spreads load evenly among equals.
+// scan at a random replica, which spreads load evenly among equals. A node
+// the gateway marks Probe (its estimate went stale) gets the next request
+// if its round trip alone is below the best expected time: the bounded
+// price of learning that a slow node became fast.
 type ExpectedTime struct{ rng *rand.Rand }
 
 func init() { Register("kantai", func(rng *rand.Rand) Policy { return &ExpectedTime{rng: rng} }) }
@@ -45,6 +51,7 @@ func (p *ExpectedTime) Pick(v *View) int {
 		start = p.rng.IntN(n)
 	}
 	best, bestCost := -1, 0.0
+	probe, probeRTT := -1, time.Duration(0)
 	for i := 0; i < n; i++ {
 		k := start + i
 		if k >= n {
@@ -55,6 +62,9 @@ func (p *ExpectedTime) Pick(v *View) int {
 			continue
 		}
 		node := &v.Nodes[r.Node]
+		if node.Probe && (probe < 0 || node.RTT < probeRTT) {
+			probe, probeRTT = k, node.RTT
+		}
 		proc := node.Processing
 		svc := node.Service
 		if svc == 0 {
@@ -70,6 +80,12 @@ func (p *ExpectedTime) Pick(v *View) int {
 		if best < 0 || cost < bestCost {
 			best, bestCost = k, cost
 		}
+	}
+	// A node whose estimate went stale gets a request when it could win
+	// even by the round trip alone, so a node that was slow once is not
+	// priced by that for ever.
+	if probe >= 0 && float64(probeRTT) < bestCost {
+		return probe
 	}
 	return best
 }

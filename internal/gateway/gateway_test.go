@@ -571,3 +571,48 @@ func TestGateway_serviceTimeExcludesConnectionSetup(t *testing.T) {
 		t.Errorf("service time %v includes the %v connection setup", service, dialDelay)
 	}
 }
+
+// A node that was slow and became fast wins its traffic back: once this
+// gateway's estimate of it is stale, one probe measures it again.
+func TestGateway_slowNodeThatRecoversIsProbed(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	fx := newFixture(t, func(c *Config) { c.Now = func() time.Time { return time.Unix(0, clock.Load()) } })
+	var farDelay atomic.Int64
+	farDelay.Store(int64(200 * time.Millisecond))
+	far := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Duration(farDelay.Load())) // the replica's processing
+		fmt.Fprint(w, "far")
+	}))
+	near := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond)
+		fmt.Fprint(w, "near")
+	}))
+	t.Cleanup(far.Close)
+	t.Cleanup(near.Close)
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{
+		{Name: "far", Node: "node1", Address: strings.TrimPrefix(far.URL, "http://")},
+		{Name: "near", Node: "node3", Address: strings.TrimPrefix(near.URL, "http://")},
+	})
+	// The fleet-wide estimates the control step pushes: node1 was slow.
+	fx.gw.SetProcessing("default/"+rev1, map[string]time.Duration{"node1": 200 * time.Millisecond, "node3": 50 * time.Millisecond})
+	served := func(n int) map[string]int {
+		m := map[string]int{}
+		for i := 0; i < n; i++ {
+			_, body := fx.get("hello.default")
+			m[body]++
+		}
+		return m
+	}
+	if got := served(5); got["near"] != 5 {
+		t.Fatalf("node1 slow: served %v, want all near", got)
+	}
+	farDelay.Store(0) // node1 became fast; nobody has measured it
+	clock.Add(int64(10 * time.Second))
+	fx.gw.Refresh()
+	got := served(10)
+	t.Logf("after node1 became fast: served %v", got)
+	if got["far"] < 8 {
+		t.Errorf("served %v, want node1 to win its traffic back after one probe", got)
+	}
+}

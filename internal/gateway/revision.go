@@ -87,6 +87,7 @@ type destStats struct {
 	sumService float64 // seconds
 	ewma       float64 // nanoseconds
 	lastSample time.Time
+	lastProbe  time.Time
 	ok         prometheus.Counter
 	latency    prometheus.Observer
 	inflight   prometheus.Gauge
@@ -205,6 +206,10 @@ func (rev *revision) pickLocked() *replica {
 	r := rev.reps[k]
 	r.inflight++
 	rev.view.Replicas[k].InFlight++
+	if n := &rev.view.Nodes[r.node]; n.Probe {
+		n.Probe = false
+		rev.dest[r.node].lastProbe = rev.g.now()
+	}
 	return r
 }
 
@@ -343,6 +348,10 @@ func (rev *revision) forgetLocked(r *replica) {
 // new samples; after that the policy falls back to the fleet-wide figure, so
 // a node once congested is tried again.
 const staleService = 2 * time.Second
+
+// probeInterval is the least time between two probes of one node for one
+// revision at one gateway: the bound on requests spent on learning.
+const probeInterval = 5 * time.Second
 
 // serviceAlpha weights new samples in the fresh service estimate: about the
 // last ten responses matter.

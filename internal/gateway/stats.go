@@ -154,11 +154,18 @@ func (g *Gateway) Refresh() {
 	for _, rev := range g.revisionsSorted() {
 		rev.mu.Lock()
 		inflight := rev.inflightByNodeLocked()
+		hasReplica := make([]bool, len(rev.dest))
+		for _, r := range rev.reps {
+			hasReplica[r.node] = true
+		}
 		for j := range rev.dest {
 			d := &rev.dest[j]
-			rev.view.Nodes[j].RTT = rtts[d.node]
+			node := &rev.view.Nodes[j]
+			node.RTT = rtts[d.node]
 			if now.Sub(d.lastSample) > staleService {
-				rev.view.Nodes[j].Service = 0
+				node.Service = 0
+				// No fresh sample: ask for one, at most every probeInterval.
+				node.Probe = hasReplica[j] && now.Sub(d.lastProbe) >= probeInterval
 			}
 			d.inflight.Set(float64(inflight[j]))
 		}
