@@ -132,6 +132,8 @@ type Revision struct {
 	processing map[string]estimate
 	holdUntil  time.Time
 	last       Output
+	move       *move
+	lastMove   time.Time
 }
 
 type estimate struct {
@@ -229,6 +231,9 @@ func (r *Revision) autoscale(in Input, out *Output) {
 	for _, name := range plan.Remove {
 		remove[name] = true
 	}
+	if why := r.moves(in, pin, &plan, remove); why != "" {
+		reasons = append(reasons, why)
+	}
 	if len(remove) > 0 && (starting || len(plan.Add) > 0) {
 		// Make before break: replicas being replaced keep serving until
 		// their successors are ready, unless enough others are.
@@ -277,6 +282,70 @@ func (r *Revision) autoscale(in Input, out *Output) {
 		reasons = append(reasons, fmt.Sprintf("%d unplaced: no node has room", plan.Unplaced))
 	}
 	out.Reason = strings.Join(reasons, ", ")
+}
+
+// Moves: a ready replica goes to another node (make before break) when
+// that node would serve its origin at least MoveGain faster, by
+// MoveMargin or more; at most one move per MoveInterval, so estimates
+// settle between moves and replicas do not flap.
+const (
+	MoveGain     = 0.10
+	MoveMargin   = 2 * time.Millisecond
+	MoveInterval = 30 * time.Second
+)
+
+// move is a replica being moved: a successor for origin on node to.
+type move struct {
+	from, to, origin string // from is the replica's name
+	started          time.Time
+}
+
+// moves carries on the move in progress, or starts one when the plan
+// changes nothing else. While the successor starts, the placement policy's
+// wish to drop it (unready, so first to go) is overruled; once it is
+// ready, the policy drops the old replica as the most expensive.
+func (r *Revision) moves(in Input, pin placement.Input, plan *placement.Plan, remove map[string]bool) string {
+	if m := r.move; m != nil {
+		oldLeft := false
+		for _, rep := range in.Replicas {
+			if rep.Name == m.from {
+				oldLeft = true
+			}
+			if rep.Node == m.to && rep.Origin == m.origin && !rep.Ready && remove[rep.Name] {
+				delete(remove, rep.Name)
+			}
+		}
+		if oldLeft && in.Now.Sub(m.started) < MoveInterval {
+			return fmt.Sprintf("moving %s to %s", m.from, m.to)
+		}
+		r.move = nil
+	}
+	if len(plan.Add) > 0 || len(remove) > 0 || in.Now.Sub(r.lastMove) < MoveInterval || in.Now.Before(r.holdUntil) {
+		return ""
+	}
+	free := map[string]int{}
+	for _, n := range pin.Nodes {
+		free[n.Name] = n.Capacity - n.Used
+	}
+	for _, rep := range pin.Replicas {
+		if !rep.Ready {
+			continue
+		}
+		here := pin.Cost(rep.Origin, rep.Node)
+		best, bestCost := "", here
+		for _, n := range pin.Nodes {
+			if c := pin.Cost(rep.Origin, n.Name); n.Name != rep.Node && free[n.Name] > 0 && c < bestCost {
+				best, bestCost = n.Name, c
+			}
+		}
+		if best != "" && float64(bestCost) <= float64(here)*(1-MoveGain) && here-bestCost >= MoveMargin {
+			r.move = &move{from: rep.Name, to: best, origin: rep.Origin, started: in.Now}
+			r.lastMove = in.Now
+			plan.Add = append(plan.Add, placement.Add{Node: best, Origin: rep.Origin})
+			return fmt.Sprintf("moving %s to %s (%v instead of %v)", rep.Name, best, bestCost.Round(time.Microsecond), here.Round(time.Microsecond))
+		}
+	}
+	return ""
 }
 
 // learn folds the gateways' service samples into the per-node estimates:

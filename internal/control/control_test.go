@@ -295,3 +295,40 @@ func TestStep_estimatesAgeAndExpire(t *testing.T) {
 		t.Errorf("node2 past its expiry: %v inferred %v, want node1's time", out.Processing, out.Inferred)
 	}
 }
+
+// Placement sees node speed and moves: a replica placed at a slow edge node
+// for its users moves to the cloud once the edge is measured slow enough
+// that the cloud, round trip included, is clearly faster; make before
+// break, and no second move within MoveInterval.
+func TestStep_movesToAClearlyBetterNode(t *testing.T) {
+	ns := nodes(10, 10, 3)
+	ns[2].Speed = 2
+	w := &world{rev: New(Config{Spec: spec(func(s *autoscale.Spec) { s.InitialScale = 0 }), Created: t0}), nodes: ns}
+	out := w.step(t, sec(1), Demand{"node3", 1})
+	if !maps.Equal(out.Desired, map[string]int{"node3": 1}) {
+		t.Fatalf("nothing measured: %v, want the replica at the edge", out.Desired)
+	}
+	// The edge takes 160ms (the cloud would take 80: speed 1 against 2);
+	// from node3 the cloud costs 50 + 80 = 130ms < 160 × 0.9.
+	w.rev.Step(Input{Now: sec(2), Nodes: ns, RTT: rtt, Replicas: w.replicas, Demand: []Demand{{"node3", 1}},
+		Service: []Service{{Node: "node3", Responses: 20, Mean: 160 * time.Millisecond}}})
+	out = w.step(t, sec(3), Demand{"node3", 1})
+	if out.Desired["node3"] != 1 || out.Desired["node1"]+out.Desired["node2"] != 1 || !strings.Contains(out.Reason, "moving") {
+		t.Fatalf("after measuring: %v (%s), want a successor in the cloud beside the edge replica", out.Desired, out.Reason)
+	}
+	w.starting = true
+	out = w.step(t, sec(4), Demand{"node3", 1})
+	if out.Desired["node3"] != 1 {
+		t.Fatalf("successor still starting: %v (%s), want the edge replica kept", out.Desired, out.Reason)
+	}
+	w.starting = false
+	out = w.step(t, sec(5), Demand{"node3", 1})
+	if out.Desired["node3"] != 0 || out.Total() != 1 {
+		t.Errorf("successor ready: %v (%s), want one replica, in the cloud", out.Desired, out.Reason)
+	}
+	for s := 6; s < 30; s++ {
+		if out := w.step(t, sec(s), Demand{"node3", 1}); strings.Contains(out.Reason, "moving") {
+			t.Fatalf("second move at %ds: %s", s, out.Reason)
+		}
+	}
+}
