@@ -25,11 +25,11 @@
 // no node has room the rest are counted in Plan.Unplaced and the caller
 // tries again on its next round.
 //
-// Like the seed, nearest is greedy and does not migrate: a replica stays
-// where it was placed until its origin wants fewer, even when a nearer node
-// frees up later, and capacity freed by a Remove is only reused by the next
-// Plan (the caller may start adds before removes finish). Hysteresis comes
-// from the autoscaler's windows, not from placement.
+// Like the seed, nearest itself is greedy and does not migrate, and
+// capacity freed by a Remove is only reused by the next Plan (the caller
+// may start adds before removes finish). Moving a replica that another
+// node would serve clearly better is done around any policy by the
+// control step (package control), with hysteresis and a rate limit.
 //
 // # spread
 //
