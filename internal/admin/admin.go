@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kantai.dev/kantai/internal/fleet"
+	"kantai.dev/kantai/internal/gateway"
 	"kantai.dev/kantai/internal/latency"
 	"kantai.dev/kantai/internal/manifest"
 )
@@ -34,6 +36,14 @@ func Handler(f *fleet.Fleet, shutdown func()) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Nodes()) })
 	mux.HandleFunc("GET /v1/functions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Functions()) })
+	mux.HandleFunc("GET /v1/estimates", func(w http.ResponseWriter, r *http.Request) {
+		e, err := f.Estimates(r.URL.Query().Get("node"), r.URL.Query().Get("host"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, e)
+	})
 	mux.HandleFunc("GET /v1/revisions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Revisions()) })
 	mux.HandleFunc("GET /v1/replicas", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Replicas()) })
 	mux.HandleFunc("GET /v1/latency", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Latency()) })
@@ -124,6 +134,14 @@ func (c *Client) Nodes(ctx context.Context) ([]fleet.NodeStatus, error) {
 func (c *Client) Functions(ctx context.Context) ([]fleet.FunctionStatus, error) {
 	var out []fleet.FunctionStatus
 	return out, c.do(ctx, "GET", "/v1/functions", nil, &out)
+}
+
+// Estimates returns the figures each node's gateway (or node's alone)
+// decides from, for the revisions host routes to (all when host is "").
+func (c *Client) Estimates(ctx context.Context, node, host string) (map[string][]gateway.Estimate, error) {
+	var out map[string][]gateway.Estimate
+	q := url.Values{"node": {node}, "host": {host}}
+	return out, c.do(ctx, "GET", "/v1/estimates?"+q.Encode(), nil, &out)
 }
 
 func (c *Client) Revisions(ctx context.Context) ([]fleet.RevisionStatus, error) {

@@ -45,7 +45,6 @@ func (p *ExpectedTime) Pick(v *View) int {
 	if n == 0 {
 		return -1
 	}
-	par := float64(max(v.Parallelism, 1))
 	start := 0
 	if n > 1 {
 		start = p.rng.IntN(n)
@@ -65,18 +64,7 @@ func (p *ExpectedTime) Pick(v *View) int {
 		if node.Probe && (probe < 0 || node.RTT < probeRTT) {
 			probe, probeRTT = k, node.RTT
 		}
-		proc := node.Processing
-		svc := node.Service
-		if svc == 0 {
-			svc = proc
-		}
-		if proc == 0 {
-			proc = max(svc, minCost)
-		}
-		cost := float64(node.RTT + svc)
-		if waiting := float64(r.InFlight+1) - par; waiting > 0 {
-			cost += float64(proc) * waiting / par
-		}
+		cost := expected(v, r, node)
 		if best < 0 || cost < bestCost {
 			best, bestCost = k, cost
 		}
@@ -88,4 +76,28 @@ func (p *ExpectedTime) Pick(v *View) int {
 		return probe
 	}
 	return best
+}
+
+// Expected is the time the kantai policy expects the next request to take
+// at replica k of v: the formula above.
+func Expected(v *View, k int) time.Duration {
+	r := &v.Replicas[k]
+	return time.Duration(expected(v, r, &v.Nodes[r.Node]))
+}
+
+func expected(v *View, r *Replica, node *Node) float64 {
+	par := float64(max(v.Parallelism, 1))
+	proc := node.Processing
+	svc := node.Service
+	if svc == 0 {
+		svc = proc
+	}
+	if proc == 0 {
+		proc = max(svc, minCost)
+	}
+	cost := float64(node.RTT + svc)
+	if waiting := float64(r.InFlight+1) - par; waiting > 0 {
+		cost += float64(proc) * waiting / par
+	}
+	return cost
 }

@@ -103,6 +103,16 @@ links:
 	if out, err := kantai(t, "request", "--from", "node1", "http://nothing.default/"); err == nil || !strings.Contains(out, "404") {
 		t.Errorf("request to an unknown host: %v %q, want 404", err, out)
 	}
+	out, err = kantai(t, "request", "--explain", "--from", "node3", "http://hello.default.svc.cluster.local/")
+	if err != nil || !strings.Contains(out, "EXPECTED") || !strings.Contains(out, "default/hello-00001") || !strings.Contains(out, "200 OK") {
+		t.Errorf("request --explain: %v\n%s", err, out)
+	}
+	if out, err := kantai(t, "get", "estimates", "hello"); err != nil || strings.Count(out, "default/hello-00001") != 4 {
+		t.Errorf("get estimates hello: %v, want a row per origin and node (4)\n%s", err, out)
+	}
+	if out, err := kantai(t, "get", "revisions"); err != nil || !strings.Contains(out, "hello-00001") || !strings.Contains(out, "100%") {
+		t.Errorf("get revisions: %v\n%s", err, out)
+	}
 	for _, what := range []string{"functions", "replicas", "latency"} {
 		out, err := kantai(t, "get", what)
 		if err != nil || len(strings.Split(strings.TrimSpace(out), "\n")) < 2 {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -80,10 +81,13 @@ func deleteCmd(g *globals) *cobra.Command {
 func getCmd(g *globals) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:       "get nodes|functions|revisions|replicas|latency",
-		Short:     "Show the running fleet, kubectl-style",
-		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"nodes", "functions", "revisions", "replicas", "latency"},
+		Use:   "get nodes|functions|revisions|replicas|latency|estimates [FUNCTION]",
+		Short: "Show the running fleet, kubectl-style",
+		Long: `Shows the running fleet. "get estimates [FUNCTION]" prints, per gateway, the figures
+its load-balancing policy decides from (round trip, processing, fresh service time and
+expected time per node) for a function's revisions, or for all.`,
+		Args:      cobra.RangeArgs(1, 2),
+		ValidArgs: []string{"nodes", "functions", "revisions", "replicas", "latency", "estimates"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "" && output != "json" && output != "wide" {
 				return fmt.Errorf("--output: %q is not one of json, wide", output)
@@ -91,7 +95,20 @@ func getCmd(g *globals) *cobra.Command {
 			c, ctx, out := g.client(), cmd.Context(), cmd.OutOrStdout()
 			var v any
 			var err error
+			if len(args) == 2 && args[0] != "estimates" && args[0] != "estimate" {
+				return fmt.Errorf("only estimates takes a name")
+			}
 			switch args[0] {
+			case "estimates", "estimate":
+				host := ""
+				if len(args) == 2 {
+					ns, name, found := strings.Cut(args[1], "/")
+					if !found {
+						ns, name = "default", args[1]
+					}
+					host = name + "." + ns
+				}
+				v, err = c.Estimates(ctx, "", host)
 			case "nodes", "node", "no":
 				v, err = c.Nodes(ctx)
 			case "functions", "function", "fn", "ksvc":
@@ -103,7 +120,7 @@ func getCmd(g *globals) *cobra.Command {
 			case "latency", "lat":
 				v, err = c.Latency(ctx)
 			default:
-				return fmt.Errorf("unknown resource %q (want nodes, functions, revisions, replicas or latency)", args[0])
+				return fmt.Errorf("unknown resource %q (want nodes, functions, revisions, replicas, latency or estimates)", args[0])
 			}
 			if err != nil {
 				return err
@@ -149,6 +166,9 @@ func getCmd(g *globals) *cobra.Command {
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Function, r.Revision, r.Node, r.State, origin, r.Address, age(now.Sub(r.Created)))
 				}
+			case map[string][]gateway.Estimate:
+				tw.Flush()
+				printEstimates(out, v)
 			case latency.Matrix:
 				// The matrix's rows are a map; the node list gives their order.
 				nodes, err := c.Nodes(ctx)
@@ -183,6 +203,7 @@ func age(d time.Duration) string {
 
 func requestCmd(g *globals) *cobra.Command {
 	var from, method, data string
+	var explain bool
 	cmd := &cobra.Command{
 		Use:   "request --from NODE URL",
 		Short: "Send a request through a node's gateway, as a user at that node",
@@ -220,6 +241,13 @@ answered.`,
 			}
 			if gw == "" {
 				return fmt.Errorf("--from: no node %q (nodes: %s)", from, strings.Join(names, ", "))
+			}
+			if explain {
+				est, err := g.client().Estimates(cmd.Context(), from, u.Host)
+				if err != nil {
+					return err
+				}
+				printEstimates(cmd.OutOrStdout(), est)
 			}
 			var body io.Reader
 			if data != "" {
@@ -263,5 +291,41 @@ answered.`,
 	cmd.Flags().StringVar(&from, "from", "", "node whose gateway the request enters (required)")
 	cmd.Flags().StringVarP(&method, "request", "X", "GET", "HTTP method")
 	cmd.Flags().StringVarP(&data, "data", "d", "", "request body")
+	cmd.Flags().BoolVar(&explain, "explain", false, "first print the candidates and the times the gateway expects of each")
 	return cmd
+}
+
+// printEstimates renders what gateways decide from, one row per origin,
+// revision and node, kubectl-style.
+func printEstimates(out io.Writer, est map[string][]gateway.Estimate) {
+	tw := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintln(tw, "ORIGIN\tREVISION\tSHARE\tNODE\tREPLICAS\tINFLIGHT\tRTT\tPROCESSING\tSERVICE\tEXPECTED\tRESPONSES")
+	ms := func(d time.Duration) string {
+		if d == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+	}
+	origins := make([]string, 0, len(est))
+	for o := range est {
+		origins = append(origins, o)
+	}
+	sort.Strings(origins)
+	for _, o := range origins {
+		for _, e := range est[o] {
+			share := "-"
+			if e.Percent > 0 {
+				share = fmt.Sprintf("%d%%", e.Percent)
+			}
+			for _, n := range e.Nodes {
+				svc := ms(n.Service)
+				if n.Probe {
+					svc += " (probe)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\n", o, e.Revision, share, n.Node,
+					n.Replicas, n.InFlight, ms(n.RTT), ms(n.Processing), svc, ms(n.Expected), n.Responses)
+			}
+		}
+	}
 }

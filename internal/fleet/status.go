@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"fmt"
+	"kantai.dev/kantai/internal/gateway"
 	"strconv"
 	"strings"
 	"time"
@@ -234,4 +235,25 @@ func (f *Fleet) LatencySamples() int {
 		}
 	}
 	return max(least, 0)
+}
+
+// Estimates returns, per node's gateway (one node, or all when node is
+// ""), the figures its policy decides from for the revisions host routes
+// to (all revisions when host is "").
+func (f *Fleet) Estimates(node, host string) (map[string][]gateway.Estimate, error) {
+	out := map[string][]gateway.Estimate{}
+	for _, n := range f.nodes {
+		if node != "" && n.spec.Name != node {
+			continue
+		}
+		e, ok := n.gw.Estimates(host)
+		if !ok {
+			return nil, fmt.Errorf("no function serves host %q", host)
+		}
+		out[n.spec.Name] = e
+	}
+	if node != "" && len(out) == 0 {
+		return nil, fmt.Errorf("no node %q (nodes: %s)", node, strings.Join(f.nodeNames(), ", "))
+	}
+	return out, nil
 }

@@ -616,3 +616,39 @@ func TestGateway_slowNodeThatRecoversIsProbed(t *testing.T) {
 		t.Errorf("served %v, want node1 to win its traffic back after one probe", got)
 	}
 }
+
+// Estimates show what the policy decides from, by host, with the route's
+// shares, and the same figures reach the metrics at each refresh.
+func TestGateway_estimates(t *testing.T) {
+	fx := newFixture(t, func(c *Config) {
+		c.RTT = func(n string) (time.Duration, bool) { return 40 * time.Millisecond, n != "node3" }
+	})
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node1"), b.info("node3")})
+	fx.gw.SetProcessing("default/"+rev1, map[string]time.Duration{"node1": 5 * time.Millisecond, "node3": 10 * time.Millisecond})
+	fx.gw.Refresh()
+	est, ok := fx.gw.Estimates("Hello.Default:80")
+	if !ok || len(est) != 1 || est[0].Percent != 100 {
+		t.Fatalf("estimates = %+v %v, want one revision at 100%%", est, ok)
+	}
+	byNode := map[string]NodeEstimate{}
+	for _, n := range est[0].Nodes {
+		byNode[n.Node] = n
+	}
+	if n := byNode["node1"]; n.RTT != 40*time.Millisecond || n.Expected != 45*time.Millisecond || n.Replicas != 1 {
+		t.Errorf("node1 = %+v, want RTT 40ms, expected 45ms, one replica", n)
+	}
+	if n := byNode["node3"]; n.Expected != 10*time.Millisecond {
+		t.Errorf("node3 = %+v, want expected 10ms (local, no RTT)", n)
+	}
+	if n := byNode["node2"]; n.Expected != 0 || n.Replicas != 0 {
+		t.Errorf("node2 = %+v, want no replica and no expectation", n)
+	}
+	if _, ok := fx.gw.Estimates("nothing.default"); ok {
+		t.Error("estimates for a host no route serves")
+	}
+	g := fx.gw.cfg.Metrics.estimate.WithLabelValues("hello", "default/"+rev1, "node3", "node1", "expected")
+	if got := testutil.ToFloat64(g); got != 0.045 {
+		t.Errorf("expected-time gauge = %v, want 0.045", got)
+	}
+}

@@ -10,6 +10,7 @@ type Metrics struct {
 	queued   *prometheus.GaugeVec
 	buffered *prometheus.GaugeVec
 	inflight *prometheus.GaugeVec
+	estimate *prometheus.GaugeVec
 }
 
 // NewMetrics registers the gateway series with reg.
@@ -36,8 +37,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "kantai_gateway_inflight_requests",
 			Help: "Requests a gateway has forwarded and not yet seen answered, by destination node.",
 		}, []string{"function", "revision", "origin", "destination"}),
+		estimate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kantai_gateway_estimate_seconds",
+			Help: "What a gateway's policy decides from, per revision and destination node: rtt, processing (the control step's estimate), service (the gateway's fresh figure, 0 when stale) and expected (the kantai policy's expected time at the node's best replica, 0 without one).",
+		}, []string{"function", "revision", "origin", "destination", "estimate"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.queued, m.buffered, m.inflight)
+	reg.MustRegister(m.requests, m.latency, m.queued, m.buffered, m.inflight, m.estimate)
 	return m
 }
 
@@ -49,6 +54,7 @@ func (m *Metrics) forgetRevision(revision, origin string) {
 	m.queued.DeletePartialMatch(l)
 	m.buffered.DeletePartialMatch(l)
 	m.inflight.DeletePartialMatch(l)
+	m.estimate.DeletePartialMatch(l)
 }
 
 // forgetDestination drops the series of a node that left the fleet.
@@ -57,4 +63,5 @@ func (m *Metrics) forgetDestination(revision, origin, destination string) {
 	m.requests.DeletePartialMatch(l)
 	m.latency.DeletePartialMatch(l)
 	m.inflight.DeletePartialMatch(l)
+	m.estimate.DeletePartialMatch(l)
 }

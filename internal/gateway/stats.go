@@ -169,6 +169,7 @@ func (g *Gateway) Refresh() {
 			}
 			d.inflight.Set(float64(inflight[j]))
 		}
+		rev.publishEstimatesLocked()
 		rev.queued.Set(float64(len(rev.waiters)))
 		if len(rev.reps) == 0 {
 			rev.buffered.Set(float64(len(rev.waiters)))
