@@ -469,8 +469,8 @@ var (
 // reached, so the caller may choose another.
 func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision, t *target, rep *replica, start time.Time, retryable bool) bool {
 	// A timer bounds the wait for the headers, then (when that bound is
-	// shorter) another the rest of the revision's timeout; the cause tells
-	// a timeout from a client gone.
+	// shorter) the rest of the revision's timeout; the cause tells a
+	// timeout from a client gone.
 	ctx, cancel := context.WithCancelCause(in.Context())
 	defer cancel(nil)
 	rev.mu.Lock()
@@ -480,22 +480,18 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 		dest = rev.dest[rep.node]
 	}
 	rev.mu.Unlock()
+	fl := flightPool.Get().(*flight)
 	cause := errResponseStart
 	if startTimeout >= timeout {
 		cause = errRevTimeout
 	}
-	timerStart := time.Now()
-	timer := time.AfterFunc(startTimeout, func() { cancel(cause) })
-	defer func() { timer.Stop() }()
+	fl.arm(cancel, cause, startTimeout)
+	defer fl.done()
 
 	// The outbound request is not pooled: http.Transport may still read it
 	// (headers included) from its write loop after returning the response,
 	// and nothing tells us reliably when that is over.
-	// Service time starts once the request is written, so a new
-	// connection's setup (an RTT, and the handshake) is not charged to the
-	// replica; it ends with the response headers.
-	st := newSendTrace()
-	out := in.WithContext(httptrace.WithClientTrace(ctx, &st.trace))
+	out := in.WithContext(httptrace.WithClientTrace(ctx, &fl.trace))
 	u := rep.url
 	u.Path, u.RawPath, u.RawQuery = in.URL.Path, in.URL.RawPath, in.URL.RawQuery
 	out.URL = &u
@@ -515,10 +511,13 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	if in.ContentLength == 0 {
 		out.Body = nil // lets the transport reuse connections freely
 	}
+	// Service time starts once the request is written, so a new
+	// connection's setup (an RTT, and the handshake) is not charged to the
+	// replica; it ends with the response headers.
 	sent := time.Now()
 	resp, err := g.cfg.Transport.RoundTrip(out)
 	done := time.Now()
-	if w := st.wrote.Load(); w != 0 {
+	if w := fl.wrote.Load(); w != 0 {
 		sent = time.Unix(0, w)
 	}
 	now := g.now()
@@ -544,9 +543,7 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	}
 	if startTimeout < timeout {
 		// Headers are in: the rest of the timeout covers the body.
-		if timer.Stop() {
-			timer = time.AfterFunc(timeout-done.Sub(timerStart), func() { cancel(errRevTimeout) })
-		}
+		fl.rearm(errRevTimeout, timeout-done.Sub(fl.armed))
 	}
 	service := done.Sub(sent)
 	if !local {
@@ -580,21 +577,75 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	return false
 }
 
-// sendTrace records when a forwarded request was written. It is not
-// pooled: the transport's writer may report after RoundTrip returned (a
-// replica that answers before reading the whole body).
-type sendTrace struct {
+// flight is one forwarded request's timer and trace hooks. It is pooled
+// with the hooks and the timer bound once, and goes back to the pool only
+// when nothing can touch it any more: the transport has reported the
+// request written (its writer may otherwise report after RoundTrip
+// returned) and the timer was stopped before it fired.
+type flight struct {
 	trace httptrace.ClientTrace
-	wrote atomic.Int64 // unix nanoseconds
+	wrote atomic.Int64 // unix nanoseconds when the request was written
+	timer *time.Timer
+	armed time.Time
+
+	mu     sync.Mutex // the timer's goroutine reads cancel and cause
+	cancel context.CancelCauseFunc
+	cause  error
+	clean  bool // the timer has not fired since arm
 }
 
-func newSendTrace() *sendTrace {
-	st := &sendTrace{}
-	st.trace.WroteRequest = st.wroteRequest
-	return st
+var flightPool = sync.Pool{New: func() any {
+	fl := &flight{}
+	fl.trace.WroteRequest = fl.wroteRequest
+	fl.timer = time.AfterFunc(time.Hour, fl.fire)
+	fl.timer.Stop()
+	return fl
+}}
+
+func (fl *flight) wroteRequest(httptrace.WroteRequestInfo) { fl.wrote.Store(time.Now().UnixNano()) }
+
+func (fl *flight) fire() {
+	fl.mu.Lock()
+	cancel, cause := fl.cancel, fl.cause
+	fl.mu.Unlock()
+	if cancel != nil {
+		cancel(cause)
+	}
 }
 
-func (st *sendTrace) wroteRequest(httptrace.WroteRequestInfo) { st.wrote.Store(time.Now().UnixNano()) }
+func (fl *flight) arm(cancel context.CancelCauseFunc, cause error, d time.Duration) {
+	fl.wrote.Store(0)
+	fl.mu.Lock()
+	fl.cancel, fl.cause, fl.clean = cancel, cause, true
+	fl.mu.Unlock()
+	fl.armed = time.Now()
+	fl.timer.Reset(d)
+}
+
+// rearm gives the timer a new cause and delay, unless it already fired.
+func (fl *flight) rearm(cause error, d time.Duration) {
+	if !fl.timer.Stop() {
+		fl.clean = false
+		return
+	}
+	fl.mu.Lock()
+	fl.cause = cause
+	fl.mu.Unlock()
+	fl.timer.Reset(d)
+}
+
+func (fl *flight) done() {
+	if !fl.timer.Stop() {
+		fl.clean = false
+	}
+	if !fl.clean || fl.wrote.Load() == 0 {
+		return // the timer's goroutine or the transport's writer may still use it
+	}
+	fl.mu.Lock()
+	fl.cancel, fl.cause = nil, nil
+	fl.mu.Unlock()
+	flightPool.Put(fl)
+}
 
 // copyBody copies a response body through buf. With flush (a response of
 // unknown length) each chunk is flushed, so streamed answers reach the
