@@ -83,36 +83,22 @@ func ParseSettings(data map[string]string) (Settings, error) {
 		switch key {
 		case KeyTargetDefault:
 			d.Target, err = parseFloat(v, MinTarget, math.MaxFloat64)
-		case KeyTargetPercentage:
-			var p float64
-			p, err = parseFloat(v, 1, 100)
-			d.TargetUtilization = p / 100
-		case KeyStableWindow:
-			d.Window, err = parseDuration(v, MinWindow, MaxWindow)
-		case KeyPanicWindowPercentage:
-			d.PanicWindowPercentage, err = parseFloat(v, MinPanicWindowPercentage, MaxPanicWindowPercentage)
-		case KeyPanicThreshold:
-			d.PanicThresholdPercentage, err = parseFloat(v, MinPanicThresholdPercentage, MaxPanicThresholdPercentage)
 		case KeyMaxScaleUpRate:
 			d.MaxScaleUpRate, err = parseFloat(v, math.Nextafter(1, 2), math.MaxFloat64)
 		case KeyMaxScaleDownRate:
 			d.MaxScaleDownRate, err = parseFloat(v, math.Nextafter(1, 2), math.MaxFloat64)
-		case KeyInitialScale:
-			d.InitialScale, err = parseCount(v)
-		case KeyMinScale:
-			d.MinScale, err = parseCount(v)
-		case KeyMaxScale:
-			d.MaxScale, err = parseCount(v)
 		case KeyMaxScaleLimit:
 			s.MaxScaleLimit, err = parseCount(v)
-		case KeyRetention:
-			d.ScaleToZeroRetention, err = parseDuration(v, 0, MaxWindow)
 		case KeyAllowZeroInitialScale:
 			s.AllowZeroInitialScale, err = strconv.ParseBool(v)
 		case KeyEnableScaleToZero:
 			s.EnableScaleToZero, err = strconv.ParseBool(v)
 		case KeyPodAutoscalerClass:
 			s.Class = v
+		default:
+			if f, ok := fieldBySetting[key]; ok {
+				err = f.set(d, v)
+			}
 		}
 		if err != nil {
 			bad(key, v, err.Error())
@@ -126,6 +112,48 @@ func ParseSettings(data map[string]string) (Settings, error) {
 	}
 	return s, nil
 }
+
+// specField is a setting that a revision's annotation and a
+// config-autoscaler key both set, with one parser and one set of bounds.
+type specField struct {
+	annotation, setting string
+	set                 func(s *Spec, v string) error
+}
+
+var specFields = []specField{
+	{AnnotationTargetUtilization, KeyTargetPercentage, func(s *Spec, v string) (err error) {
+		p, err := parseFloat(v, 1, 100)
+		s.TargetUtilization = p / 100
+		return err
+	}},
+	{AnnotationWindow, KeyStableWindow, func(s *Spec, v string) (err error) {
+		s.Window, err = parseDuration(v, MinWindow, MaxWindow)
+		return err
+	}},
+	{AnnotationPanicWindow, KeyPanicWindowPercentage, func(s *Spec, v string) (err error) {
+		s.PanicWindowPercentage, err = parseFloat(v, MinPanicWindowPercentage, MaxPanicWindowPercentage)
+		return err
+	}},
+	{AnnotationPanicThreshold, KeyPanicThreshold, func(s *Spec, v string) (err error) {
+		s.PanicThresholdPercentage, err = parseFloat(v, MinPanicThresholdPercentage, MaxPanicThresholdPercentage)
+		return err
+	}},
+	{AnnotationMinScale, KeyMinScale, func(s *Spec, v string) (err error) { s.MinScale, err = parseCount(v); return err }},
+	{AnnotationMaxScale, KeyMaxScale, func(s *Spec, v string) (err error) { s.MaxScale, err = parseCount(v); return err }},
+	{AnnotationInitialScale, KeyInitialScale, func(s *Spec, v string) (err error) { s.InitialScale, err = parseCount(v); return err }},
+	{AnnotationScaleToZeroRetention, KeyRetention, func(s *Spec, v string) (err error) {
+		s.ScaleToZeroRetention, err = parseDuration(v, 0, MaxWindow)
+		return err
+	}},
+}
+
+var fieldByAnnotation, fieldBySetting = func() (map[string]specField, map[string]specField) {
+	a, c := map[string]specField{}, map[string]specField{}
+	for _, f := range specFields {
+		a[f.annotation], c[f.setting] = f, f
+	}
+	return a, c
+}()
 
 // Warning is an annotation understood but without effect here.
 type Warning struct {
@@ -186,30 +214,16 @@ func FromAnnotations(ann map[string]string, containerConcurrency int, set Settin
 			}
 		case AnnotationTarget:
 			target, err = parseFloat(v, MinTarget, math.MaxFloat64)
-		case AnnotationTargetUtilization:
-			var p float64
-			p, err = parseFloat(v, 1, 100)
-			s.TargetUtilization = p / 100
-		case AnnotationWindow:
-			s.Window, err = parseDuration(v, MinWindow, MaxWindow)
-		case AnnotationPanicWindow:
-			s.PanicWindowPercentage, err = parseFloat(v, MinPanicWindowPercentage, MaxPanicWindowPercentage)
-		case AnnotationPanicThreshold:
-			s.PanicThresholdPercentage, err = parseFloat(v, MinPanicThresholdPercentage, MaxPanicThresholdPercentage)
-		case AnnotationMinScale:
-			s.MinScale, err = parseCount(v)
 		case AnnotationMaxScale:
-			s.MaxScale, err = parseCount(v)
+			err = fieldByAnnotation[key].set(&s, v)
 			if err == nil && set.MaxScaleLimit > 0 && (s.MaxScale == 0 || s.MaxScale > set.MaxScaleLimit) {
 				err = fmt.Errorf("must be between 1 and max-scale-limit %d", set.MaxScaleLimit)
 			}
 		case AnnotationInitialScale:
-			s.InitialScale, err = parseCount(v)
+			err = fieldByAnnotation[key].set(&s, v)
 			if err == nil && s.InitialScale == 0 && !set.AllowZeroInitialScale {
 				err = fmt.Errorf("0 needs config-autoscaler %s: \"true\"", KeyAllowZeroInitialScale)
 			}
-		case AnnotationScaleToZeroRetention:
-			s.ScaleToZeroRetention, err = parseDuration(v, 0, MaxWindow)
 		case AnnotationBurstCapacity:
 			var x float64
 			x, err = parseFloat(v, -1, math.MaxFloat64)
@@ -233,7 +247,12 @@ func FromAnnotations(ann map[string]string, containerConcurrency int, set Settin
 		case AnnotationMetricAggregation:
 			warns = append(warns, Warning{key, "not implemented; windows are plain averages"})
 		default:
-			errs = append(errs, fmt.Sprintf("annotations[%q]: not supported by kantai", key))
+			f, ok := fieldByAnnotation[key]
+			if !ok {
+				errs = append(errs, fmt.Sprintf("annotations[%q]: not supported by kantai", key))
+				continue
+			}
+			err = f.set(&s, v)
 		}
 		if err != nil {
 			fail(key, v, err.Error())

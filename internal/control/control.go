@@ -39,17 +39,9 @@ type Node struct {
 	Speed float64
 }
 
-// Replica is a replica of the revision that is ready or starting; those
-// being stopped are left out.
-type Replica struct {
-	Name string
-	Node string
-	// Origin is the node whose demand the replica was added for; ""
-	// (autoscale.Unattributed) when none in particular.
-	Origin  string
-	Ready   bool
-	Created time.Time
-}
+// Replica is a replica of the revision that is ready or starting (those
+// being stopped are left out), as the placement policies see it.
+type Replica = placement.Replica
 
 // Demand is the mean concurrency of the requests that entered at Origin,
 // over the period ending at the step's time.
@@ -213,13 +205,10 @@ func (r *Revision) autoscale(in Input, out *Output) {
 	d := r.scaler.Decide(in.Now, ready)
 	out.Decision = d
 	names := make([]string, len(in.Nodes))
-	pin := placement.Input{Want: d.PerOrigin, Replicas: make([]placement.Replica, len(in.Replicas))}
+	pin := placement.Input{Want: d.PerOrigin, Replicas: slices.Clone(in.Replicas)}
 	for i, n := range in.Nodes {
 		names[i] = n.Name
 		pin.Nodes = append(pin.Nodes, placement.Node{Name: n.Name, Capacity: n.Capacity, Used: n.Used})
-	}
-	for i, rep := range in.Replicas {
-		pin.Replicas[i] = placement.Replica{Name: rep.Name, Node: rep.Node, Origin: rep.Origin, Ready: rep.Ready, Created: rep.Created}
 	}
 	slices.SortFunc(pin.Replicas, func(a, b placement.Replica) int { return strings.Compare(a.Name, b.Name) })
 	pin.Cost = placement.MeanCost(r.cost(in), names)
