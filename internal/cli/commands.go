@@ -44,7 +44,11 @@ func applyCmd(g *globals) *cobra.Command {
 			if _, err := manifest.ParseAll(data); err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
-			keys, err := g.client().Apply(cmd.Context(), data)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			keys, err := c.Apply(cmd.Context(), data)
 			if err != nil {
 				return err
 			}
@@ -66,7 +70,11 @@ func deleteCmd(g *globals) *cobra.Command {
 		Short: "Delete a function; its replicas drain and stop",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.client().Delete(cmd.Context(), ns, args[0]); err != nil {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Delete(cmd.Context(), ns, args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "service.serving.knative.dev/%s deleted\n", args[0])
@@ -88,9 +96,12 @@ func getCmd(g *globals) *cobra.Command {
 			if output != "" && output != "json" && output != "wide" {
 				return fmt.Errorf("--output: %q is not one of json, wide", output)
 			}
-			c, ctx, out := g.client(), cmd.Context(), cmd.OutOrStdout()
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx, out := cmd.Context(), cmd.OutOrStdout()
 			var v any
-			var err error
 			switch args[0] {
 			case "nodes", "node", "no":
 				v, err = c.Nodes(ctx)
@@ -195,7 +206,11 @@ answered.`,
 			if u.Scheme != "http" {
 				return fmt.Errorf("URL %q: only http is served by the emulated fleet", args[0])
 			}
-			nodes, err := g.client().Nodes(cmd.Context())
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			nodes, err := c.Nodes(cmd.Context())
 			if err != nil {
 				return err
 			}
