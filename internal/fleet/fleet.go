@@ -65,6 +65,7 @@ type Fleet struct {
 	place   placement.Policy
 	reg     *prometheus.Registry
 	metrics *gateway.Metrics
+	procs   *procGroups
 
 	mu   sync.Mutex
 	fns  map[string]*fnRuntime
@@ -80,7 +81,7 @@ type node struct {
 	spec      testbed.Node
 	gw        *gateway.Gateway
 	gwLn      net.Listener
-	gwSrv     *http.Server
+	gwSrv     *gateway.Server
 	agent     *latency.Agent
 	transport *http.Transport
 }
@@ -130,7 +131,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		opts: opts, tb: tb, log: opts.Log, net: linkemu.NewNetwork(), byName: map[string]*node{},
 		place: place, reg: opts.Registry, metrics: gateway.NewMetrics(opts.Registry),
 		fns: map[string]*fnRuntime{}, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed>>7|1)),
-		kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
+		kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel, procs: newProcGroups(opts.Log),
 	}
 	f.net.Seed(opts.Seed)
 	for _, n := range tb.Nodes {
@@ -199,7 +200,7 @@ func (f *Fleet) startNodes() error {
 			return fmt.Errorf("node %s: gateway: %w", spec.Name, err)
 		}
 		n.gwLn = ln
-		n.gwSrv = &http.Server{Handler: gw, ReadHeaderTimeout: 30 * time.Second, ErrorLog: nil}
+		n.gwSrv = gateway.NewServer(gw, gateway.ServerOptions{})
 		f.wg.Add(2)
 		go func() {
 			defer f.wg.Done()
@@ -259,8 +260,28 @@ func (f *Fleet) Latency() latency.Matrix {
 	return out
 }
 
-// Close stops everything: replicas (drained), gateways, agents.
+// Close stops everything without losing a request: the gateways stop
+// accepting and drain (requests in flight finish, late ones on open
+// connections get 503 + Connection: close) while replicas still serve;
+// then the control loop and agents stop, and the replicas drain and stop;
+// last, any process group a replica left behind is killed.
 func (f *Fleet) Close() error {
+	var wg sync.WaitGroup
+	for _, n := range f.nodes {
+		if n.gwSrv != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), f.gatewayDrainTimeout())
+				defer cancel()
+				if err := n.gwSrv.Shutdown(ctx); err != nil {
+					f.log.Warn("gateway did not drain in time", "node", n.spec.Name, "err", err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	f.cancel()
 	f.mu.Lock()
 	var all []*replicaProc
 	for _, fn := range f.fns {
@@ -269,25 +290,25 @@ func (f *Fleet) Close() error {
 		}
 	}
 	f.mu.Unlock()
-	f.cancel()
-	var wg sync.WaitGroup
 	for _, r := range all {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.stop(5 * time.Second) }()
 	}
 	wg.Wait()
 	for _, n := range f.nodes {
-		if n.gwSrv != nil {
-			shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = n.gwSrv.Shutdown(shutdownCtx)
-			cancel()
-		}
 		if n.transport != nil {
 			n.transport.CloseIdleConnections()
 		}
 	}
 	f.wg.Wait()
+	f.procs.close()
 	return nil
+}
+
+// gatewayDrainTimeout bounds a gateway's drain: a request buffered for a
+// replica may wait up to the activation timeout.
+func (f *Fleet) gatewayDrainTimeout() time.Duration {
+	return f.tb.Gateway.ActivationTimeout.D() + 5*time.Second
 }
 
 // Done is closed when the fleet stops.

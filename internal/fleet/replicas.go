@@ -341,6 +341,7 @@ func (f *Fleet) runReplica(r *replicaProc) {
 	}
 	go func() {
 		err := r.cmd.Wait()
+		f.procs.leaderExited(r.cmd.Process.Pid)
 		close(r.exited)
 		if st := r.getState(); st != StateStopping {
 			f.log.Error("replica exited", "function", r.key, "replica", r.name, "err", err, "stderr", r.stderr.String())
@@ -422,6 +423,10 @@ func (f *Fleet) startProcess(r *replicaProc) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %q: %w", argv[0], err)
+	}
+	if err := f.procs.add(cmd.Process.Pid); err != nil {
+		_ = cmd.Wait()
+		return err
 	}
 	r.mu.Lock()
 	r.cmd = cmd

@@ -197,6 +197,7 @@ func (g *Gateway) RemoveFunction(key string) {
 		}
 		f.waiters = f.waiters[:0]
 		f.mu.Unlock()
+		g.cfg.Metrics.forget(key, g.cfg.Node)
 	}
 }
 

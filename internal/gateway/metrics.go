@@ -40,3 +40,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.requests, m.latency, m.queued, m.buffered, m.inflight)
 	return m
 }
+
+// forget deletes every series of a function at one gateway (its origin),
+// so a deleted function leaves nothing in /metrics.
+func (m *Metrics) forget(function, origin string) {
+	labels := prometheus.Labels{"function": function, "origin": origin}
+	m.requests.DeletePartialMatch(labels)
+	m.latency.DeletePartialMatch(labels)
+	m.queued.DeletePartialMatch(labels)
+	m.buffered.DeletePartialMatch(labels)
+	m.inflight.DeletePartialMatch(labels)
+}
