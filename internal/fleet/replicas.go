@@ -418,6 +418,9 @@ func (f *Fleet) startProcess(r *replicaProc) error {
 	)
 	cmd.Env = env
 	cmd.Stderr = &r.stderr
+	// A replica's child may hold stderr open after the replica ended; Wait
+	// must still return, so its group can be killed.
+	cmd.WaitDelay = time.Second
 	// Own process group so signals reach the replica's children too, and
 	// the kernel kills it if the fleet dies without cleaning up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
