@@ -153,6 +153,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "kantai: gateway shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if r.Method == http.MethodConnect {
+		// The gateway is no forward proxy: no tunnels, whatever the host.
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		http.Error(w, "kantai: CONNECT is not supported", http.StatusMethodNotAllowed)
+		return
+	}
 	s.handler.ServeHTTP(w, r)
 }
 
