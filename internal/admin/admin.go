@@ -26,9 +26,6 @@ import (
 	"kantai.dev/kantai/internal/manifest"
 )
 
-// maxManifest bounds an applied manifest.
-const maxManifest = 1 << 20
-
 // HeaderPID carries the fleet process's id in the answer to
 // POST /v1/shutdown, so a local client can wait for the process to end.
 const HeaderPID = "X-Kantai-Pid"
@@ -43,9 +40,13 @@ func Handler(f *fleet.Fleet, shutdown func(), stopped <-chan struct{}) http.Hand
 	mux.HandleFunc("GET /v1/replicas", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Replicas()) })
 	mux.HandleFunc("GET /v1/latency", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, f.Latency()) })
 	mux.HandleFunc("POST /v1/functions", func(w http.ResponseWriter, r *http.Request) {
-		data, err := io.ReadAll(io.LimitReader(r.Body, maxManifest+1))
-		if err != nil || len(data) > maxManifest {
-			http.Error(w, "manifest unreadable or larger than 1 MiB", http.StatusBadRequest)
+		data, err := manifest.ReadLimited(r.Body)
+		if err != nil {
+			code := http.StatusBadRequest
+			if errors.Is(err, manifest.ErrTooLarge) {
+				code = http.StatusRequestEntityTooLarge
+			}
+			http.Error(w, "manifest: "+err.Error(), code)
 			return
 		}
 		fns, err := manifest.ParseAll(data)

@@ -30,15 +30,18 @@ func applyCmd(g *globals) *cobra.Command {
 			if file == "" {
 				return fmt.Errorf("-f is required: the manifest file (or - for standard input)")
 			}
-			var data []byte
-			var err error
-			if file == "-" {
-				data, err = io.ReadAll(os.Stdin)
-			} else {
-				data, err = os.ReadFile(file)
+			in := io.Reader(os.Stdin)
+			if file != "-" {
+				fh, err := os.Open(file)
+				if err != nil {
+					return fmt.Errorf("reading manifest: %w", err)
+				}
+				defer fh.Close()
+				in = fh
 			}
+			data, err := manifest.ReadLimited(in)
 			if err != nil {
-				return fmt.Errorf("reading manifest: %w", err)
+				return fmt.Errorf("reading manifest %s: %w", file, err)
 			}
 			// Check locally first, so errors name the file.
 			if _, err := manifest.ParseAll(data); err != nil {
