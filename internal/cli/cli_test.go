@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,6 +174,60 @@ func TestCLI_upRefusesAnOpenAdminWithoutToken(t *testing.T) {
 		if err == nil || !strings.Contains(out, "needs a token") {
 			t.Errorf("up --admin %s without a token: %v %q, want a failure naming the token", addr, err, out)
 		}
+	}
+}
+
+// A fleet whose admin API is on TCP with a token: the CLI reaches it with
+// the token from a file (env), and without the token it is refused.
+func TestCLI_adminOverTCPWithToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a fleet")
+	}
+	dir := t.TempDir()
+	tbFile := filepath.Join(dir, "testbed.yaml")
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tbFile, []byte("nodes:\n- {name: node1, role: cloud, capacity: 2, address: 127.78.71.1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokenFile, []byte("tok-"+strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const addr = "tcp://127.78.71.1:27782"
+	var upOut bytes.Buffer
+	up := kantaiCmd("--admin", addr, "--admin-token-file", tokenFile, "up", "-f", tbFile, "--gateway-port", "28082", "--agent-port", "29698")
+	up.Stdout, up.Stderr = &upOut, &upOut
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	upDone := make(chan error, 1)
+	go func() { upDone <- up.Wait() }()
+	t.Cleanup(func() { _ = up.Process.Signal(syscall.SIGKILL) })
+	withToken := func(args ...string) (string, error) {
+		cmd := kantaiCmd(append([]string{"--admin", addr}, args...)...)
+		cmd.Env = append(cmd.Env, "KANTAI_ADMIN_TOKEN_FILE="+tokenFile)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	waitUntil(t, 10*time.Second, func() bool { _, err := withToken("get", "nodes"); return err == nil })
+	if out, err := kantai(t, "--admin", addr, "get", "nodes"); err == nil || !strings.Contains(out, "token") {
+		t.Errorf("get nodes without the token: %v %q, want a refusal naming the token", err, out)
+	}
+	if out, err := kantai(t, "--admin", addr, "--admin-token", "wrong", "down"); err == nil || !strings.Contains(out, "token") {
+		t.Errorf("down with a wrong token: %v %q, want a refusal", err, out)
+	}
+	if out, err := withToken("get", "nodes"); err != nil || !strings.Contains(out, "127.78.71.1:28082") {
+		t.Errorf("get nodes with the token: %v %q", err, out)
+	}
+	if out, err := withToken("down"); err != nil || !strings.Contains(out, "fleet stopped") {
+		t.Fatalf("down with the token: %v %q", err, out)
+	}
+	select {
+	case err := <-upDone:
+		if err != nil {
+			t.Errorf("kantai up exited with %v\n%s", err, upOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("kantai up still running 30s after down")
 	}
 }
 
