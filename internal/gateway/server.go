@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -92,7 +91,7 @@ type Server struct {
 	ln      net.Listener
 	open    int                        // connections accepted and not closed
 	active  int                        // connections with a request in flight
-	waiting *list.List                 // evictable (new or idle) connections, oldest first
+	waiting waitList                   // evictable (new or idle) connections, oldest first
 	conns   map[net.Conn]*connTracking // every open connection's state
 	changed chan struct{}              // poked on every state change while draining
 
@@ -100,14 +99,47 @@ type Server struct {
 }
 
 type connTracking struct {
-	state http.ConnState
-	elem  *list.Element // in waiting, when new or idle
+	conn       net.Conn
+	state      http.ConnState
+	prev, next *connTracking // in waiting, when new or idle
+	waiting    bool
+}
+
+// waitList is an intrusive FIFO of connections, so a request's state
+// changes allocate nothing.
+type waitList struct{ head, tail *connTracking }
+
+func (l *waitList) pushBack(t *connTracking) {
+	t.prev, t.next, t.waiting = l.tail, nil, true
+	if l.tail != nil {
+		l.tail.next = t
+	} else {
+		l.head = t
+	}
+	l.tail = t
+}
+
+func (l *waitList) remove(t *connTracking) {
+	if !t.waiting {
+		return
+	}
+	if t.prev != nil {
+		t.prev.next = t.next
+	} else {
+		l.head = t.next
+	}
+	if t.next != nil {
+		t.next.prev = t.prev
+	} else {
+		l.tail = t.prev
+	}
+	t.prev, t.next, t.waiting = nil, nil, false
 }
 
 // NewServer returns a server for a gateway handler.
 func NewServer(h http.Handler, o ServerOptions) *Server {
 	o.defaults()
-	s := &Server{opts: o, handler: h, waiting: list.New(), conns: map[net.Conn]*connTracking{}, changed: make(chan struct{}, 1)}
+	s := &Server{opts: o, handler: h, conns: map[net.Conn]*connTracking{}, changed: make(chan struct{}, 1)}
 	s.http = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
@@ -245,20 +277,17 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 			s.mu.Unlock()
 			return
 		}
-		t = &connTracking{}
+		t = &connTracking{conn: c}
 		s.conns[c] = t
 	}
 	if t.state == http.StateActive {
 		s.active--
 	}
-	if t.elem != nil {
-		s.waiting.Remove(t.elem)
-		t.elem = nil
-	}
+	s.waiting.remove(t)
 	t.state = st
 	switch st {
 	case http.StateNew, http.StateIdle:
-		t.elem = s.waiting.PushBack(c)
+		s.waiting.pushBack(t)
 	case http.StateActive:
 		s.active++
 	case http.StateClosed, http.StateHijacked:
@@ -289,10 +318,9 @@ func (l *boundedListener) Accept() (net.Conn, error) {
 			s.mu.Unlock()
 			return &countedConn{Conn: c, s: s}, nil
 		}
-		if e := s.waiting.Front(); e != nil {
-			victim := e.Value.(net.Conn)
-			s.waiting.Remove(e)
-			s.conns[victim].elem = nil
+		if t := s.waiting.head; t != nil {
+			victim := t.conn
+			s.waiting.remove(t)
 			s.open++ // the victim's Close gives its place back
 			s.mu.Unlock()
 			s.evicted.Add(1)
@@ -335,4 +363,13 @@ func (c *countedConn) Close() error {
 		return nil
 	}
 	return err
+}
+
+// CloseWrite half-closes the TCP connection, which net/http uses to let a
+// client read a "Connection: close" answer before the socket goes.
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }

@@ -190,3 +190,41 @@ func TestServer_shutdownLosesNothing(t *testing.T) {
 		t.Fatal("Shutdown still waiting 30s after every connection closed")
 	}
 }
+
+// BenchmarkServer_keepAlive compares net/http's server alone with Server
+// (connection tracking, bound, drain check) on keep-alive requests.
+func BenchmarkServer_keepAlive(b *testing.B) {
+	for _, name := range []string{"net/http", "gateway.Server"} {
+		b.Run(name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.78.201.2:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var closeFn func() error
+			if name == "net/http" {
+				srv := &http.Server{Handler: ok}
+				go srv.Serve(ln)
+				closeFn = srv.Close
+			} else {
+				srv := NewServer(ok, ServerOptions{})
+				go srv.Serve(ln)
+				closeFn = srv.Close
+			}
+			defer closeFn()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			url := "http://" + ln.Addr().String() + "/"
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Get(url)
+					if err != nil {
+						b.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
+	}
+}
