@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Replicas leave nothing behind, whatever way the fleet ends:
@@ -96,12 +98,10 @@ func newProcGroups(log *slog.Logger) *procGroups {
 	return p
 }
 
-// setChildSubreaper makes this process the subreaper of its descendants
-// (prctl(PR_SET_CHILD_SUBREAPER, 1)).
+// setChildSubreaper makes this process the subreaper of its descendants.
 func setChildSubreaper() error {
-	const prSetChildSubreaper = 36 // linux/prctl.h
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
-		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", errno)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
 	}
 	return nil
 }
