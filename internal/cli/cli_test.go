@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,6 +219,38 @@ func TestCLI_adminOverTCPWithToken(t *testing.T) {
 	}
 	if out, err := withToken("get", "nodes"); err != nil || !strings.Contains(out, "127.78.71.1:28082") {
 		t.Errorf("get nodes with the token: %v %q", err, out)
+	}
+	// What a web page could send, even with the token, is refused by the
+	// running fleet, which keeps running.
+	token := "tok-" + strconv.Itoa(os.Getpid())
+	for _, tt := range []struct {
+		name, host, origin, ctype string
+	}{
+		{"from another origin", "", "https://evil.example", "application/yaml"},
+		{"with a foreign Host", "evil.example:27782", "", "application/yaml"},
+		{"as a text/plain form", "", "", "text/plain"},
+	} {
+		req, _ := http.NewRequest("POST", "http://127.78.71.1:27782/v1/shutdown", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", tt.ctype)
+		if tt.origin != "" {
+			req.Header.Set("Origin", tt.origin)
+		}
+		if tt.host != "" {
+			req.Host = tt.host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("shutdown %s: %v", tt.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("shutdown %s: %d %q, want 403", tt.name, resp.StatusCode, body)
+		}
+	}
+	if _, err := withToken("get", "nodes"); err != nil {
+		t.Fatalf("the fleet stopped after refused requests: %v", err)
 	}
 	if out, err := withToken("down"); err != nil || !strings.Contains(out, "fleet stopped") {
 		t.Fatalf("down with the token: %v %q", err, out)
