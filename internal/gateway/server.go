@@ -185,6 +185,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "kantai: gateway shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if len(r.TransferEncoding) > 0 {
+		// net/http reads such a request by its Transfer-Encoding and has
+		// dropped any Content-Length; if both came, something in front may
+		// have framed it differently (request smuggling). RFC 9112 §6.1:
+		// close the connection after answering, so nothing that followed
+		// on it is read as another request.
+		w.Header().Set("Connection", "close")
+	}
 	if r.Method == http.MethodConnect {
 		// The gateway is no forward proxy: no tunnels, whatever the host.
 		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
