@@ -106,7 +106,7 @@ func TestServer_atTheBoundWithEveryConnectionBusyRefuses503(t *testing.T) {
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		<-entered
 	}
-	c, br := dial(t, addr)
+	_, br := dial(t, addr) // sends nothing: the answer comes at accept
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("a connection over the bound got no answer: %v", err)
@@ -115,7 +115,6 @@ func TestServer_atTheBoundWithEveryConnectionBusyRefuses503(t *testing.T) {
 	if resp.StatusCode != 503 || !resp.Close || !strings.Contains(string(body), "limit of 2 connections") {
 		t.Errorf("over the bound: %d %v %q, want 503, Connection: close and the reason", resp.StatusCode, resp.Header, body)
 	}
-	_ = c
 	close(release)
 	if st := s.Stats(); st.Refused != 1 {
 		t.Errorf("refused = %d, want 1", st.Refused)
