@@ -7,7 +7,7 @@ BIN := bin/kantai
 
 include mk/k8s.mk
 
-.PHONY: all build demo test test-unit vet fmt-check bench bench-quick bench-proxy clean
+.PHONY: all build demo test test-unit test-fuzz vet fmt-check bench bench-quick bench-proxy clean
 
 all: build
 
@@ -20,7 +20,7 @@ demo: build
 # The whole suite: formatting, vet, unit and fleet tests (real processes and
 # sockets on loopback), the bench's CI smoke run, and the Kubernetes
 # integration tests on a real kube-apiserver.
-test: fmt-check vet test-unit verify-generated test-k8s
+test: fmt-check vet test-unit test-fuzz verify-generated test-k8s
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -30,6 +30,14 @@ vet:
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Every fuzz target for a few seconds; a longer run: make test-fuzz FUZZTIME=10m.
+FUZZTIME ?= 5s
+FUZZ_TARGETS := internal/manifest:FuzzParseAll
+test-fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		$(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s -parallel 1 ./$${t%%:*} || exit 1; \
+	done
 
 # Paper comparisons on the emulated fleet (about 3 hours; bench-quick about 20 minutes).
 bench: build

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,7 +18,7 @@ import (
 	"kantai.dev/kantai/internal/fleet"
 )
 
-var kantaiBin string
+var kantaiBin, runtimeDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "kantai-cli-test")
@@ -23,6 +26,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	kantaiBin = filepath.Join(dir, "kantai")
+	// Every command finds the admin socket by itself, in this runtime dir.
+	runtimeDir = filepath.Join(dir, "run")
+	if err := os.Mkdir(runtimeDir, 0o700); err != nil {
+		panic(err)
+	}
 	build := exec.Command("go", "build", "-o", kantaiBin, "kantai.dev/kantai/cmd/kantai")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
@@ -34,11 +42,23 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const testAdmin = "127.0.0.1:27780"
+// kantaiCmd runs the CLI as a user would: no --admin flag, the socket in
+// the user's runtime dir.
+func kantaiCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(kantaiBin, args...)
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "KANTAI_ADMIN") && !strings.HasPrefix(e, "XDG_RUNTIME_DIR=") {
+			env = append(env, e)
+		}
+	}
+	cmd.Env = append(env, "XDG_RUNTIME_DIR="+runtimeDir)
+	return cmd
+}
 
 func kantai(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(kantaiBin, append([]string{"--admin", testAdmin}, args...)...)
+	cmd := kantaiCmd(args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -66,7 +86,7 @@ links:
 		t.Fatalf("get without a fleet: %v %q, want a 'no fleet is running' error", err, out)
 	}
 	var upOut bytes.Buffer
-	up := exec.Command(kantaiBin, "--admin", testAdmin, "up", "-f", tbFile, "--gateway-port", "28081", "--agent-port", "29697")
+	up := kantaiCmd("up", "-f", tbFile, "--gateway-port", "28081", "--agent-port", "29697")
 	up.Stdout, up.Stderr = &upOut, &upOut
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
@@ -127,8 +147,17 @@ links:
 	if err := json.Unmarshal([]byte(out), &reps); err != nil || len(reps) == 0 {
 		t.Fatalf("get replicas -o json: %v %q", err, out)
 	}
+	sock := filepath.Join(runtimeDir, "kantai", "admin.sock")
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode().Type() != os.ModeSocket {
+		t.Errorf("admin socket %s: %v %v, want a socket with mode 0600", sock, fi.Mode(), err)
+	}
 	if out, err := kantai(t, "down"); err != nil || !strings.Contains(out, "fleet stopped") {
 		t.Fatalf("down: %v %q", err, out)
+	}
+	// down returns only once the fleet's process has exited: by now it is
+	// gone or a zombie waiting for this test to collect it.
+	if running(up.Process.Pid) {
+		t.Error("kantai down returned while kantai up was still running")
 	}
 	select {
 	case err := <-upDone:
@@ -143,9 +172,118 @@ links:
 			t.Errorf("replica %s (pid %d) still running after down", r.Name, r.PID)
 		}
 	}
+	t.Logf("kantai up said:\n%s", upOut.String())
 	if !strings.Contains(upOut.String(), "fleet stopped") {
 		t.Errorf("up output lacks the stop message:\n%s", upOut.String())
 	}
+}
+
+// An admin API reachable beyond loopback without a token fails at start,
+// before any fleet is started.
+func TestCLI_upRefusesAnOpenAdminWithoutToken(t *testing.T) {
+	for _, addr := range []string{"tcp://0.0.0.0:27781", "0.0.0.0:27781", "tcp://[::]:27781"} {
+		out, err := kantai(t, "--admin", addr, "up", "--gateway-port", "28091", "--agent-port", "29691")
+		if err == nil || !strings.Contains(out, "needs a token") {
+			t.Errorf("up --admin %s without a token: %v %q, want a failure naming the token", addr, err, out)
+		}
+	}
+}
+
+// A fleet whose admin API is on TCP with a token: the CLI reaches it with
+// the token from a file (env), and without the token it is refused.
+func TestCLI_adminOverTCPWithToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a fleet")
+	}
+	dir := t.TempDir()
+	tbFile := filepath.Join(dir, "testbed.yaml")
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tbFile, []byte("nodes:\n- {name: node1, role: cloud, capacity: 2, address: 127.78.71.1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokenFile, []byte("tok-"+strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const addr = "tcp://127.78.71.1:27782"
+	var upOut bytes.Buffer
+	up := kantaiCmd("--admin", addr, "--admin-token-file", tokenFile, "up", "-f", tbFile, "--gateway-port", "28082", "--agent-port", "29698")
+	up.Stdout, up.Stderr = &upOut, &upOut
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	upDone := make(chan error, 1)
+	go func() { upDone <- up.Wait() }()
+	t.Cleanup(func() { _ = up.Process.Signal(syscall.SIGKILL) })
+	withToken := func(args ...string) (string, error) {
+		cmd := kantaiCmd(append([]string{"--admin", addr}, args...)...)
+		cmd.Env = append(cmd.Env, "KANTAI_ADMIN_TOKEN_FILE="+tokenFile)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	waitUntil(t, 10*time.Second, func() bool { _, err := withToken("get", "nodes"); return err == nil })
+	if out, err := kantai(t, "--admin", addr, "get", "nodes"); err == nil || !strings.Contains(out, "token") {
+		t.Errorf("get nodes without the token: %v %q, want a refusal naming the token", err, out)
+	}
+	if out, err := kantai(t, "--admin", addr, "--admin-token", "wrong", "down"); err == nil || !strings.Contains(out, "token") {
+		t.Errorf("down with a wrong token: %v %q, want a refusal", err, out)
+	}
+	if out, err := withToken("get", "nodes"); err != nil || !strings.Contains(out, "127.78.71.1:28082") {
+		t.Errorf("get nodes with the token: %v %q", err, out)
+	}
+	// What a web page could send, even with the token, is refused by the
+	// running fleet, which keeps running.
+	token := "tok-" + strconv.Itoa(os.Getpid())
+	for _, tt := range []struct {
+		name, host, origin, ctype string
+	}{
+		{"from another origin", "", "https://evil.example", "application/yaml"},
+		{"with a foreign Host", "evil.example:27782", "", "application/yaml"},
+		{"as a text/plain form", "", "", "text/plain"},
+	} {
+		req, _ := http.NewRequest("POST", "http://127.78.71.1:27782/v1/shutdown", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", tt.ctype)
+		if tt.origin != "" {
+			req.Header.Set("Origin", tt.origin)
+		}
+		if tt.host != "" {
+			req.Host = tt.host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("shutdown %s: %v", tt.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("shutdown %s: %d %q, want 403", tt.name, resp.StatusCode, body)
+		}
+	}
+	if _, err := withToken("get", "nodes"); err != nil {
+		t.Fatalf("the fleet stopped after refused requests: %v", err)
+	}
+	if out, err := withToken("down"); err != nil || !strings.Contains(out, "fleet stopped") {
+		t.Fatalf("down with the token: %v %q", err, out)
+	}
+	select {
+	case err := <-upDone:
+		if err != nil {
+			t.Errorf("kantai up exited with %v\n%s", err, upOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("kantai up still running 30s after down")
+	}
+}
+
+// running reports whether pid is a live process (not a zombie).
+func running(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || (s[i+2] != 'Z' && s[i+2] != 'X')
 }
 
 func waitUntil(t *testing.T, limit time.Duration, cond func() bool) {

@@ -31,21 +31,28 @@ func applyCmd(g *globals) *cobra.Command {
 			if file == "" {
 				return fmt.Errorf("-f is required: the manifest file (or - for standard input)")
 			}
-			var data []byte
-			var err error
-			if file == "-" {
-				data, err = io.ReadAll(os.Stdin)
-			} else {
-				data, err = os.ReadFile(file)
+			in := io.Reader(os.Stdin)
+			if file != "-" {
+				fh, err := os.Open(file)
+				if err != nil {
+					return fmt.Errorf("reading manifest: %w", err)
+				}
+				defer fh.Close()
+				in = fh
 			}
+			data, err := manifest.ReadLimited(in)
 			if err != nil {
-				return fmt.Errorf("reading manifest: %w", err)
+				return fmt.Errorf("reading manifest %s: %w", file, err)
 			}
 			// Check locally first, so errors name the file.
 			if _, err := manifest.ParseAll(data); err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
-			keys, err := g.client().Apply(cmd.Context(), data)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			keys, err := c.Apply(cmd.Context(), data)
 			if err != nil {
 				return err
 			}
@@ -67,7 +74,11 @@ func deleteCmd(g *globals) *cobra.Command {
 		Short: "Delete a function; its replicas drain and stop",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.client().Delete(cmd.Context(), ns, args[0]); err != nil {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Delete(cmd.Context(), ns, args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "service.serving.knative.dev/%s deleted\n", args[0])
@@ -92,9 +103,12 @@ expected time per node) for a function's revisions, or for all.`,
 			if output != "" && output != "json" && output != "wide" {
 				return fmt.Errorf("--output: %q is not one of json, wide", output)
 			}
-			c, ctx, out := g.client(), cmd.Context(), cmd.OutOrStdout()
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx, out := cmd.Context(), cmd.OutOrStdout()
 			var v any
-			var err error
 			if len(args) == 2 && args[0] != "estimates" && args[0] != "estimate" {
 				return fmt.Errorf("only estimates takes a name")
 			}
@@ -227,7 +241,11 @@ answered.`,
 			if u.Scheme != "http" {
 				return fmt.Errorf("URL %q: only http is served by the emulated fleet", args[0])
 			}
-			nodes, err := g.client().Nodes(cmd.Context())
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			nodes, err := c.Nodes(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -243,7 +261,7 @@ answered.`,
 				return fmt.Errorf("--from: no node %q (nodes: %s)", from, strings.Join(names, ", "))
 			}
 			if explain {
-				est, err := g.client().Estimates(cmd.Context(), from, u.Host)
+				est, err := c.Estimates(cmd.Context(), from, u.Host)
 				if err != nil {
 					return err
 				}

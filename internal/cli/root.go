@@ -18,8 +18,10 @@ import (
 )
 
 type globals struct {
-	adminAddr string
-	verbose   bool
+	adminAddr      string
+	adminToken     string
+	adminTokenFile string
+	verbose        bool
 }
 
 // Main runs the command line and returns the exit code.
@@ -41,11 +43,12 @@ on this machine (kantai up); the demo walks through it (kantai demo).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	defAdmin := os.Getenv("KANTAI_ADMIN")
-	if defAdmin == "" {
-		defAdmin = admin.DefaultAddr
-	}
-	root.PersistentFlags().StringVar(&g.adminAddr, "admin", defAdmin, "address of the running fleet's admin API (env KANTAI_ADMIN)")
+	root.PersistentFlags().StringVar(&g.adminAddr, "admin", os.Getenv("KANTAI_ADMIN"),
+		"the admin API: unix:///path/admin.sock, or tcp://host:port (env KANTAI_ADMIN; default: a Unix socket in $XDG_RUNTIME_DIR/kantai)")
+	root.PersistentFlags().StringVar(&g.adminToken, "admin-token", os.Getenv("KANTAI_ADMIN_TOKEN"),
+		"token the admin API requires (env KANTAI_ADMIN_TOKEN; prefer --admin-token-file, which ps does not show)")
+	root.PersistentFlags().StringVar(&g.adminTokenFile, "admin-token-file", os.Getenv("KANTAI_ADMIN_TOKEN_FILE"),
+		"file holding the admin token (env KANTAI_ADMIN_TOKEN_FILE; mode 0600)")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug detail")
 	root.AddCommand(upCmd(g), downCmd(g), applyCmd(g), deleteCmd(g), getCmd(g), requestCmd(g), demoCmd(g), fnCmd(), benchCmd(g))
 	root.SetArgs(args)
@@ -78,7 +81,27 @@ func (g *globals) quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-func (g *globals) client() *admin.Client { return admin.NewClient(g.adminAddr) }
+// adminEndpoint is where the admin API listens, and its token.
+func (g *globals) adminEndpoint() (admin.Endpoint, string, error) {
+	ep, err := admin.ParseEndpoint(g.adminAddr)
+	if err != nil {
+		return admin.Endpoint{}, "", fmt.Errorf("--admin: %w", err)
+	}
+	token, err := admin.LoadToken(g.adminToken, g.adminTokenFile)
+	if err != nil {
+		return admin.Endpoint{}, "", err
+	}
+	return ep, token, nil
+}
+
+// client returns the admin API's client.
+func (g *globals) client() (*admin.Client, error) {
+	ep, token, err := g.adminEndpoint()
+	if err != nil {
+		return nil, err
+	}
+	return admin.NewClient(ep, token), nil
+}
 
 func fnCmd() *cobra.Command {
 	return &cobra.Command{

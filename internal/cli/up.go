@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"sort"
@@ -42,18 +41,28 @@ capacity 3) 50 ms ± 10 ms from both. Stop it with Ctrl-C or kantai down.`,
 			if err != nil {
 				return err
 			}
+			ep, token, err := g.adminEndpoint()
+			if err != nil {
+				return err
+			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			ln, err := net.Listen("tcp", g.adminAddr)
+			ln, err := admin.Listen(ep, token)
 			if err != nil {
-				return fmt.Errorf("admin API on %s: %w (is a fleet already running? try kantai down)", g.adminAddr, err)
+				return err
 			}
 			f, err := fleet.Start(ctx, fleet.Options{Testbed: tb, GatewayPort: gwPort, AgentPort: agentPort, Log: g.logger()})
 			if err != nil {
 				ln.Close()
 				return err
 			}
-			srv := &http.Server{Handler: admin.Handler(f, cancel), ReadHeaderTimeout: 10 * time.Second}
+			stopped := make(chan struct{})
+			srv := &http.Server{
+				Handler:           admin.Guard(admin.Handler(f, cancel, stopped), admin.GuardOptions{Endpoint: ep, Token: token}),
+				ReadHeaderTimeout: 10 * time.Second,
+				IdleTimeout:       time.Minute,
+				MaxHeaderBytes:    64 << 10,
+			}
 			go func() {
 				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 					fmt.Fprintln(os.Stderr, "admin API stopped:", err)
@@ -61,18 +70,20 @@ capacity 3) 50 ms ± 10 ms from both. Stop it with Ctrl-C or kantai down.`,
 			}()
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "kantai fleet up: %d nodes, load balancing %q, placement %q; admin API on %s\n",
-				len(tb.Nodes), tb.Policies.LoadBalancer, tb.Policies.Placement, g.adminAddr)
+				len(tb.Nodes), tb.Policies.LoadBalancer, tb.Policies.Placement, ep)
 			for _, n := range f.Nodes() {
 				fmt.Fprintf(out, "  %-8s %-5s gateway http://%s  (capacity %d)\n", n.Name, n.Role, n.Gateway, n.Capacity)
 			}
 			fmt.Fprintln(out, "Deploy with: kantai apply -f examples/hello.yaml   Stop with: Ctrl-C or kantai down")
 			liveStatus(ctx, out, f)
-			fmt.Fprintln(out, "stopping: draining replicas …")
+			fmt.Fprintln(out, "stopping: gateways drain, then replicas …")
+			f.Close()
+			fmt.Fprintln(out, "fleet stopped")
+			// Now `kantai down`'s answer can end; the process exits next.
+			close(stopped)
 			shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 			defer done()
 			_ = srv.Shutdown(shutdownCtx)
-			f.Close()
-			fmt.Fprintln(out, "fleet stopped")
 			return nil
 		},
 	}
@@ -115,28 +126,31 @@ func liveStatus(ctx context.Context, out interface{ Write([]byte) (int, error) }
 }
 
 func downCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var timeout time.Duration
+	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Stop the running fleet and every replica",
-		Args:  cobra.NoArgs,
+		Long: `Stops the running fleet: its gateways stop accepting connections, finish the
+requests in flight and answer later ones on open connections with 503 and
+Connection: close; then the replicas drain and stop. Returns once the fleet's
+process has exited.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c := g.client()
-			if err := c.Shutdown(cmd.Context()); err != nil {
+			c, err := g.client()
+			if err != nil {
 				return err
 			}
-			deadline := time.Now().Add(30 * time.Second)
-			for time.Now().Before(deadline) {
-				if conn, err := net.DialTimeout("tcp", g.adminAddr, 200*time.Millisecond); err != nil {
-					fmt.Fprintln(cmd.OutOrStdout(), "fleet stopped")
-					return nil
-				} else {
-					conn.Close()
-				}
-				time.Sleep(100 * time.Millisecond)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			if err := c.Shutdown(ctx); err != nil {
+				return err
 			}
-			return fmt.Errorf("the fleet at %s did not stop within 30s", g.adminAddr)
+			fmt.Fprintln(cmd.OutOrStdout(), "fleet stopped")
+			return nil
 		},
 	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the fleet to stop")
+	return cmd
 }
 
 func demoCmd(g *globals) *cobra.Command {

@@ -65,6 +65,7 @@ type Fleet struct {
 	place   placement.Policy
 	reg     *prometheus.Registry
 	metrics *gateway.Metrics
+	procs   *procGroups
 
 	mu     sync.Mutex
 	svcs   map[string]*service
@@ -85,7 +86,7 @@ type node struct {
 	spec      testbed.Node
 	gw        *gateway.Gateway
 	gwLn      net.Listener
-	gwSrv     *http.Server
+	gwSrv     *gateway.Server
 	agent     *latency.Agent
 	transport *http.Transport
 	// lastStats is the gateway's previous reading, for the control loop.
@@ -138,6 +139,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		place: place, reg: opts.Registry, metrics: gateway.NewMetrics(opts.Registry),
 		svcs: map[string]*service{}, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed>>7|1)),
 		kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel, loopDone: make(chan struct{}),
+		procs: newProcGroups(opts.Log),
 	}
 	f.net.Seed(opts.Seed)
 	for _, n := range tb.Nodes {
@@ -207,7 +209,7 @@ func (f *Fleet) startNodes() error {
 			return fmt.Errorf("node %s: gateway: %w", spec.Name, err)
 		}
 		n.gwLn = ln
-		n.gwSrv = &http.Server{Handler: gw, ReadHeaderTimeout: 30 * time.Second, ErrorLog: nil}
+		n.gwSrv = gateway.NewServer(gw, gateway.ServerOptions{})
 		f.wg.Add(3)
 		go func() { defer f.wg.Done(); gw.Run(f.ctx, f.opts.ControlInterval) }()
 		go func() {
@@ -268,8 +270,27 @@ func (f *Fleet) Latency() latency.Matrix {
 	return out
 }
 
-// Close stops everything: replicas (drained), gateways, agents.
+// Close stops everything without losing a request: the gateways stop
+// accepting and drain (requests in flight finish, late ones on open
+// connections get 503 + Connection: close) while replicas still serve;
+// then the control loop and agents stop, and the replicas drain and stop;
+// last, any process group a replica left behind is killed.
 func (f *Fleet) Close() error {
+	var wg sync.WaitGroup
+	for _, n := range f.nodes {
+		if n.gwSrv != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), f.gatewayDrainTimeout())
+				defer cancel()
+				if err := n.gwSrv.Shutdown(ctx); err != nil {
+					f.log.Warn("gateway did not drain in time", "node", n.spec.Name, "err", err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
 	// No replica starts once the control loop has stopped, and those
 	// starting stop themselves; then every replica left is drained.
 	f.cancel()
@@ -285,24 +306,25 @@ func (f *Fleet) Close() error {
 		}
 	}
 	f.mu.Unlock()
-	var wg sync.WaitGroup
 	for _, r := range all {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.stop(5 * time.Second) }()
 	}
 	wg.Wait()
 	for _, n := range f.nodes {
-		if n.gwSrv != nil {
-			shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = n.gwSrv.Shutdown(shutdownCtx)
-			cancel()
-		}
 		if n.transport != nil {
 			n.transport.CloseIdleConnections()
 		}
 	}
 	f.wg.Wait()
+	f.procs.close()
 	return nil
+}
+
+// gatewayDrainTimeout bounds a gateway's drain: a request buffered for a
+// replica may wait up to the activation timeout.
+func (f *Fleet) gatewayDrainTimeout() time.Duration {
+	return f.tb.Gateway.ActivationTimeout.D() + 5*time.Second
 }
 
 // Done is closed when the fleet stops.

@@ -240,6 +240,7 @@ func (f *Fleet) runReplica(r *replicaProc) {
 	}
 	go func() {
 		err := r.cmd.Wait()
+		f.procs.leaderExited(r.cmd.Process.Pid)
 		if st := r.getState(); st != StateStopping {
 			f.log.Error("replica exited", "revision", r.rev.key, "replica", r.name, "err", err, "stderr", r.stderr.String())
 			r.setState(StateFailed)
@@ -324,11 +325,18 @@ func (f *Fleet) startProcess(r *replicaProc) error {
 	)
 	cmd.Env = env
 	cmd.Stderr = &r.stderr
+	// A replica's child may hold stderr open after the replica ended; Wait
+	// must still return, so its group can be killed.
+	cmd.WaitDelay = time.Second
 	// Own process group so signals reach the replica's children too, and
 	// the kernel kills it if the fleet dies without cleaning up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %q: %w", argv[0], err)
+	}
+	if err := f.procs.add(cmd.Process.Pid); err != nil {
+		_ = cmd.Wait()
+		return err
 	}
 	r.mu.Lock()
 	r.cmd = cmd

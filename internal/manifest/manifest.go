@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -46,11 +45,7 @@ type Function struct {
 	Name      string
 	Namespace string
 	Image     string
-	// Command and Args override the image's entrypoint when the testbed maps
-	// no command to the image.
-	Command []string
-	Args    []string
-	Env     []EnvVar
+	Env       []EnvVar
 	// Port is the container port the function listens on ($PORT).
 	Port int
 	// ContainerConcurrency is the hard limit of requests in flight per
@@ -278,9 +273,9 @@ var dnsLabel = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
 
 // LoadFile reads every Service in a (possibly multi-document) YAML file.
 func LoadFile(path string) ([]*Function, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFileLimited(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading manifest: %w", err)
+		return nil, err
 	}
 	fns, err := ParseAll(data)
 	if err != nil {
@@ -289,18 +284,22 @@ func LoadFile(path string) ([]*Function, error) {
 	return fns, nil
 }
 
-// ParseAll reads every document of a multi-document YAML stream.
+// ParseAll reads every document of a multi-document YAML stream, as
+// kubectl does: Services, and Lists of them (kind List or ServiceList).
 func ParseAll(data []byte) ([]*Function, error) {
+	if len(data) > MaxFileSize {
+		return nil, ErrTooLarge
+	}
 	var out []*Function
 	for i, doc := range splitDocuments(data) {
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
-		f, err := Parse(doc)
+		fns, err := parseDocument(doc)
 		if err != nil {
 			return nil, fmt.Errorf("document %d: %w", i+1, err)
 		}
-		out = append(out, f)
+		out = append(out, fns...)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no Service found")
@@ -312,7 +311,7 @@ func splitDocuments(data []byte) [][]byte {
 	var docs [][]byte
 	var cur []byte
 	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
-		if t := bytes.TrimRight(line, " \t\r\n"); bytes.Equal(t, []byte("---")) {
+		if isSeparator(line) {
 			docs = append(docs, cur)
 			cur = nil
 			continue
@@ -320,6 +319,20 @@ func splitDocuments(data []byte) [][]byte {
 		cur = append(cur, line...)
 	}
 	return append(docs, cur)
+}
+
+// isSeparator reports a YAML document marker line: "---", alone or
+// followed by a comment.
+func isSeparator(line []byte) bool {
+	rest, ok := bytes.CutPrefix(line, []byte("---"))
+	if !ok {
+		return false
+	}
+	rest = bytes.TrimLeft(rest, " \t")
+	if len(rest) < len(line)-3 && len(rest) > 0 && rest[0] == '#' {
+		return true // "--- # comment"
+	}
+	return len(bytes.TrimRight(rest, "\r\n")) == 0
 }
 
 func stripComments(doc []byte) []byte {
@@ -373,7 +386,15 @@ func Parse(data []byte) (*Function, error) {
 	if c.Image == "" {
 		return nil, fmt.Errorf("spec.template.spec.containers[0].image: required")
 	}
-	f.Image, f.Command, f.Args = c.Image, c.Command, c.Args
+	f.Image = c.Image
+	// A replica runs the command the testbed maps to its image, or the
+	// built-in function; an entrypoint from the manifest would be ignored.
+	if len(c.Command) > 0 {
+		return nil, fmt.Errorf("spec.template.spec.containers[0].command: not supported: a replica runs the command the testbed's images map gives its image (or the built-in function)")
+	}
+	if len(c.Args) > 0 {
+		return nil, fmt.Errorf("spec.template.spec.containers[0].args: not supported: a replica runs the command the testbed's images map gives its image (or the built-in function)")
+	}
 	seenEnv := map[string]bool{}
 	for i, e := range c.Env {
 		if e.Name == "" {

@@ -90,7 +90,17 @@ func serveChild(role, backend string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// The kantai gateway runs behind the server the fleet gives it, so
+	// the comparison includes its connection tracking and limits.
+	var srv interface {
+		Serve(net.Listener) error
+		Close() error
+	}
+	if role == roleKantai {
+		srv = gateway.NewServer(h, gateway.ServerOptions{})
+	} else {
+		srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	}
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin) // the parent is gone or done
 		_ = srv.Close()

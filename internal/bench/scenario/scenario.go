@@ -28,7 +28,6 @@ const (
 	Oracle = "oracle"
 )
 
-
 // Load kinds.
 const (
 	// KindClosed is closed-loop users with a think time (Locust-like).
