@@ -157,10 +157,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
+	due, stop := after(time.Now().Add(d))
+	defer stop()
 	select {
-	case <-t.C:
+	case <-due:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -94,13 +94,13 @@ func (p *pipe) waitLocked(until time.Time) {
 	p.mu.Unlock()
 	if until.IsZero() {
 		<-ch
-	} else if d := time.Until(until); d > 0 {
-		t := time.NewTimer(d)
+	} else if time.Until(until) > 0 {
+		due, stop := after(until)
 		select {
 		case <-ch:
-		case <-t.C:
+		case <-due:
 		}
-		t.Stop()
+		stop()
 	}
 	p.mu.Lock()
 }
