@@ -34,6 +34,17 @@
 // through a Proxy, which listens on their node's address and dials onward
 // the same way.
 //
+// # Changes at run time
+//
+// Network.SetLink may change a link while connections are open: each chunk
+// draws its delay and rate from the link as it is when the chunk is sent.
+// Network.SetCut cuts a link and Network.SetDown takes a node down: dials
+// across fail at once with ErrUnreachable (a *net.OpError with Op "dial",
+// as a refused connection is), and the connections open across are broken,
+// their reads and writes failing with ErrUnreachable and the peer seeing a
+// reset. Connections over a zero link are plain and are not tracked, so a
+// cut does not break those already open.
+//
 // Emulated delays run slightly longer than configured, never shorter. Go's
 // timers round waits up to whole milliseconds (a 1 ms link measured 2.4 ms
 // RTT with them), so on Linux delays wait on a timerfd alarm clock instead
