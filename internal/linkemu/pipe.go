@@ -63,7 +63,7 @@ type chunk struct {
 type pipe struct {
 	mu    sync.Mutex
 	q     []chunk
-	used  int // pooled bytes held by q
+	used  int            // pooled bytes held by q
 	rate  func() float64 // bytes per second; 0 means unlimited
 	delay func() time.Duration
 
