@@ -66,6 +66,8 @@ type Fleet struct {
 	reg     *prometheus.Registry
 	metrics *gateway.Metrics
 
+	live live // links and nodes changed while running (links.go)
+
 	mu   sync.Mutex
 	fns  map[string]*fnRuntime
 	rng  *rand.Rand
@@ -194,7 +196,7 @@ func (f *Fleet) startNodes() error {
 		}
 		n.gw = gw
 		addr := net.JoinHostPort(spec.Address, strconv.Itoa(f.opts.GatewayPort))
-		ln, err := net.Listen("tcp", addr)
+		ln, err := listenGate("tcp", addr) // can be shut and reopened: SetNodeDown
 		if err != nil {
 			return fmt.Errorf("node %s: gateway: %w", spec.Name, err)
 		}

@@ -339,3 +339,8 @@ func (tb *Testbed) Expanded() *Testbed {
 	out.nodeFrom, out.linkFrom, out.linkIndex = nil, nil, nil
 	return &out
 }
+
+// CheckLink checks a link's latency, jitter and bandwidth against the
+// bounds a testbed file must keep; errors start with field. A zero
+// bandwidth becomes DefaultBandwidth.
+func CheckLink(l *Link, field string) error { return checkLink(l, field) }
