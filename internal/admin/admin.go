@@ -69,6 +69,7 @@ func Handler(f *fleet.Fleet, shutdown func()) http.Handler {
 		go shutdown()
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(f.Registry(), promhttp.HandlerOpts{}))
+	registerLive(mux, f) // links and nodes changed at run time (live.go)
 	return mux
 }
 

@@ -48,7 +48,7 @@ on this machine (kantai up); the demo walks through it (kantai demo).`,
 	root.PersistentFlags().StringVar(&g.adminAddr, "admin", defAdmin, "address of the running fleet's admin API (env KANTAI_ADMIN)")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug detail")
 	root.AddCommand(upCmd(g), downCmd(g), applyCmd(g), deleteCmd(g), getCmd(g), requestCmd(g), demoCmd(g), fnCmd(), benchCmd(g))
-	root.AddCommand(testbedCmd())
+	root.AddCommand(testbedCmd(), linkCmd(g), nodeCmd(g))
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
