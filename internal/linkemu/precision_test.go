@@ -3,9 +3,17 @@ package linkemu
 import (
 	"fmt"
 	"io"
+	"syscall"
 	"testing"
 	"time"
 )
+
+// cpuTime is the CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // pingPong sends n small messages over an emulated link to an echo server,
 // one at a time, and returns the mean round-trip time.
@@ -32,21 +40,30 @@ func pingPong(tb testing.TB, link Link, n int) time.Duration {
 }
 
 // BenchmarkLinkRTT prints configured against measured round-trip times of
-// small links (ping-pongs of 4 bytes over loopback TCP, one at a time):
+// small links (ping-pongs of 4 bytes over loopback TCP, one at a time),
+// with the precise alarm clock and with Go's timers as before it:
 //
 //	go test -run '^$' -bench LinkRTT -benchtime 200x ./internal/linkemu
 //
 // rtt-ms is the measured mean; over-ms how much it exceeds the configured
-// RTT (loopback TCP itself adds tens of microseconds).
+// RTT (loopback TCP itself adds tens of microseconds); cpu-us/rt the CPU
+// time the whole process spent per round trip (both ends, spinning
+// included).
 func BenchmarkLinkRTT(b *testing.B) {
-	for _, rtt := range []time.Duration{0, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 50 * time.Millisecond} {
-		b.Run(fmt.Sprintf("rtt=%v", rtt), func(b *testing.B) {
-			mean := pingPong(b, Link{RTT: rtt}, b.N)
-			b.ReportMetric(float64(mean)/1e6, "rtt-ms")
-			b.ReportMetric(float64(mean-rtt)/1e6, "over-ms")
-			b.ReportMetric(0, "ns/op")
-			b.Logf("configured %v, measured %.3f ms over %d round trips", rtt, float64(mean)/1e6, b.N)
-		})
+	for _, clock := range []string{"precise", "go-timers"} {
+		for _, rtt := range []time.Duration{0, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 50 * time.Millisecond} {
+			b.Run(fmt.Sprintf("clock=%s/rtt=%v", clock, rtt), func(b *testing.B) {
+				goTimersOnly.Store(clock == "go-timers")
+				defer goTimersOnly.Store(false)
+				cpu := cpuTime()
+				mean := pingPong(b, Link{RTT: rtt}, b.N)
+				b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/1e3, "cpu-us/rt")
+				b.ReportMetric(float64(mean)/1e6, "rtt-ms")
+				b.ReportMetric(float64(mean-rtt)/1e6, "over-ms")
+				b.ReportMetric(0, "ns/op")
+				b.Logf("%s: configured %v, measured %.3f ms over %d round trips", clock, rtt, float64(mean)/1e6, b.N)
+			})
+		}
 	}
 }
 
