@@ -121,6 +121,9 @@ func (s *Scenario) complete() error {
 	if err := s.completeTimes(); err != nil {
 		return err
 	}
+	if err := s.completeEvents(); err != nil {
+		return err
+	}
 	if err := s.completePolicies(); err != nil {
 		return err
 	}
