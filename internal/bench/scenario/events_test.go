@@ -1,9 +1,13 @@
 package scenario
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"kantai.dev/kantai/internal/testbed"
 )
 
 func TestParse_events(t *testing.T) {
@@ -46,5 +50,15 @@ func TestParse_events(t *testing.T) {
 				t.Errorf("error %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestReadFile_sizeCap(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(p, []byte("# "+strings.Repeat("x", testbed.MaxFileSize)+"\n"+valid), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(p); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("ReadFile of a %d-byte file: %v, want the size named", testbed.MaxFileSize+len(valid), err)
 	}
 }
