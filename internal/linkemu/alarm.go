@@ -2,6 +2,7 @@ package linkemu
 
 import (
 	"container/heap"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -31,8 +32,15 @@ type alarm struct {
 }
 
 // goTimersOnly makes alarms Go timers even where a precise clock exists,
-// for benchmarks that compare the two.
+// for benchmarks that compare the two; KANTAI_LINKEMU_GO_TIMERS=1 sets it
+// for a whole process.
 var goTimersOnly atomic.Bool
+
+func init() {
+	if os.Getenv("KANTAI_LINKEMU_GO_TIMERS") == "1" {
+		goTimersOnly.Store(true)
+	}
+}
 
 // after returns a channel closed at (never before) at, and a function that
 // cancels the alarm.

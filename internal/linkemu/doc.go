@@ -51,4 +51,6 @@
 // and spin for their last 100 µs; a 1 ms link then measures about 1.1 ms
 // and a 50 ms link about 51 ms on a busy 2-core machine
 // (BenchmarkLinkRTT prints configured against measured).
+// KANTAI_LINKEMU_GO_TIMERS=1 in the environment makes a process use Go's
+// timers instead, to compare.
 package linkemu
