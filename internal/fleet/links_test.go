@@ -129,6 +129,10 @@ func TestFleet_cutLink(t *testing.T) {
 	if code, _, _, err := getVia(t, f, "node1", "node3", "nobody.default"); err != nil || code != http.StatusNotFound {
 		t.Errorf("request across the mended link: %d %v, want the gateway's 404", code, err)
 	}
+	// A fleet closes with a node down (the cleanup does it).
+	if err := f.SetNodeDown("node2", true); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A node that is down answers nothing: its gateway refuses connections,
