@@ -171,6 +171,10 @@ func TestFleet_nodeDown(t *testing.T) {
 	if _, _, _, err := getVia(t, f, "node2", "node3", host); !errors.Is(err, linkemu.ErrUnreachable) {
 		t.Errorf("node2 → node3's gateway: %v, want ErrUnreachable", err)
 	}
+	// The other agents' probes fail: they mark node3 stale.
+	waitFor(t, 20*time.Second, "node1's agent marking node3 stale", func() bool {
+		return f.Latency()["node1"]["node3"].Stale
+	})
 	if err := f.SetNodeDown("node9", true); !errors.Is(err, ErrUnknownNode) {
 		t.Errorf("SetNodeDown(node9): %v, want ErrUnknownNode", err)
 	}
