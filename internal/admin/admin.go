@@ -98,6 +98,7 @@ func Handler(f *fleet.Fleet, shutdown func(), stopped <-chan struct{}) http.Hand
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(f.Registry(), promhttp.HandlerOpts{}))
+	registerLive(mux, f) // links and nodes changed at run time (live.go)
 	return mux
 }
 

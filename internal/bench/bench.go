@@ -122,6 +122,8 @@ type PolicyResult struct {
 	// baseline's (or the oracle's).
 	VsBaseline map[string]float64 `json:"vsBaseline,omitempty"`
 	VsOracle   map[string]float64 `json:"vsOracle,omitempty"`
+	// Phases split the measured window at the scenario's events.
+	Phases []PhaseResult `json:"phases,omitempty"`
 	// Error is set when the run could not be made or was interrupted.
 	Error string `json:"error,omitempty"`
 	// Warnings note problems that do not invalidate the run, such as a
@@ -256,6 +258,16 @@ func runPolicy(ctx context.Context, env Env, sc *scenario.Scenario, p scenario.P
 		pr.Error = fmt.Sprintf("starting: %v", err)
 		return pr, nil, ctx.Err()
 	}
+	var evs *eventRun
+	if len(sc.Events) > 0 {
+		et, ok := inst.(EventTarget)
+		if !ok {
+			pr.Error = "the scenario has events, which this environment cannot apply"
+			_ = inst.Close()
+			return pr, nil, ctx.Err()
+		}
+		evs = startEvents(ctx, et, sc.Events, time.Now().Add(sc.Warmup.D()))
+	}
 	var done atomic.Int64
 	stop := startProgress(opts.Progress, sc, p.Name, &done)
 	out, runErr := load.Run(ctx, inst, Specs(sc), load.Options{
@@ -267,6 +279,10 @@ func runPolicy(ctx context.Context, env Env, sc *scenario.Scenario, p scenario.P
 		Done:     &done,
 	})
 	stop()
+	var applied []appliedEvent
+	if evs != nil {
+		applied = evs.stop()
+	}
 	if cerr := inst.Close(); cerr != nil {
 		pr.Warnings = append(pr.Warnings, fmt.Sprintf("stopping: %v", cerr))
 	}
@@ -294,6 +310,12 @@ func runPolicy(ctx context.Context, env Env, sc *scenario.Scenario, p scenario.P
 	pr.Summary = stats.Summarize(obs, out.Window)
 	pr.ByOrigin = stats.ByOrigin(obs, out.Window)
 	pr.WarmupRequests = out.Warmup
+	if evs != nil {
+		pr.Phases = phases(out.Records, out.Window, applied)
+		if len(applied) < len(sc.Events) {
+			pr.Warnings = append(pr.Warnings, fmt.Sprintf("%d of %d events applied", len(applied), len(sc.Events)))
+		}
+	}
 	if len(kinds) > 0 {
 		pr.ErrorKinds = kinds
 	}

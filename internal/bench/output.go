@@ -111,6 +111,7 @@ func printCell(w io.Writer, cr *CellResult) {
 			fmt.Fprintf(w, "   %s errors: %s\n", pr.Policy, kinds(pr.ErrorKinds))
 		}
 	}
+	printPhases(w, cr)
 	if len(cr.Origins) > 1 {
 		fmt.Fprintln(w, "   per origin:")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

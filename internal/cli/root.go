@@ -51,6 +51,7 @@ on this machine (kantai up); the demo walks through it (kantai demo).`,
 		"file holding the admin token (env KANTAI_ADMIN_TOKEN_FILE; mode 0600)")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug detail")
 	root.AddCommand(upCmd(g), downCmd(g), applyCmd(g), deleteCmd(g), getCmd(g), requestCmd(g), demoCmd(g), fnCmd(), benchCmd(g))
+	root.AddCommand(testbedCmd(), linkCmd(g), nodeCmd(g))
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -71,7 +71,8 @@ type Input struct {
 	// replica, whatever its min-scale (as Knative's reachability).
 	Unreachable bool
 	// Fixed, when not nil, pins the replicas per node and turns the
-	// autoscaler off (benchmarks compare policies on equal replica sets).
+	// autoscaler off (benchmarks compare policies on equal replica sets);
+	// a pin on a node without capacity (down, ruled out) is not held.
 	Fixed map[string]int
 }
 
@@ -179,10 +180,11 @@ func (r *Revision) Step(in Input) Output {
 	case in.Unreachable:
 		out.Reason = "unreachable"
 	case in.Fixed != nil:
-		for node, n := range in.Fixed {
-			if n > 0 {
-				out.Desired[node] = n
-				out.Origins[node] = map[string]int{node: n}
+		// Pins hold on the nodes that may run the revision now.
+		for _, node := range in.Nodes {
+			if n := in.Fixed[node.Name]; n > 0 && node.Capacity > 0 {
+				out.Desired[node.Name] = n
+				out.Origins[node.Name] = map[string]int{node.Name: n}
 			}
 		}
 		out.Reason = "fixed"

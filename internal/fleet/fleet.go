@@ -67,6 +67,8 @@ type Fleet struct {
 	metrics *gateway.Metrics
 	procs   *procGroups
 
+	live live // links and nodes changed while running (links.go)
+
 	mu     sync.Mutex
 	svcs   map[string]*service
 	routes []gateway.Route // as last published
@@ -204,7 +206,7 @@ func (f *Fleet) startNodes() error {
 		}
 		n.gw = gw
 		addr := net.JoinHostPort(spec.Address, strconv.Itoa(f.opts.GatewayPort))
-		ln, err := net.Listen("tcp", addr)
+		ln, err := listenGate("tcp", addr) // can be shut and reopened: SetNodeDown
 		if err != nil {
 			return fmt.Errorf("node %s: gateway: %w", spec.Name, err)
 		}

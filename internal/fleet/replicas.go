@@ -79,7 +79,7 @@ func (f *Fleet) reconcile(obs observations) {
 		svc := f.svcs[key]
 		for _, rev := range svc.revisions {
 			in := control.Input{Now: now, Demand: obs.demand[rev.key], Service: obs.service[rev.key],
-				Nodes: f.controlNodes(rev, used), Replicas: liveReplicas(rev), RTT: f.rtt, Unreachable: !rev.routed}
+				Nodes: f.controlNodes(rev, used), Replicas: f.liveReplicas(rev), RTT: f.rtt, Unreachable: !rev.routed}
 			if rev == svc.latest() && svc.fixed != nil {
 				in.Fixed = svc.fixed
 			}
@@ -128,11 +128,14 @@ func (f *Fleet) reconcile(obs observations) {
 	}
 }
 
-// liveReplicas lists a revision's replicas that are starting or ready;
-// f.mu held.
-func liveReplicas(rev *revisionRT) []control.Replica {
+// liveReplicas lists a revision's replicas that are starting or ready, on
+// nodes that are up; f.mu held.
+func (f *Fleet) liveReplicas(rev *revisionRT) []control.Replica {
 	out := make([]control.Replica, 0, len(rev.replicas))
 	for _, r := range rev.replicas {
+		if f.NodeDown(r.node) {
+			continue
+		}
 		switch r.getState() {
 		case StateReady:
 			out = append(out, control.Replica{Name: r.name, Node: r.node, Origin: r.origin, Ready: true, Created: r.created})
@@ -144,7 +147,8 @@ func liveReplicas(rev *revisionRT) []control.Replica {
 }
 
 // controlNodes describes the testbed's nodes for a revision's step: node
-// affinity rules a node out by giving it no capacity; f.mu held.
+// affinity, or the node being down, rules a node out by giving it no
+// capacity; f.mu held.
 func (f *Fleet) controlNodes(rev *revisionRT, used map[string]int) []control.Node {
 	allowed := map[string]bool{}
 	for _, n := range rev.spec.Nodes {
@@ -153,7 +157,7 @@ func (f *Fleet) controlNodes(rev *revisionRT, used map[string]int) []control.Nod
 	out := make([]control.Node, 0, len(f.tb.Nodes))
 	for _, n := range f.tb.Nodes {
 		capacity := n.Capacity
-		if len(allowed) > 0 && !allowed[n.Name] {
+		if len(allowed) > 0 && !allowed[n.Name] || f.NodeDown(n.Name) {
 			capacity = 0
 		}
 		out = append(out, control.Node{Name: n.Name, Capacity: capacity, Used: used[n.Name], Speed: n.Speed})
@@ -203,7 +207,7 @@ func (f *Fleet) publishLocked(rev *revisionRT) {
 	var ready []gateway.ReplicaInfo
 	for _, name := range sortedKeys(rev.replicas) {
 		r := rev.replicas[name]
-		if r.getState() == StateReady {
+		if r.getState() == StateReady && !f.NodeDown(r.node) {
 			ready = append(ready, gateway.ReplicaInfo{Name: r.name, Node: r.node, Address: r.addr})
 		}
 	}

@@ -27,30 +27,40 @@ type Link struct {
 func (l Link) IsZero() bool { return l.RTT <= 0 && l.Jitter <= 0 && l.BytesPerSec <= 0 }
 
 // sampler draws delays for one link; it is shared by both directions of a
-// connection, hence the mutex.
+// connection, hence the mutex. It reads the link's parameters at every
+// draw, so a link changed while connections are open applies to the bytes
+// sent from then on.
 type sampler struct {
 	mu   sync.Mutex
 	rng  *rand.Rand
-	mean float64 // one-way, nanoseconds
-	sd   float64 // one-way, nanoseconds
+	link func() Link
 }
 
 func newSampler(l Link, rng *rand.Rand) *sampler {
+	return newLiveSampler(func() Link { return l }, rng)
+}
+
+func newLiveSampler(link func() Link, rng *rand.Rand) *sampler {
 	if rng == nil {
 		rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	return &sampler{rng: rng, mean: float64(max(l.RTT, 0)) / 2, sd: float64(max(l.Jitter, 0)) / math.Sqrt2}
+	return &sampler{rng: rng, link: link}
 }
 
 func (s *sampler) oneWay() time.Duration {
-	if s.sd == 0 {
-		return time.Duration(s.mean)
+	l := s.link()
+	mean := float64(max(l.RTT, 0)) / 2 // one-way, nanoseconds
+	sd := float64(max(l.Jitter, 0)) / math.Sqrt2
+	if sd == 0 {
+		return time.Duration(mean)
 	}
 	s.mu.Lock()
 	x := s.rng.NormFloat64()
 	s.mu.Unlock()
-	return time.Duration(max(s.mean+x*s.sd, 0))
+	return time.Duration(max(mean+x*sd, 0))
 }
+
+func (s *sampler) rate() float64 { return s.link().BytesPerSec }
 
 // roundTrip draws a round trip as two independent one-way delays.
 func (s *sampler) roundTrip() time.Duration { return s.oneWay() + s.oneWay() }
@@ -74,6 +84,7 @@ type conn struct {
 	rp, wp    *pipe
 	closing   chan struct{}
 	closeOnce sync.Once
+	onClose   func() // set before the conn is shared; may be nil
 }
 
 // Wrap returns a connection whose traffic in both directions crosses the
@@ -90,11 +101,14 @@ type conn struct {
 // result also has CloseWrite, which shuts the writing side after the queued
 // data, if c has one.
 func Wrap(c net.Conn, l Link, rng *rand.Rand) net.Conn {
-	s := newSampler(l, rng)
+	return wrap(c, newSampler(l, rng))
+}
+
+func wrap(c net.Conn, s *sampler) *conn {
 	w := &conn{
 		c:       c,
-		rp:      newPipe(l.BytesPerSec, s.oneWay),
-		wp:      newPipe(l.BytesPerSec, s.oneWay),
+		rp:      newPipe(s.rate, s.oneWay),
+		wp:      newPipe(s.rate, s.oneWay),
 		closing: make(chan struct{}),
 	}
 	go w.readLoop()
@@ -147,7 +161,7 @@ func (w *conn) writeLoop() {
 }
 
 func (w *conn) opError(op string, err error) error {
-	if err == errTimeout || err == net.ErrClosed || err == errWriteShut {
+	if err == errTimeout || err == net.ErrClosed || err == errWriteShut || err == ErrUnreachable {
 		return &net.OpError{Op: op, Net: w.c.LocalAddr().Network(), Source: w.c.LocalAddr(), Addr: w.c.RemoteAddr(), Err: err}
 	}
 	return err
@@ -187,8 +201,24 @@ func (w *conn) Close() error {
 		w.wp.setGetDeadline(end)
 		_ = w.c.SetWriteDeadline(end)
 		close(w.closing)
+		if w.onClose != nil {
+			w.onClose()
+		}
 	})
 	return err
+}
+
+// sever breaks the connection as a cut cable would: what is in flight is
+// lost, and reads and writes fail with ErrUnreachable from now on. The
+// peer sees its connection reset.
+func (w *conn) sever() {
+	w.rp.abort(ErrUnreachable)
+	w.wp.abort(ErrUnreachable)
+	if tc, ok := w.c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // reset, as a peer that vanished would be noticed
+	}
+	_ = w.c.SetReadDeadline(longAgo)
+	_ = w.c.Close()
 }
 
 // CloseWrite shuts the writing side once the data already written has

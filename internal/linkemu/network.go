@@ -2,6 +2,7 @@ package linkemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -12,14 +13,36 @@ import (
 
 // Network knows the emulated nodes (each one a loopback address) and the
 // links between them, and hands out dialers that make connections cross
-// those links. It is safe for concurrent use; links may change at any time
-// and apply to connections dialled afterwards.
+// those links. It is safe for concurrent use. Links may change at any time:
+// a new latency, jitter or rate applies at once to the bytes sent from then
+// on, over open connections too; a cut link or a node that is down refuses
+// new connections (ErrUnreachable) and breaks the open ones.
 type Network struct {
 	mu    sync.RWMutex
 	ips   map[string]netip.Addr // node → address
 	nodes map[netip.Addr]string // address → node
-	links map[[2]string]Link    // ordered pair → link
+	links map[[2]string]*path   // ordered pair → link
+	down  map[string]bool       // nodes that are down
 	rng   *rand.Rand            // seeds one source per connection; guarded by mu (write lock)
+}
+
+// ErrUnreachable is the error of a dial over a cut link or to or from a
+// node that is down, and of reads and writes on a connection broken by
+// either.
+var ErrUnreachable = errors.New("linkemu: unreachable (link cut or node down)")
+
+// path is the state of one link, shared by the connections over it.
+type path struct {
+	mu    sync.Mutex
+	link  Link
+	cut   bool
+	conns map[*conn]struct{}
+}
+
+func (p *path) current() Link {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.link
 }
 
 // NewNetwork returns an empty network.
@@ -27,7 +50,8 @@ func NewNetwork() *Network {
 	return &Network{
 		ips:   map[string]netip.Addr{},
 		nodes: map[netip.Addr]string{},
-		links: map[[2]string]Link{},
+		links: map[[2]string]*path{},
+		down:  map[string]bool{},
 		rng:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 }
@@ -60,19 +84,132 @@ func (n *Network) AddNode(name, ip string) {
 	n.nodes[addr] = name
 }
 
-// SetLink sets the link between nodes a and b, in both directions.
+// SetLink sets the link between nodes a and b, in both directions. Open
+// connections over it carry the bytes sent from now on with the new
+// latency, jitter and rate. A link that was cut stays cut.
 func (n *Network) SetLink(a, b string, l Link) {
 	n.mu.Lock()
-	n.links[pair(a, b)] = l
+	p, ok := n.links[pair(a, b)]
+	if !ok {
+		p = &path{conns: map[*conn]struct{}{}}
+		n.links[pair(a, b)] = p
+	}
 	n.mu.Unlock()
+	p.mu.Lock()
+	p.link = l
+	p.mu.Unlock()
 }
 
 // Link returns the link between two nodes.
 func (n *Network) Link(a, b string) (Link, bool) {
+	p, ok := n.path(a, b)
+	if !ok {
+		return Link{}, false
+	}
+	return p.current(), true
+}
+
+func (n *Network) path(a, b string) (*path, bool) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	l, ok := n.links[pair(a, b)]
-	return l, ok
+	p, ok := n.links[pair(a, b)]
+	return p, ok
+}
+
+// SetCut cuts the link between a and b (cut true), or mends it. While cut,
+// dialling across it fails with ErrUnreachable; cutting breaks the
+// connections open over it. A pair without a link gets one, zero but for
+// the cut.
+func (n *Network) SetCut(a, b string, cut bool) {
+	n.mu.Lock()
+	p, ok := n.links[pair(a, b)]
+	if !ok {
+		p = &path{conns: map[*conn]struct{}{}}
+		n.links[pair(a, b)] = p
+	}
+	n.mu.Unlock()
+	p.mu.Lock()
+	p.cut = cut
+	var broken []*conn
+	if cut {
+		for c := range p.conns {
+			broken = append(broken, c)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range broken {
+		c.sever()
+	}
+}
+
+// Cut reports whether the link between a and b is cut.
+func (n *Network) Cut(a, b string) bool {
+	p, ok := n.path(a, b)
+	if !ok {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut
+}
+
+// SetDown takes a node down (down true) or brings it back up. While it is
+// down, every dial from it or to its address fails with ErrUnreachable;
+// taking it down breaks every connection it has over a link. Programs
+// that reach the node's address without a Dialer are not stopped: that
+// is the caller's part (the fleet closes the node's gateway).
+func (n *Network) SetDown(name string, down bool) {
+	n.mu.Lock()
+	if down {
+		n.down[name] = true
+	} else {
+		delete(n.down, name)
+	}
+	var paths []*path
+	if down {
+		for k, p := range n.links {
+			if k[0] == name || k[1] == name {
+				paths = append(paths, p)
+			}
+		}
+	}
+	n.mu.Unlock()
+	for _, p := range paths {
+		p.mu.Lock()
+		var broken []*conn
+		for c := range p.conns {
+			broken = append(broken, c)
+		}
+		p.mu.Unlock()
+		for _, c := range broken {
+			c.sever()
+		}
+	}
+}
+
+// Down reports whether a node is down.
+func (n *Network) Down(name string) bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.down[name]
+}
+
+// reachable reports whether from may reach to now (to may be "", an
+// address of no node).
+func (n *Network) reachable(from, to string) bool {
+	n.mu.RLock()
+	down := n.down[from] || (to != "" && n.down[to])
+	p := n.links[pair(from, to)]
+	n.mu.RUnlock()
+	if down {
+		return false
+	}
+	if p == nil || from == to || to == "" {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.cut
 }
 
 // NodeOf returns the node that owns an IP address.
@@ -120,30 +257,54 @@ func (n *Network) Dialer(from string) func(ctx context.Context, network, addr st
 		}
 		var d net.Dialer
 		var (
-			link   Link
-			linked bool
+			to string
+			p  *path
 		)
 		if host, _, err := net.SplitHostPort(addr); err == nil {
 			if dst, err := netip.ParseAddr(host); err == nil && dst.Unmap().IsLoopback() && dst.Unmap().Is4() {
 				d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(srcIP)}
-				if to, ok := n.NodeOf(host); ok && to != from {
-					link, linked = n.Link(from, to)
-					linked = linked && !link.IsZero()
+				to, _ = n.NodeOf(host)
+				if to != "" && to != from {
+					p, _ = n.path(from, to)
 				}
 			}
 		}
-		if !linked {
+		unreachable := func() error {
+			return &net.OpError{Op: "dial", Net: network, Source: d.LocalAddr, Err: ErrUnreachable}
+		}
+		if !n.reachable(from, to) {
+			return nil, unreachable()
+		}
+		if p == nil || p.current().IsZero() {
 			return d.DialContext(ctx, network, addr)
 		}
 		rng := n.newRand()
-		if err := sleep(ctx, newSampler(link, rng).roundTrip()); err != nil {
+		s := newLiveSampler(p.current, rng)
+		if err := sleep(ctx, s.roundTrip()); err != nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Source: d.LocalAddr, Err: err}
+		}
+		if !n.reachable(from, to) { // cut during the handshake
+			return nil, unreachable()
 		}
 		c, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return Wrap(c, link, rng), nil
+		w := wrap(c, s)
+		p.mu.Lock()
+		p.conns[w] = struct{}{}
+		p.mu.Unlock()
+		w.onClose = func() {
+			p.mu.Lock()
+			delete(p.conns, w)
+			p.mu.Unlock()
+		}
+		if !n.reachable(from, to) { // cut while connecting
+			w.sever()
+			w.Close()
+			return nil, unreachable()
+		}
+		return w, nil
 	}
 }
 
@@ -157,10 +318,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
+	due, stop := after(time.Now().Add(d))
+	defer stop()
 	select {
-	case <-t.C:
+	case <-due:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -63,8 +63,8 @@ type chunk struct {
 type pipe struct {
 	mu    sync.Mutex
 	q     []chunk
-	used  int // pooled bytes held by q
-	bw    float64
+	used  int            // pooled bytes held by q
+	rate  func() float64 // bytes per second; 0 means unlimited
 	delay func() time.Duration
 
 	busy time.Time // when the link has serialised everything put so far
@@ -80,8 +80,8 @@ type pipe struct {
 	wake chan struct{} // closed on every change, then replaced lazily
 }
 
-func newPipe(bytesPerSec float64, delay func() time.Duration) *pipe {
-	return &pipe{bw: bytesPerSec, delay: delay}
+func newPipe(rate func() float64, delay func() time.Duration) *pipe {
+	return &pipe{rate: rate, delay: delay}
 }
 
 // waitLocked releases p.mu until the pipe changes or until is reached (zero
@@ -94,13 +94,13 @@ func (p *pipe) waitLocked(until time.Time) {
 	p.mu.Unlock()
 	if until.IsZero() {
 		<-ch
-	} else if d := time.Until(until); d > 0 {
-		t := time.NewTimer(d)
+	} else if time.Until(until) > 0 {
+		due, stop := after(until)
 		select {
 		case <-ch:
-		case <-t.C:
+		case <-due:
 		}
-		t.Stop()
+		stop()
 	}
 	p.mu.Lock()
 }
@@ -121,8 +121,8 @@ func (p *pipe) scheduleLocked(now time.Time, size int) time.Time {
 	if p.busy.After(start) {
 		start = p.busy
 	}
-	if p.bw > 0 {
-		start = start.Add(time.Duration(float64(size) / p.bw * float64(time.Second)))
+	if bw := p.rate(); bw > 0 {
+		start = start.Add(time.Duration(float64(size) / bw * float64(time.Second)))
 	}
 	p.busy = start
 	at := start.Add(p.delay())

@@ -6,10 +6,13 @@ package testbed
 import (
 	"encoding/json"
 	"fmt"
+	"kantai.dev/kantai/internal/balance"
+	"kantai.dev/kantai/internal/placement"
 	"math"
 	"net/netip"
-	"os"
+	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,14 +35,30 @@ type Testbed struct {
 	Domain string `json:"domain,omitempty"`
 	// Policies names the pluggable algorithms, as registered in their packages.
 	Policies Policies `json:"policies,omitempty"`
-	Nodes    []Node   `json:"nodes"`
-	Links    []Link   `json:"links"`
+	// Nodes lists nodes one by one; Groups adds nodes by the dozen. After
+	// loading, Nodes holds every node: those listed first, then each
+	// group's in group order.
+	Nodes []Node `json:"nodes,omitempty"`
+	// Groups generate nodes that share a role, capacity and speed, named
+	// from a pattern (see Group).
+	Groups []Group `json:"groups,omitempty"`
+	// Links are link rules: each end names a node, a group, a role or "*"
+	// (any node), and the most specific rule sets each pair's link (see
+	// the README's testbed section). After loading, Links holds exactly one
+	// link per pair of nodes, node names at both ends, in node order.
+	Links []Link `json:"links"`
 	// Images maps a container image (exact, or a prefix ending in "*") to the
 	// command that runs it as a process. Unmapped images run the built-in
 	// function `kantai fn hello`.
 	Images map[string][]string `json:"images,omitempty"`
 	// Gateway tunes every node's gateway.
 	Gateway Gateway `json:"gateway,omitempty"`
+
+	// Filled by loading: where each node and link came from, for errors
+	// and `kantai testbed show`, and an index for LinkBetween.
+	nodeFrom  []string
+	linkFrom  []string
+	linkIndex map[[2]string]int
 }
 
 // Policies selects algorithms by registry name.
@@ -55,22 +74,31 @@ type Node struct {
 	// Capacity is the largest number of replicas (of all functions) the node
 	// may run.
 	Capacity int `json:"capacity"`
-	// Speed multiplies every processing time on the node: 2 means twice as slow.
-	Speed float64 `json:"speed,omitempty"`
+	// Speed multiplies every processing time on the node: 2 means twice as
+	// slow. Default 1; must be positive and finite.
+	Speed float64 `json:"speed,omitempty" check:"positive"`
 	// Address is the node's loopback address; assigned when empty.
 	Address string `json:"address,omitempty"`
+	// Group is a label link rules can name; nodes a group generates carry
+	// its name. A listed node with a declared group and no role takes the
+	// group's role.
+	Group string `json:"group,omitempty"`
 }
 
-// Link is the emulated path between two nodes, the same in both directions.
+// Link is the emulated path between two nodes, the same in both
+// directions. In a file it is a rule whose ends may also name a group, a
+// role or "*".
 type Link struct {
 	A string `json:"a"`
 	B string `json:"b"`
-	// Latency is the mean round-trip time.
+	// Latency is the mean round-trip time, at most MaxLatency.
 	Latency Duration `json:"latency"`
-	// Jitter is the standard deviation of the round-trip time (normal).
+	// Jitter is the standard deviation of the round-trip time (normal), at
+	// most Latency.
 	Jitter Duration `json:"jitter,omitempty"`
-	// Bandwidth in bits per second, e.g. "100Mbit"; empty means unlimited.
-	Bandwidth Bandwidth `json:"bandwidth,omitempty"`
+	// Bandwidth in bits per second, e.g. "100Mbit", between MinBandwidth
+	// and MaxBandwidth; left out, DefaultBandwidth.
+	Bandwidth Bandwidth `json:"bandwidth,omitempty" check:"positive"`
 }
 
 // Gateway holds the knobs shared by all gateways.
@@ -91,6 +119,25 @@ const (
 	DefaultQueueDepth        = 1000
 	DefaultActivationTimeout = 30 * time.Second
 	DefaultBandwidth         = 100e6
+)
+
+// Bounds on what a testbed file may ask for. Beyond them the emulation
+// would not do what the file says (a 1000h link hangs every request across
+// it; jitter far above the latency is mostly clamped at zero and moves the
+// mean) or the file is not a fleet this machine can run.
+const (
+	// MaxFileSize bounds a testbed file (a 200-node fleet with every link
+	// written out takes about 1.3 MB).
+	MaxFileSize = 4 << 20
+	// MaxNodes is the most nodes a testbed may have: they share 127.77.0.0/24.
+	MaxNodes = 200
+	// MaxLatency bounds a link's latency.
+	MaxLatency = 10 * time.Second
+	// MinBandwidth and MaxBandwidth bound a link's rate, in bit/s.
+	MinBandwidth = 64e3
+	MaxBandwidth = 1e12
+	// MaxSpeed bounds a node's speed factor.
+	MaxSpeed = 1000
 )
 
 // Default returns the seed's testbed: two cloud nodes 1 ms apart and an edge
@@ -116,7 +163,7 @@ func Default() *Testbed {
 
 // Load reads and validates a testbed file. Errors name the file and field.
 func Load(path string) (*Testbed, error) {
-	data, err := os.ReadFile(path)
+	data, err := readCapped(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading testbed: %w", err)
 	}
@@ -130,6 +177,15 @@ func Load(path string) (*Testbed, error) {
 // Parse decodes a testbed from YAML or JSON, rejecting unknown fields, and
 // validates it.
 func Parse(data []byte) (*Testbed, error) {
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("testbed is %d bytes, more than the %d a testbed may have", len(data), MaxFileSize)
+	}
+	// A first pass names the field of a value that cannot be decoded (the
+	// decoder below says what is wrong, not where) and catches what JSON
+	// cannot carry (.nan, .inf).
+	if err := checkValues(data, reflect.TypeFor[Testbed]()); err != nil {
+		return nil, err
+	}
 	var tb Testbed
 	if err := yaml.UnmarshalStrict(data, &tb); err != nil {
 		return nil, fmt.Errorf("decoding testbed: %w", err)
@@ -153,6 +209,12 @@ func (tb *Testbed) complete() error {
 	if tb.Policies.Placement == "" {
 		tb.Policies.Placement = DefaultPlacement
 	}
+	if !balance.Known(tb.Policies.LoadBalancer) {
+		return fmt.Errorf("policies.loadBalancer: unknown policy %q (known: %s)", tb.Policies.LoadBalancer, strings.Join(balance.Names(), ", "))
+	}
+	if !slices.Contains(placement.Names(), tb.Policies.Placement) {
+		return fmt.Errorf("policies.placement: unknown policy %q (known: %s)", tb.Policies.Placement, strings.Join(placement.Names(), ", "))
+	}
 	if tb.Gateway.QueueDepth == 0 {
 		tb.Gateway.QueueDepth = DefaultQueueDepth
 	}
@@ -165,24 +227,34 @@ func (tb *Testbed) complete() error {
 	if tb.Gateway.ActivationTimeout < 0 {
 		return fmt.Errorf("gateway.activationTimeout: must not be negative, got %v", tb.Gateway.ActivationTimeout)
 	}
+	if err := tb.expandGroups(); err != nil {
+		return err
+	}
 	if len(tb.Nodes) == 0 {
 		return fmt.Errorf("nodes: at least one node is required")
-	}
-	if len(tb.Nodes) > 200 {
-		return fmt.Errorf("nodes: at most 200 nodes fit on loopback here, got %d", len(tb.Nodes))
 	}
 	seen := map[string]int{}
 	addrs := map[string]string{}
 	for i := range tb.Nodes {
 		n := &tb.Nodes[i]
-		f := fmt.Sprintf("nodes[%d]", i)
+		f := tb.nodeField(i)
 		if !nameRE.MatchString(n.Name) || len(n.Name) > 63 {
 			return fmt.Errorf("%s.name: %q is not a valid node name (lower-case letters, digits and '-')", f, n.Name)
 		}
 		if j, dup := seen[n.Name]; dup {
-			return fmt.Errorf("%s.name: duplicate node name %q (also nodes[%d])", f, n.Name, j)
+			return fmt.Errorf("%s.name: duplicate node name %q (also %s)", f, n.Name, tb.nodeField(j))
 		}
 		seen[n.Name] = i
+		if n.Group != "" {
+			if !nameRE.MatchString(n.Group) || len(n.Group) > 63 {
+				return fmt.Errorf("%s.group: %q is not a valid group name (lower-case letters, digits and '-')", f, n.Group)
+			}
+			if n.Role == "" {
+				if g, ok := tb.group(n.Group); ok {
+					n.Role = g.Role
+				}
+			}
+		}
 		switch n.Role {
 		case RoleEdge, RoleCloud:
 		case "":
@@ -196,8 +268,8 @@ func (tb *Testbed) complete() error {
 		if n.Speed == 0 {
 			n.Speed = 1
 		}
-		if n.Speed < 0 || math.IsNaN(n.Speed) || math.IsInf(n.Speed, 0) {
-			return fmt.Errorf("%s.speed: must be a positive number, got %v", f, n.Speed)
+		if !(n.Speed > 0 && n.Speed <= MaxSpeed) {
+			return fmt.Errorf("%s.speed: must be a positive number up to %d, got %v", f, MaxSpeed, n.Speed)
 		}
 		if n.Address == "" {
 			// 127.77.0.x: away from 127.0.0.1, which other programs use.
@@ -212,44 +284,8 @@ func (tb *Testbed) complete() error {
 		}
 		addrs[n.Address] = n.Name
 	}
-	pairs := map[[2]string]int{}
-	for i := range tb.Links {
-		l := &tb.Links[i]
-		f := fmt.Sprintf("links[%d]", i)
-		if _, ok := seen[l.A]; !ok {
-			return fmt.Errorf("%s.a: unknown node %q", f, l.A)
-		}
-		if _, ok := seen[l.B]; !ok {
-			return fmt.Errorf("%s.b: unknown node %q", f, l.B)
-		}
-		if l.A == l.B {
-			return fmt.Errorf("%s: a link joins two different nodes, got %q twice", f, l.A)
-		}
-		if l.Latency < 0 {
-			return fmt.Errorf("%s.latency: must not be negative, got %v", f, l.Latency)
-		}
-		if l.Jitter < 0 {
-			return fmt.Errorf("%s.jitter: must not be negative, got %v", f, l.Jitter)
-		}
-		if l.Bandwidth < 0 {
-			return fmt.Errorf("%s.bandwidth: must not be negative, got %v", f, l.Bandwidth)
-		}
-		if l.Bandwidth == 0 {
-			l.Bandwidth = DefaultBandwidth
-		}
-		k := pairKey(l.A, l.B)
-		if j, dup := pairs[k]; dup {
-			return fmt.Errorf("%s: link %s–%s is already given by links[%d]", f, l.A, l.B, j)
-		}
-		pairs[k] = i
-	}
-	for i := range tb.Nodes {
-		for j := i + 1; j < len(tb.Nodes); j++ {
-			a, b := tb.Nodes[i].Name, tb.Nodes[j].Name
-			if _, ok := pairs[pairKey(a, b)]; !ok {
-				return fmt.Errorf("links: missing link between %q and %q (every pair of nodes needs one)", a, b)
-			}
-		}
+	if err := tb.expandLinks(); err != nil {
+		return err
 	}
 	for image, cmd := range tb.Images {
 		if len(cmd) == 0 || cmd[0] == "" {
@@ -292,6 +328,9 @@ func (tb *Testbed) LinkBetween(a, b string) (Link, bool) {
 		return Link{A: a, B: b}, true
 	}
 	k := pairKey(a, b)
+	if i, ok := tb.linkIndex[k]; ok && i < len(tb.Links) && pairKey(tb.Links[i].A, tb.Links[i].B) == k {
+		return tb.Links[i], true
+	}
 	for _, l := range tb.Links {
 		if pairKey(l.A, l.B) == k {
 			return l, true

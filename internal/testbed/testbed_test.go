@@ -57,7 +57,7 @@ links:
 	tests := []struct{ name, doc, want string }{
 		{"unknown node in link", strings.Replace(ok, "{a: a, b: b", "{a: a, b: c", 1), `links[0].b: unknown node "c"`},
 		{"missing pair", strings.Replace(ok, "- {name: b, capacity: 1}", "- {name: b, capacity: 1}\n- {name: c, capacity: 1}", 1), `missing link between "a" and "c"`},
-		{"negative latency", strings.Replace(ok, "latency: 5ms", "latency: -5ms", 1), "links[0].latency: must not be negative"},
+		{"negative latency", strings.Replace(ok, "latency: 5ms", "latency: -5ms", 1), "links[0].latency: must be between 0 and 10s"},
 		{"negative jitter", strings.Replace(ok, "latency: 5ms", "latency: 5ms, jitter: -1ms", 1), "links[0].jitter"},
 		{"negative bandwidth", strings.Replace(ok, "latency: 5ms", "latency: 5ms, bandwidth: -10", 1), "links[0].bandwidth"},
 		{"bad bandwidth", strings.Replace(ok, "latency: 5ms", "latency: 5ms, bandwidth: fast", 1), "invalid bandwidth"},
@@ -73,6 +73,21 @@ links:
 		{"bad duration", strings.Replace(ok, "latency: 5ms", "latency: soon", 1), "invalid duration"},
 		{"no nodes", "nodes: []\nlinks: []\n", "at least one node"},
 		{"empty image command", ok + "images:\n  foo: []\n", `images["foo"]`},
+		// Issue 10's input edges: each error names the field.
+		{"nan speed", strings.Replace(ok, "{name: a, capacity: 1}", "{name: a, capacity: 1, speed: .nan}", 1), "nodes[0].speed: must be a finite number"},
+		{"inf speed", strings.Replace(ok, "{name: a, capacity: 1}", "{name: a, capacity: 1, speed: .inf}", 1), "nodes[0].speed: must be a finite number"},
+		{"zero speed", strings.Replace(ok, "{name: a, capacity: 1}", "{name: a, capacity: 1, speed: 0}", 1), "nodes[0].speed: must be positive"},
+		{"huge speed", strings.Replace(ok, "{name: a, capacity: 1}", "{name: a, capacity: 1, speed: 1e300}", 1), "nodes[0].speed"},
+		{"zero bandwidth", strings.Replace(ok, "latency: 5ms", "latency: 5ms, bandwidth: 0", 1), "links[0].bandwidth: must be positive"},
+		{"zero bandwidth string", strings.Replace(ok, "latency: 5ms", "latency: 5ms, bandwidth: 0Mbit", 1), "links[0].bandwidth: must be positive"},
+		{"tiny bandwidth", strings.Replace(ok, "latency: 5ms", "latency: 5ms, bandwidth: 10bit", 1), "links[0].bandwidth: must be between 64kbit"},
+		{"nan bandwidth", strings.Replace(ok, "latency: 5ms", "latency: 5ms, bandwidth: .nan", 1), "links[0].bandwidth: must be a finite number"},
+		{"bad bandwidth field", strings.Replace(ok, "latency: 5ms", "latency: 5ms, bandwidth: fast", 1), "links[0].bandwidth: invalid bandwidth"},
+		{"bad duration field", strings.Replace(ok, "latency: 5ms", "latency: soon", 1), `links[0].latency: invalid duration "soon"`},
+		{"huge latency", strings.Replace(ok, "latency: 5ms", "latency: 1000h", 1), "links[0].latency: must be between 0 and 10s, got 1000h0m0s"},
+		{"jitter above latency", strings.Replace(ok, "latency: 5ms", "latency: 1ms, jitter: 500ms", 1), "links[0].jitter: 500ms is more than the latency 1ms"},
+		{"capacity not a number", strings.Replace(ok, "{name: a, capacity: 1}", "{name: a, capacity: lots}", 1), "nodes[0].capacity: want an integer"},
+		{"too large", "# " + strings.Repeat("x", MaxFileSize) + "\n" + ok, "more than the 4194304"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,6 +141,17 @@ func TestParseBandwidth(t *testing.T) {
 		got, err := ParseBandwidth(tt.in)
 		if err != nil || got != tt.want {
 			t.Errorf("ParseBandwidth(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParse_policiesFromTheRegistry(t *testing.T) {
+	for _, tt := range []struct{ doc, want string }{
+		{"policies: {loadBalancer: fastest}\nnodes: [{name: a, role: cloud, capacity: 1}]\n", "policies.loadBalancer: unknown policy \"fastest\" (known: faast, kantai"},
+		{"policies: {placement: best}\nnodes: [{name: a, role: cloud, capacity: 1}]\n", "policies.placement: unknown policy \"best\" (known: nearest, spread)"},
+	} {
+		if _, err := Parse([]byte(tt.doc)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q) = %v, want an error containing %q", tt.doc, err, tt.want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"kantai.dev/kantai/internal/balance"
 	"maps"
 	"os"
@@ -28,9 +29,18 @@ type document struct {
 
 // ReadFile reads and validates one scenario file.
 func ReadFile(path string) (*Scenario, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading scenario: %w", err)
+	}
+	defer f.Close()
+	// A scenario carries a testbed; it gets the testbed files' bound.
+	data, err := io.ReadAll(io.LimitReader(f, testbed.MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading scenario: %w", err)
+	}
+	if len(data) > testbed.MaxFileSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes, the most a scenario file may have", path, testbed.MaxFileSize)
 	}
 	return Parse(data, path)
 }
@@ -120,6 +130,9 @@ func (s *Scenario) complete() error {
 		return err
 	}
 	if err := s.completeTimes(); err != nil {
+		return err
+	}
+	if err := s.completeEvents(); err != nil {
 		return err
 	}
 	if err := s.completePolicies(); err != nil {

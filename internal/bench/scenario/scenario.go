@@ -102,6 +102,8 @@ type Scenario struct {
 	// Policies to compare; the first is the baseline of every ratio.
 	Policies []Policy `json:"policies"`
 	Checks   []Check  `json:"checks,omitempty"`
+	// Events change the network during the measured window (events.go).
+	Events []Event `json:"events,omitempty"`
 
 	// File is where the scenario was read from.
 	File string `json:"-"`
@@ -423,6 +425,7 @@ func (s *Scenario) Cells(quick bool) []*Scenario {
 	base.Sweep = nil
 	if quick && s.Quick != nil {
 		base.Duration, base.Warmup = s.Quick.Duration, s.Quick.Warmup
+		base.Events = scaleEvents(s.Events, s.Duration.D(), s.Quick.Duration.D())
 	}
 	if s.Sweep == nil || len(s.Sweep.Users) == 0 {
 		c := base
