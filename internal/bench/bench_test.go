@@ -16,6 +16,7 @@ import (
 
 	"kantai.dev/kantai/internal/bench/load"
 	"kantai.dev/kantai/internal/bench/scenario"
+	"kantai.dev/kantai/internal/testbed"
 )
 
 const fakeScenario = `
@@ -290,6 +291,9 @@ func TestRun_policyFilterSkipsChecks(t *testing.T) {
 
 func TestRun_cancel(t *testing.T) {
 	s := parseFake(t)
+	// A run this long could only end within the bound below by honouring
+	// the cancel; the bound is generous for a busy machine.
+	s.Duration = testbed.Duration(time.Hour)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
 	dir := t.TempDir()
@@ -298,8 +302,8 @@ func TestRun_cancel(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Run() error = %v, want the context's", err)
 	}
-	if time.Since(start) > 3*time.Second {
-		t.Errorf("Run() took %v after cancel", time.Since(start))
+	if time.Since(start) > time.Minute {
+		t.Errorf("Run() of a one-hour scenario took %v after cancel", time.Since(start))
 	}
 	if len(res.Cells) != 1 || res.Cells[0].Policies[0].Error != "interrupted" || len(res.Cells[0].Checks) != 0 {
 		t.Errorf("cells = %+v, want one interrupted cell without checks", res.Cells)
