@@ -99,7 +99,7 @@ func (e *fakeEnv) Start(_ context.Context, sc *scenario.Scenario, p scenario.Pol
 				mu.Unlock()
 			}
 			w.Header().Set(load.HeaderNode, node)
-			w.Header().Set(load.HeaderReplica, sc.Function.Name+"-"+node)
+			w.Header().Set(load.HeaderReplica, strings.Split(r.Host, ".")[0]+"-"+node)
 			_, _ = w.Write([]byte(node))
 		}))
 	}
@@ -116,7 +116,12 @@ func (in *fakeInstance) Client(_ string, keepAlive bool) *http.Client {
 	return in.fresh
 }
 func (in *fakeInstance) URL(origin string) string { return in.servers[origin].URL }
-func (in *fakeInstance) Host() string             { return "hello.default.example.com" }
+func (in *fakeInstance) Host(fn string) string {
+	if fn == "" {
+		fn = "hello"
+	}
+	return fn + ".default.example.com"
+}
 func (in *fakeInstance) Close() error {
 	for _, s := range in.servers {
 		s.Close()

@@ -57,7 +57,7 @@ func TestEvaluateChecks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := EvaluateChecks([]scenario.Check{tt.check}, observed, []string{"node1", "node3"})
+			got := EvaluateChecks([]scenario.Check{tt.check}, observed, map[string][]string{"": {"node1", "node3"}})
 			if len(got) != len(tt.status) {
 				t.Fatalf("%d results, want %d", len(got), len(tt.status))
 			}
