@@ -314,6 +314,8 @@ func runCell(ctx context.Context, env Env, sc *scenario.Scenario, opts Options) 
 	return cr, interrupted
 }
 
+// addLatencies files one series' (a policy's or the oracle's) sorted
+// latencies, given by function ("" for all functions).
 func (cr *CellResult) addLatencies(series string, byFunction map[string][]time.Duration) {
 	for fn, lat := range byFunction {
 		if cr.latencies[fn] == nil {
@@ -551,12 +553,12 @@ func runOracle(sc *scenario.Scenario, cr *CellResult, opts Options) *OracleResul
 		}
 		res.Functions = append(res.Functions, &FunctionOracle{Function: f.Name,
 			Summary: stats.Summarize(obs, 0), ByOrigin: stats.ByOrigin(obs, 0), Choices: choices})
-		cr.addLatencies(f.Name, map[string][]time.Duration{scenario.Oracle: okLatencies(obs)})
+		cr.addLatencies(scenario.Oracle, map[string][]time.Duration{f.Name: okLatencies(obs)})
 	}
 	all := mix(parts, shares)
 	res.Summary = stats.Summarize(all, 0)
 	res.ByOrigin = stats.ByOrigin(all, 0)
-	cr.addLatencies("", map[string][]time.Duration{scenario.Oracle: okLatencies(all)})
+	cr.addLatencies(scenario.Oracle, map[string][]time.Duration{"": okLatencies(all)})
 	return res
 }
 

@@ -203,6 +203,11 @@ func TestRun_endToEnd(t *testing.T) {
 		if o := cr.Oracle; o == nil || o.Error != "" || o.Summary.Count < 400 || len(o.Choices) != 2 {
 			t.Errorf("%s: oracle %+v", cr.Name, o)
 		}
+		for _, series := range []string{"knative", "kantai", scenario.Oracle} {
+			if len(cr.latencies[""][series]) == 0 {
+				t.Errorf("%s: no %s latencies for the CDF chart", cr.Name, series)
+			}
+		}
 		// completed, mean × 2 origins, oracle p95, faast p50.
 		if len(cr.Checks) != 5 {
 			t.Fatalf("%s: %d checks, want 5", cr.Name, len(cr.Checks))
@@ -431,6 +436,15 @@ func TestRun_severalFunctions(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"PASS light node3", "PASS heavy node3", "PASS heavy node1", "PASS  "}, got); diff != "" {
 		t.Errorf("checks (-want,+got):\n%s", diff)
+	}
+
+	// The CDF charts draw every policy and the oracle, per function.
+	for _, fn := range []string{"light", "heavy"} {
+		for _, series := range []string{"local-first", "kantai", scenario.Oracle} {
+			if len(cr.latencies[fn][series]) == 0 {
+				t.Errorf("no %s latencies for function %s's chart", series, fn)
+			}
+		}
 	}
 
 	wantFiles := []string{"multi-light-cdf.png", "multi-light-served.png", "multi-heavy-cdf.png", "multi-heavy-served.png",
