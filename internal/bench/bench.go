@@ -620,8 +620,8 @@ func writeCharts(sc *scenario.Scenario, cr *CellResult, opts Options) error {
 			}
 			return stats.Summary{}, nil
 		}
-		caption := fmt.Sprintf("%s %s; %s", f.Name, f.Processing, cellCaption(sc, f.Load))
-		if err := writeChartPair(opts.OutDir, cr, cr.Name+"-"+f.Name, cr.Name+", function "+f.Name, caption,
+		caption := fmt.Sprintf("%s; %s", f.Processing, cellCaption(sc, f.Load))
+		if err := writeChartPair(opts.OutDir, cr, cr.Name+"-"+f.Name, cr.Name+"/"+f.Name, caption,
 			cr.latencies[f.Name], f.Origins(), summary); err != nil {
 			return err
 		}
