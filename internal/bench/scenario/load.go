@@ -116,11 +116,6 @@ func Parse(data []byte, file string) (*Scenario, error) {
 	if err := yaml.UnmarshalStrict(data, &doc); err != nil {
 		return nil, fmt.Errorf("%s: decoding scenario: %w", file, err)
 	}
-	if err := doc.functions(); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	s := doc.Scenario
-	s.File = file
 	if len(doc.Testbed) == 0 || string(doc.Testbed) == "null" {
 		return nil, fmt.Errorf("%s: testbed: required (the fleet, in the testbed file format)", file)
 	}
@@ -128,6 +123,11 @@ func Parse(data []byte, file string) (*Scenario, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: testbed: %w", file, err)
 	}
+	if err := doc.functions(); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	s := doc.Scenario
+	s.File = file
 	s.Testbed = tb
 	if err := s.complete(); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
