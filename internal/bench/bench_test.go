@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"kantai.dev/kantai/internal/bench/load"
 	"kantai.dev/kantai/internal/bench/scenario"
@@ -100,7 +103,7 @@ func (e *fakeEnv) Start(_ context.Context, sc *scenario.Scenario, p scenario.Pol
 				mu.Unlock()
 			}
 			w.Header().Set(load.HeaderNode, node)
-			w.Header().Set(load.HeaderReplica, sc.Function.Name+"-"+node)
+			w.Header().Set(load.HeaderReplica, strings.Split(r.Host, ".")[0]+"-"+node)
 			_, _ = w.Write([]byte(node))
 		}))
 	}
@@ -117,7 +120,12 @@ func (in *fakeInstance) Client(_ string, keepAlive bool) *http.Client {
 	return in.fresh
 }
 func (in *fakeInstance) URL(origin string) string { return in.servers[origin].URL }
-func (in *fakeInstance) Host() string             { return "hello.default.example.com" }
+func (in *fakeInstance) Host(fn string) string {
+	if fn == "" {
+		fn = "hello"
+	}
+	return fn + ".default.example.com"
+}
 func (in *fakeInstance) Close() error {
 	for _, s := range in.servers {
 		s.Close()
@@ -195,6 +203,11 @@ func TestRun_endToEnd(t *testing.T) {
 		}
 		if o := cr.Oracle; o == nil || o.Error != "" || o.Summary.Count < 400 || len(o.Choices) != 2 {
 			t.Errorf("%s: oracle %+v", cr.Name, o)
+		}
+		for _, series := range []string{"knative", "kantai", scenario.Oracle} {
+			if len(cr.latencies[""][series]) == 0 {
+				t.Errorf("%s: no %s latencies for the CDF chart", cr.Name, series)
+			}
 		}
 		// completed, mean × 2 origins, oracle p95, faast p50.
 		if len(cr.Checks) != 5 {
@@ -311,4 +324,183 @@ func TestRun_cancel(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, ResultsFile)); err != nil {
 		t.Errorf("partial results not written: %v", err)
 	}
+}
+
+const fakeMulti = `
+name: multi
+testbed:
+  nodes:
+  - {name: node1, role: cloud, capacity: 4}
+  - {name: node2, role: cloud, capacity: 4}
+  - {name: node3, role: edge, capacity: 2, speed: 2}
+  links:
+  - {a: node1, b: node2, latency: 1ms}
+  - {a: node1, b: node3, latency: 20ms}
+  - {a: node2, b: node3, latency: 20ms}
+functions:
+- name: light
+  processing: {distribution: constant, mean: 1ms}
+  replicas:
+    fixed: {node1: 1, node3: 1}
+  load:
+  - {origin: node3, kind: closed, users: 1, thinkTime: 10ms}
+- name: heavy
+  processing: {distribution: constant, mean: 50ms}
+  replicas:
+    fixed: {node2: 1, node3: 1}
+  load:
+  - {origin: node3, kind: closed, users: 1, thinkTime: 10ms}
+  - {origin: node1, kind: open, rate: 50, maxOutstanding: 10}
+duration: 10s
+quick: {duration: 300ms, warmup: 50ms}
+drain: 1s
+policies:
+- local-first
+- kantai
+checks:
+- {kind: atMost, policy: kantai, baseline: oracle, metric: mean, factor: 1000, function: light, origin: node3}
+- {kind: atMost, policy: kantai, metric: mean, factor: 1000, function: heavy, origin: each}
+- {kind: atLeast, policy: kantai, metric: completed, factor: 0.01}
+`
+
+// TestRun_severalFunctions: every policy's figures, the oracle (each
+// function's own processing time and replica nodes), the checks, the
+// charts, the records and the table are split by function.
+func TestRun_severalFunctions(t *testing.T) {
+	sc, err := scenario.Parse([]byte(fakeMulti), "multi.yaml")
+	if err != nil {
+		t.Fatalf("scenario: %v", err)
+	}
+	dir := t.TempDir()
+	var table bytes.Buffer
+	res, err := Run(context.Background(), &fakeEnv{t: t}, []*scenario.Scenario{sc}, Options{
+		OutDir: dir, Quick: true, Seed: 7, OracleSamples: 1000, Records: true, Out: &table,
+	})
+	if err != nil {
+		t.Fatalf("Run() error = %v", err)
+	}
+	cr := res.Cells[0]
+	if diff := cmp.Diff([]string{"light", "heavy"}, cr.Functions); diff != "" {
+		t.Errorf("functions (-want,+got):\n%s", diff)
+	}
+	for _, pr := range cr.Policies {
+		if pr.Error != "" || len(pr.Functions) != 2 {
+			t.Fatalf("%s: error %q, %d function results, want 2", pr.Policy, pr.Error, len(pr.Functions))
+		}
+		light, heavy := pr.Functions[0], pr.Functions[1]
+		if light.Function != "light" || heavy.Function != "heavy" {
+			t.Errorf("%s: functions %s, %s; want light, heavy", pr.Policy, light.Function, heavy.Function)
+		}
+		if light.Summary.Count+heavy.Summary.Count != pr.Summary.Count || light.Summary.Completed == 0 || heavy.Summary.Completed == 0 {
+			t.Errorf("%s: light %d + heavy %d requests, all %d", pr.Policy, light.Summary.Count, heavy.Summary.Count, pr.Summary.Count)
+		}
+		if len(light.ByOrigin) != 1 || len(heavy.ByOrigin) != 2 || heavy.ByOrigin["node1"].Count == 0 {
+			t.Errorf("%s: origins light %v, heavy %v; want node3, and node1 and node3", pr.Policy, light.ByOrigin, heavy.ByOrigin)
+		}
+		for _, fr := range pr.Functions {
+			if _, ok := fr.VsBaseline["p50"]; !ok {
+				t.Errorf("%s/%s: vsBaseline %v lacks p50", pr.Policy, fr.Function, fr.VsBaseline)
+			}
+			if _, ok := fr.VsOracle["mean"]; !ok {
+				t.Errorf("%s/%s: vsOracle %v lacks mean", pr.Policy, fr.Function, fr.VsOracle)
+			}
+		}
+	}
+
+	o := cr.Oracle
+	if o.Error != "" || len(o.Functions) != 2 || len(o.Choices) != 0 || o.Summary.Count == 0 {
+		t.Fatalf("oracle: error %q, %d functions, %d cell choices, %d samples", o.Error, len(o.Functions), len(o.Choices), o.Summary.Count)
+	}
+	type choice struct{ Origin, Node string }
+	choices := map[string][]choice{}
+	for _, f := range o.Functions {
+		for _, c := range f.Choices {
+			choices[f.Function] = append(choices[f.Function], choice{c.Origin, c.Node})
+		}
+	}
+	// light: 1 ms × speed 2 at home beats 20 ms away; heavy: node2 (its
+	// replica, 1 + 50 or 20 + 50 ms) beats 100 ms at the edge.
+	want := map[string][]choice{"light": {{"node3", "node3"}}, "heavy": {{"node1", "node2"}, {"node3", "node2"}}}
+	if diff := cmp.Diff(want, choices); diff != "" {
+		t.Errorf("oracle choices (-want,+got):\n%s", diff)
+	}
+	if m := o.Functions[0].Summary.MeanMs; m != 2 {
+		t.Errorf("light oracle mean = %v ms, want 2 (1 ms at speed 2, no RTT)", m)
+	}
+	if n := o.Functions[1].Summary.ServedBy["node2"]; n != 1 {
+		t.Errorf("heavy oracle served by node2: %v, want all", n)
+	}
+	if mixed := o.Summary.Count; mixed > o.Functions[0].Summary.Count+o.Functions[1].Summary.Count {
+		t.Errorf("mixed oracle has %d samples, more than the functions'", mixed)
+	}
+
+	var got []string
+	for _, c := range cr.Checks {
+		got = append(got, c.Status+" "+c.Function+" "+c.Origin)
+	}
+	if diff := cmp.Diff([]string{"PASS light node3", "PASS heavy node3", "PASS heavy node1", "PASS  "}, got); diff != "" {
+		t.Errorf("checks (-want,+got):\n%s", diff)
+	}
+
+	// The CDF charts draw every policy and the oracle, per function.
+	for _, fn := range []string{"light", "heavy"} {
+		for _, series := range []string{"local-first", "kantai", scenario.Oracle} {
+			if len(cr.latencies[fn][series]) == 0 {
+				t.Errorf("no %s latencies for function %s's chart", series, fn)
+			}
+		}
+	}
+
+	wantFiles := []string{"multi-light-cdf.png", "multi-light-served.png", "multi-heavy-cdf.png", "multi-heavy-served.png",
+		"multi-local-first.csv", "multi-kantai.csv"}
+	if diff := cmp.Diff(wantFiles, cr.Files); diff != "" {
+		t.Errorf("files (-want,+got):\n%s", diff)
+	}
+	for _, f := range cr.Files {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("file %s missing or empty (%v)", f, err)
+		}
+	}
+	rows, err := csv.NewReader(mustOpen(t, filepath.Join(dir, "multi-kantai.csv"))).ReadAll()
+	if err != nil || len(rows) < 2 {
+		t.Fatalf("records: %d rows, %v", len(rows), err)
+	}
+	seen := map[string]bool{}
+	for _, r := range rows[1:] {
+		seen[r[7]] = true
+	}
+	if rows[0][7] != "function" || !seen["light"] || !seen["heavy"] {
+		t.Errorf("records header %v, functions seen %v; want a function column with both", rows[0], seen)
+	}
+
+	data, err := os.ReadFile(filepath.Join(dir, ResultsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	bc := back.Cells[0]
+	if len(bc.Functions) != 2 || bc.Policies[1].Functions[1].Function != "heavy" || bc.Oracle.Functions[0].Function != "light" ||
+		bc.Checks[0].Function != "light" {
+		t.Errorf("results.json lacks the functions: %s", data)
+	}
+
+	out := table.String()
+	for _, w := range []string{"function light:", "function heavy:", "per origin:", "(function heavy, origin node1)"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("table lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+func mustOpen(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }

@@ -22,6 +22,9 @@ type Observed struct {
 	ByOrigin map[string]stats.Summary
 	// Err is set when the policy's run failed.
 	Err string
+	// Functions holds each function's own figures (and, for the oracle,
+	// each function's own oracle), by function name.
+	Functions map[string]Observed
 }
 
 // CheckResult is one evaluated check; a check with origin "each" yields one
@@ -42,15 +45,16 @@ type CheckResult struct {
 // keyed by policy name (and scenario.Oracle). A policy absent from observed
 // was not run: its checks are SKIP. Missing data, failed runs and
 // zero-completion runs are MISS, never PASS. origins lists the load's origin
-// nodes, for "each".
-func EvaluateChecks(checks []scenario.Check, observed map[string]Observed, origins []string) []CheckResult {
+// nodes by function ("" for all functions), for "each". A check that names a
+// function compares that function's figures.
+func EvaluateChecks(checks []scenario.Check, observed map[string]Observed, origins map[string][]string) []CheckResult {
 	var out []CheckResult
 	for _, c := range checks {
 		if c.Origin != scenario.OriginEach {
 			out = append(out, evaluate(c, observed))
 			continue
 		}
-		for _, o := range origins {
+		for _, o := range origins[c.Function] {
 			c1 := c
 			c1.Origin = o
 			out = append(out, evaluate(c1, observed))
@@ -81,6 +85,17 @@ func evaluate(c scenario.Check, observed map[string]Observed) CheckResult {
 	case base.Err != "":
 		r.Note = c.Baseline + " failed: " + base.Err
 		return r
+	}
+	if c.Function != "" {
+		var okF bool
+		if pol, okF = pol.Functions[c.Function]; !okF {
+			r.Note = fmt.Sprintf("%s has no figures for function %s", c.Policy, c.Function)
+			return r
+		}
+		if base, okF = base.Functions[c.Function]; !okF {
+			r.Note = fmt.Sprintf("%s has no figures for function %s", c.Baseline, c.Function)
+			return r
+		}
 	}
 	ps, bs, note := pick(c, pol, base)
 	if note != "" {

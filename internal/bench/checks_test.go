@@ -7,6 +7,11 @@ import (
 	"kantai.dev/kantai/internal/bench/stats"
 )
 
+func withFunction(c scenario.Check, fn string) scenario.Check {
+	c.Function = fn
+	return c
+}
+
 func TestEvaluateChecks(t *testing.T) {
 	knative := Observed{
 		Summary: stats.Summary{Count: 100, Completed: 100, MeanMs: 70, P50Ms: 62, P99Ms: 140},
@@ -22,6 +27,15 @@ func TestEvaluateChecks(t *testing.T) {
 			"node3": {Count: 80, Completed: 75, MeanMs: 8},
 		},
 	}
+	// Function "heavy": kantai is slower than knative there, faster overall.
+	knative.Functions = map[string]Observed{"heavy": {
+		Summary:  stats.Summary{Count: 10, Completed: 10, MeanMs: 130},
+		ByOrigin: map[string]stats.Summary{"node3": {Count: 10, Completed: 10, MeanMs: 130}},
+	}}
+	kantai.Functions = map[string]Observed{"heavy": {
+		Summary:  stats.Summary{Count: 10, Completed: 10, MeanMs: 140},
+		ByOrigin: map[string]stats.Summary{"node3": {Count: 10, Completed: 10, MeanMs: 140}},
+	}}
 	observed := map[string]Observed{
 		"knative": knative,
 		"kantai":  kantai,
@@ -54,10 +68,14 @@ func TestEvaluateChecks(t *testing.T) {
 		{"nothing completed is never a pass", check(scenario.CheckAtMost, "local-first", "knative", "mean", 1, ""), []string{StatusMiss}},
 		{"nothing completed per origin", check(scenario.CheckAtMost, "local-first", "knative", "mean", 1, "node3"), []string{StatusMiss}},
 		{"policy not run", check(scenario.CheckAtMost, "round-robin", "knative", "mean", 1, ""), []string{StatusSkip}},
+		{"function", withFunction(check(scenario.CheckAtMost, "kantai", "knative", "mean", 1, ""), "heavy"), []string{StatusMiss}},
+		{"function, looser", withFunction(check(scenario.CheckAtMost, "kantai", "knative", "mean", 1.1, ""), "heavy"), []string{StatusPass}},
+		{"function, each of its origins", withFunction(check(scenario.CheckAtMost, "kantai", "knative", "mean", 1.1, scenario.OriginEach), "heavy"), []string{StatusPass}},
+		{"function without figures", withFunction(check(scenario.CheckAtMost, "kantai", "knative", "mean", 1, ""), "light"), []string{StatusMiss}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := EvaluateChecks([]scenario.Check{tt.check}, observed, []string{"node1", "node3"})
+			got := EvaluateChecks([]scenario.Check{tt.check}, observed, map[string][]string{"": {"node1", "node3"}, "heavy": {"node3"}})
 			if len(got) != len(tt.status) {
 				t.Fatalf("%d results, want %d", len(got), len(tt.status))
 			}

@@ -51,14 +51,14 @@ func writeRecords(path string, recs []load.Record) (err error) {
 	}()
 	bw := bufio.NewWriter(f)
 	w := csv.NewWriter(bw)
-	_ = w.Write([]string{"origin", "start_ms", "duration_ms", "status", "node", "replica", "error"})
-	row := make([]string, 7)
+	_ = w.Write([]string{"origin", "start_ms", "duration_ms", "status", "node", "replica", "error", "function"})
+	row := make([]string, 8)
 	for _, r := range recs {
 		row[0] = r.Origin
 		row[1] = strconv.FormatFloat(msOf(r.Start), 'f', 3, 64)
 		row[2] = strconv.FormatFloat(msOf(r.Duration), 'f', 3, 64)
 		row[3] = strconv.Itoa(r.Status)
-		row[4], row[5], row[6] = r.Node, r.Replica, r.Err
+		row[4], row[5], row[6], row[7] = r.Node, r.Replica, r.Err, r.Function
 		_ = w.Write(row)
 	}
 	w.Flush()
@@ -73,66 +73,132 @@ func writeRecords(path string, recs []load.Record) (err error) {
 
 func msOf[D ~int64](d D) float64 { return float64(d) / 1e6 }
 
-// printCell writes one cell's table, per-origin breakdown and checks.
+// printCell writes one cell's table, per-origin breakdown and checks; with
+// several functions, a table and breakdown per function.
 func printCell(w io.Writer, cr *CellResult) {
-	w0 := w
 	fmt.Fprintf(w, "\n== %s", cr.Name)
 	if cr.Description != "" {
 		fmt.Fprintf(w, ": %s", cr.Description)
 	}
 	fmt.Fprintf(w, "\n   %s after %s warm-up; ratios to %s; times in ms\n", cr.Duration, cr.Warmup, cr.Baseline)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "policy\tgateway\tcount\tcompleted\terrors\tmean\tp50\tp90\tp95\tp99\tmax\treq/s\tp50 ×base\tcompl ×base\tp95 ×oracle\tserved\t")
-	for _, pr := range cr.Policies {
-		if pr.Error != "" && pr.Summary.Count == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\t\tERROR: %s\t\n", pr.Policy, pr.Gateway, pr.Error)
-			continue
+	if len(cr.Functions) <= 1 {
+		printFigures(w, cr, tableFigures(cr, ""))
+	} else {
+		for _, fn := range cr.Functions {
+			fmt.Fprintf(w, "   function %s:\n", fn)
+			printFigures(w, cr, tableFigures(cr, fn))
 		}
-		summaryRow(tw, pr.Policy, pr.Gateway, pr.Summary)
-		fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\t\n", ratio(pr.VsBaseline, stats.MetricP50), ratio(pr.VsBaseline, stats.MetricCompleted),
-			ratio(pr.VsOracle, stats.MetricP95), served(pr.Summary.ServedBy, cr.Nodes))
-	}
-	if o := cr.Oracle; o != nil && o.Error == "" {
-		summaryRow(tw, "oracle", "-", o.Summary)
-		fmt.Fprintf(tw, "\t\t\t\t%s\t\n", served(o.Summary.ServedBy, cr.Nodes))
-	}
-	_ = tw.Flush()
-	if o := cr.Oracle; o != nil && o.Error != "" {
-		fmt.Fprintf(w, "   oracle: %s\n", o.Error)
 	}
 	for _, pr := range cr.Policies {
 		if pr.Error != "" && pr.Summary.Count > 0 {
 			fmt.Fprintf(w, "   %s: %s\n", pr.Policy, pr.Error)
 		}
-		for _, w := range pr.Warnings {
-			fmt.Fprintf(w0, "   %s warning: %s\n", pr.Policy, w)
+		for _, warning := range pr.Warnings {
+			fmt.Fprintf(w, "   %s warning: %s\n", pr.Policy, warning)
 		}
 		if len(pr.ErrorKinds) > 0 {
 			fmt.Fprintf(w, "   %s errors: %s\n", pr.Policy, kinds(pr.ErrorKinds))
 		}
 	}
 	printPhases(w, cr)
-	if len(cr.Origins) > 1 {
-		fmt.Fprintln(w, "   per origin:")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "policy\tfrom\tcount\tcompleted\terrors\tmean\tp50\tp90\tp95\tp99\tmax\treq/s\tserved\t")
-		for _, pr := range cr.Policies {
-			for _, o := range cr.Origins {
-				s, ok := pr.ByOrigin[o]
-				if !ok {
-					continue
-				}
-				summaryRow(tw, pr.Policy, o, s)
-				fmt.Fprintf(tw, "\t%s\t\n", served(s.ServedBy, cr.Nodes))
-			}
-		}
-		_ = tw.Flush()
-	}
 	if len(cr.Checks) > 0 {
 		fmt.Fprintln(w, "   checks:")
 	}
 	for _, c := range cr.Checks {
 		fmt.Fprintf(w, "   %s  %s: %s\n", c.Status, c.Description, checkDetail(c))
+	}
+}
+
+// figures is one table's rows: a policy's (or the oracle's) summary, its
+// per-origin summaries and ratios, for all functions or one.
+type figures struct {
+	policies  []figureRow
+	oracle    *figureRow
+	oracleErr string
+	origins   []string
+}
+
+type figureRow struct {
+	pr         *PolicyResult
+	summary    stats.Summary
+	byOrigin   map[string]stats.Summary
+	vsBaseline map[string]float64
+	vsOracle   map[string]float64
+}
+
+// tableFigures selects the figures of one function, or of the whole run
+// when fn is empty.
+func tableFigures(cr *CellResult, fn string) figures {
+	var f figures
+	for _, pr := range cr.Policies {
+		row := figureRow{pr: pr, summary: pr.Summary, byOrigin: pr.ByOrigin, vsBaseline: pr.VsBaseline, vsOracle: pr.VsOracle}
+		if fn != "" {
+			row = figureRow{pr: pr}
+			if fr := pr.function(fn); fr != nil {
+				row.summary, row.byOrigin, row.vsBaseline, row.vsOracle = fr.Summary, fr.ByOrigin, fr.VsBaseline, fr.VsOracle
+			}
+		}
+		f.policies = append(f.policies, row)
+	}
+	if o := cr.Oracle; o != nil {
+		f.oracleErr = o.Error
+		if o.Error == "" && fn == "" {
+			f.oracle = &figureRow{summary: o.Summary, byOrigin: o.ByOrigin}
+		} else if of := o.function(fn); o.Error == "" && of != nil {
+			f.oracle = &figureRow{summary: of.Summary, byOrigin: of.ByOrigin}
+		}
+	}
+	f.origins = cr.Origins
+	if fn != "" {
+		f.origins = nil
+		for _, o := range cr.Origins {
+			for _, row := range f.policies {
+				if _, ok := row.byOrigin[o]; ok {
+					f.origins = append(f.origins, o)
+					break
+				}
+			}
+		}
+	}
+	return f
+}
+
+func printFigures(w io.Writer, cr *CellResult, f figures) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "policy\tgateway\tcount\tcompleted\terrors\tmean\tp50\tp90\tp95\tp99\tmax\treq/s\tp50 ×base\tcompl ×base\tp95 ×oracle\tserved\t")
+	for _, row := range f.policies {
+		pr := row.pr
+		if pr.Error != "" && pr.Summary.Count == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\t\tERROR: %s\t\n", pr.Policy, pr.Gateway, pr.Error)
+			continue
+		}
+		summaryRow(tw, pr.Policy, pr.Gateway, row.summary)
+		fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\t\n", ratio(row.vsBaseline, stats.MetricP50), ratio(row.vsBaseline, stats.MetricCompleted),
+			ratio(row.vsOracle, stats.MetricP95), served(row.summary.ServedBy, cr.Nodes))
+	}
+	if o := f.oracle; o != nil {
+		summaryRow(tw, "oracle", "-", o.summary)
+		fmt.Fprintf(tw, "\t\t\t\t%s\t\n", served(o.summary.ServedBy, cr.Nodes))
+	}
+	_ = tw.Flush()
+	if f.oracleErr != "" {
+		fmt.Fprintf(w, "   oracle: %s\n", f.oracleErr)
+	}
+	if len(f.origins) > 1 {
+		fmt.Fprintln(w, "   per origin:")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "policy\tfrom\tcount\tcompleted\terrors\tmean\tp50\tp90\tp95\tp99\tmax\treq/s\tserved\t")
+		for _, row := range f.policies {
+			for _, o := range f.origins {
+				s, ok := row.byOrigin[o]
+				if !ok {
+					continue
+				}
+				summaryRow(tw, row.pr.Policy, o, s)
+				fmt.Fprintf(tw, "\t%s\t\n", served(s.ServedBy, cr.Nodes))
+			}
+		}
+		_ = tw.Flush()
 	}
 }
 

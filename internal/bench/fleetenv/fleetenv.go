@@ -41,12 +41,16 @@ const (
 func (e *Env) Start(ctx context.Context, sc *scenario.Scenario, policy scenario.Policy) (bench.Instance, error) {
 	tb := cloneTestbed(sc.Testbed)
 	tb.Policies.LoadBalancer = policy.Name
-	if sc.Replicas.Autoscale == nil {
+	if !sc.Autoscaled() {
 		tb.Policies.Placement = "" // not used with fixed replicas; keep the default
 	}
-	fn, err := functionFor(sc)
-	if err != nil {
-		return nil, err
+	fns := make([]*manifest.Function, len(sc.Functions))
+	for i := range sc.Functions {
+		fn, err := functionFor(sc, i)
+		if err != nil {
+			return nil, err
+		}
+		fns[i] = fn
 	}
 	timeout := e.ReadyTimeout
 	if timeout == 0 {
@@ -57,30 +61,42 @@ func (e *Env) Start(ctx context.Context, sc *scenario.Scenario, policy scenario.
 	if err != nil {
 		return nil, err
 	}
-	inst := &instance{f: f, host: fn.Name + "." + fn.Namespace + "." + tb.Domain, gw: sc.GatewayFor(policy), clients: map[clientKey]*http.Client{}}
+	inst := &instance{f: f, hosts: map[string]string{}, gw: sc.GatewayFor(policy), clients: map[clientKey]*http.Client{}}
+	for _, fn := range fns {
+		inst.hosts[fn.Name] = fn.Name + "." + fn.Namespace + "." + tb.Domain
+	}
+	inst.hosts[""] = inst.hosts[fns[0].Name]
 	if err := waitFor(ctx, timeout, "latency measurements", func() bool { return f.LatencySamples() >= minSamples }); err != nil {
 		inst.Close()
 		return nil, err
 	}
-	if err := f.ApplyFixed(fn, sc.Replicas.Fixed); err != nil {
-		inst.Close()
-		return nil, err
+	want := map[string]int{}
+	for i, fn := range fns {
+		r := sc.Functions[i].Replicas
+		if err := f.ApplyFixed(fn, r.Fixed); err != nil {
+			inst.Close()
+			return nil, err
+		}
+		for _, c := range r.Fixed {
+			want[fn.Namespace+"/"+fn.Name] += c
+		}
+		if r.Autoscale != nil {
+			want[fn.Namespace+"/"+fn.Name] = r.Autoscale.MinScale
+		}
 	}
-	want := 0
-	for _, c := range sc.Replicas.Fixed {
-		want += c
-	}
-	if sc.Replicas.Autoscale != nil {
-		want = sc.Replicas.Autoscale.MinScale
-	}
-	err = waitFor(ctx, timeout, fmt.Sprintf("%d ready replicas", want), func() bool {
-		ready := 0
+	err = waitFor(ctx, timeout, fmt.Sprintf("ready replicas %v", want), func() bool {
+		ready := map[string]int{}
 		for _, st := range f.Functions() {
 			for _, c := range st.Ready {
-				ready += c
+				ready[st.Namespace+"/"+st.Name] += c
 			}
 		}
-		return ready >= want
+		for k, n := range want {
+			if ready[k] < n {
+				return false
+			}
+		}
+		return true
 	})
 	if err != nil {
 		inst.Close()
@@ -89,8 +105,9 @@ func (e *Env) Start(ctx context.Context, sc *scenario.Scenario, policy scenario.
 	return inst, nil
 }
 
-func functionFor(sc *scenario.Scenario) (*manifest.Function, error) {
-	sf := sc.Function
+// functionFor builds scenario function i's manifest; errors name its field.
+func functionFor(sc *scenario.Scenario, i int) (*manifest.Function, error) {
+	sf := sc.Functions[i]
 	fn := &manifest.Function{Name: sf.Name, Namespace: sf.Namespace, Image: sf.Image, Port: 8080,
 		ContainerConcurrency: sf.ContainerConcurrency, Workers: sf.Workers}
 	p := sf.Processing
@@ -102,13 +119,14 @@ func functionFor(sc *scenario.Scenario) (*manifest.Function, error) {
 	case scenario.DistExponential:
 		fn.Processing = manifest.Processing{Kind: "exp", Mean: p.Mean.D()}
 	default:
-		return nil, fmt.Errorf("%s: function.processing.distribution %q is not supported by the built-in function (constant, uniform, exponential)", sc.File, p.Distribution)
+		return nil, fmt.Errorf("%s: %s.processing.distribution %q is not supported by the built-in function (constant, uniform, exponential)",
+			sc.File, sc.FunctionField(i), p.Distribution)
 	}
 	if fn.Processing.MeanTime() == 0 && fn.Processing.Kind != "" {
 		fn.Processing = manifest.Processing{}
 	}
 	ann := map[string]string{}
-	if as := sc.Replicas.Autoscale; as != nil {
+	if as := sf.Replicas.Autoscale; as != nil {
 		ann[autoscale.AnnotationMinScale] = strconv.Itoa(as.MinScale)
 		ann[autoscale.AnnotationMaxScale] = strconv.Itoa(as.MaxScale)
 		if as.Target > 0 {
@@ -121,7 +139,7 @@ func functionFor(sc *scenario.Scenario) (*manifest.Function, error) {
 	}
 	spec, _, err := autoscale.FromAnnotations(ann, fn.ContainerConcurrency, manifest.LocalSettings())
 	if err != nil {
-		return nil, fmt.Errorf("%s: replicas.autoscale: %w", sc.File, err)
+		return nil, fmt.Errorf("%s: %s.autoscale: %w", sc.File, sc.ReplicasField(i), err)
 	}
 	fn.Annotations, fn.Scaling = ann, spec
 	return fn, nil
@@ -155,9 +173,10 @@ type clientKey struct {
 }
 
 type instance struct {
-	f    *fleet.Fleet
-	host string
-	gw   scenario.Gateway
+	f *fleet.Fleet
+	// hosts maps a function's name to its host; "" to the first function's.
+	hosts map[string]string
+	gw    scenario.Gateway
 
 	mu      sync.Mutex
 	clients map[clientKey]*http.Client
@@ -184,7 +203,7 @@ func (i *instance) URL(origin string) string {
 	return "http://" + addr
 }
 
-func (i *instance) Host() string { return i.host }
+func (i *instance) Host(function string) string { return i.hosts[function] }
 
 func (i *instance) Close() error {
 	i.mu.Lock()

@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"kantai.dev/kantai/internal/bench"
 	"kantai.dev/kantai/internal/bench/scenario"
@@ -89,5 +92,36 @@ func TestCISmoke(t *testing.T) {
 	}
 	if len(cell.Files) < 2 {
 		t.Errorf("files %v, want the CDF and served-where charts", cell.Files)
+	}
+}
+
+// TestFunctionFor builds each function's manifest from its own fields, and
+// names the function's field when the built-in function cannot run it.
+func TestFunctionFor(t *testing.T) {
+	sc, err := scenario.ReadFile("../../../bench/scenarios/two-functions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type fn struct {
+		Name       string
+		Processing time.Duration
+		Workers    int
+		Autoscaled bool
+	}
+	var got []fn
+	for i := range sc.Functions {
+		m, err := functionFor(sc, i)
+		if err != nil {
+			t.Fatalf("functionFor(%d) error = %v", i, err)
+		}
+		got = append(got, fn{m.Name, m.Processing.MeanTime(), m.Workers, len(m.Annotations) > 0})
+	}
+	want := []fn{{"light", 3 * time.Millisecond, 8, false}, {"heavy", 80 * time.Millisecond, 8, false}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("manifests (-want,+got):\n%s", diff)
+	}
+	sc.Functions[1].Processing = scenario.Processing{Distribution: scenario.DistNormal, Mean: sc.Functions[1].Processing.Mean}
+	if _, err := functionFor(sc, 1); err == nil || !strings.Contains(err.Error(), "functions[1].processing.distribution") {
+		t.Errorf("functionFor(normal) error = %v, want one naming functions[1].processing.distribution", err)
 	}
 }

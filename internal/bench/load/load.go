@@ -31,9 +31,10 @@ type Target interface {
 	Client(origin string, keepAlive bool) *http.Client
 	// URL is the gateway URL users at origin hit, e.g. http://127.77.0.12:8080.
 	URL(origin string) string
-	// Host is the Host header naming the function, e.g.
-	// hello.default.example.com.
-	Host() string
+	// Host is the Host header naming a function, e.g.
+	// hello.default.example.com for function "hello" (Spec.Function; empty
+	// names the target's only function).
+	Host(function string) string
 }
 
 // Response headers the gateways set.
@@ -69,8 +70,13 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
 
-// Spec is the traffic from one origin node.
+// Spec is the traffic to one function from one origin node.
 type Spec struct {
+	// Function names the function the requests go to; it is passed to
+	// Target.Host and copied into every Record.
+	Function string
+	// Path is the request path; empty takes Options.Path.
+	Path           string
 	Origin         string
 	Kind           Kind
 	Users          int
@@ -91,7 +97,7 @@ type Options struct {
 	// Drain bounds how long requests in flight at the end may still take;
 	// those cut off are recorded with ErrUnfinished.
 	Drain time.Duration
-	// Path is the request path, default "/".
+	// Path is the request path of specs that give none, default "/".
 	Path string
 	// Seed seeds the open-loop arrival processes.
 	Seed uint64
@@ -102,7 +108,9 @@ type Options struct {
 
 // Record is one request of the measured window.
 type Record struct {
-	Origin string `json:"origin"`
+	// Function is the Spec's function.
+	Function string `json:"function,omitempty"`
+	Origin   string `json:"origin"`
 	// Start is the offset from the start of the measured window (for open
 	// loops, the scheduled arrival time).
 	Start    time.Duration `json:"start"`
@@ -262,12 +270,16 @@ type caller struct {
 }
 
 func (r *run) newCaller(s Spec) *caller {
+	path := s.Path
+	if path == "" {
+		path = r.opts.Path
+	}
 	return &caller{
 		r:         r,
 		origin:    s.Origin,
 		client:    r.target.Client(s.Origin, s.KeepAlive),
-		url:       strings.TrimSuffix(r.target.URL(s.Origin), "/") + r.opts.Path,
-		host:      r.target.Host(),
+		url:       strings.TrimSuffix(r.target.URL(s.Origin), "/") + path,
+		host:      r.target.Host(s.Function),
 		keepAlive: s.KeepAlive,
 	}
 }
@@ -344,7 +356,7 @@ func (r *run) user(s Spec, o *output) {
 		if !at.Before(r.end) {
 			return
 		}
-		rec := Record{Origin: s.Origin}
+		rec := Record{Function: s.Function, Origin: s.Origin}
 		c.do(&rec)
 		r.keep(o, rec, at)
 		r.finished()
@@ -368,7 +380,7 @@ func (r *run) open(s Spec, seed uint64, outs []*output) {
 		wg.Go(func() {
 			c := r.newCaller(s)
 			for at := range jobs {
-				rec := Record{Origin: s.Origin}
+				rec := Record{Function: s.Function, Origin: s.Origin}
 				c.do(&rec)
 				// Measured from the scheduled arrival, so time spent
 				// waiting for a free worker counts.
@@ -402,7 +414,7 @@ func (r *run) open(s Spec, seed uint64, outs []*output) {
 		select {
 		case jobs <- next:
 		default:
-			r.keep(outs[0], Record{Origin: s.Origin, Err: ErrRejected}, next)
+			r.keep(outs[0], Record{Function: s.Function, Origin: s.Origin, Err: ErrRejected}, next)
 			r.finished()
 		}
 	}

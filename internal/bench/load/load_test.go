@@ -69,8 +69,8 @@ func (t *target) Client(_ string, keepAlive bool) *http.Client {
 	}
 	return t.fresh
 }
-func (t *target) URL(string) string { return t.url }
-func (t *target) Host() string      { return testHost }
+func (t *target) URL(string) string  { return t.url }
+func (t *target) Host(string) string { return testHost }
 
 func checkWindow(t *testing.T, res Result, opts Options) {
 	t.Helper()

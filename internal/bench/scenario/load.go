@@ -21,10 +21,53 @@ import (
 )
 
 // document is the file layout: the scenario with its testbed still raw, so
-// the testbed package decodes and validates it.
+// the testbed package decodes and validates it, and the one-function form's
+// top-level fields, which Parse moves into Scenario.Functions.
 type document struct {
 	Scenario
-	Testbed json.RawMessage `json:"testbed"`
+	Testbed  json.RawMessage `json:"testbed"`
+	Function *Function       `json:"function,omitempty"`
+	Replicas *Replicas       `json:"replicas,omitempty"`
+	Load     []Load          `json:"load,omitempty"`
+}
+
+// functions moves the one-function form into the list, or checks that the
+// list form has no top-level replicas: or load:.
+func (doc *document) functions() error {
+	one := doc.Function != nil || doc.Replicas != nil || doc.Load != nil
+	if doc.Functions == nil {
+		if !one {
+			return fmt.Errorf("function: required: function: with top-level replicas: and load:, or functions:")
+		}
+		var f Function
+		if doc.Function != nil {
+			f = *doc.Function
+		}
+		if f.Replicas.Fixed != nil || f.Replicas.Autoscale != nil {
+			return fmt.Errorf("function.replicas: with function:, replicas: is a top-level field; use functions: to give each function its own")
+		}
+		if f.Load != nil {
+			return fmt.Errorf("function.load: with function:, load: is a top-level field; use functions: to give each function its own")
+		}
+		if doc.Replicas != nil {
+			f.Replicas = *doc.Replicas
+		}
+		f.Load = doc.Load
+		doc.Functions = []Function{f}
+		doc.oneFunction = true
+		return nil
+	}
+	switch {
+	case doc.Function != nil:
+		return fmt.Errorf("function: give either function: or functions:, not both")
+	case doc.Replicas != nil:
+		return fmt.Errorf("replicas: with functions:, each function has its own replicas:")
+	case doc.Load != nil:
+		return fmt.Errorf("load: with functions:, each function has its own load:")
+	case len(doc.Functions) == 0:
+		return fmt.Errorf("functions: at least one function is required")
+	}
+	return nil
 }
 
 // ReadFile reads and validates one scenario file.
@@ -83,8 +126,6 @@ func Parse(data []byte, file string) (*Scenario, error) {
 	if err := yaml.UnmarshalStrict(data, &doc); err != nil {
 		return nil, fmt.Errorf("%s: decoding scenario: %w", file, err)
 	}
-	s := doc.Scenario
-	s.File = file
 	if len(doc.Testbed) == 0 || string(doc.Testbed) == "null" {
 		return nil, fmt.Errorf("%s: testbed: required (the fleet, in the testbed file format)", file)
 	}
@@ -92,6 +133,11 @@ func Parse(data []byte, file string) (*Scenario, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: testbed: %w", file, err)
 	}
+	if err := doc.functions(); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	s := doc.Scenario
+	s.File = file
 	s.Testbed = tb
 	if err := s.complete(); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -117,16 +163,24 @@ func (s *Scenario) complete() error {
 			return fmt.Errorf("edgeCloud: the testbed has no link between an edge and a cloud node")
 		}
 	}
-	if err := s.Function.complete(); err != nil {
-		return fmt.Errorf("function.%w", err)
+	if err := s.completeFunctions(); err != nil {
+		return err
 	}
 	if err := s.checkNode("gateway.central", s.Gateway.Central, true); err != nil {
 		return err
 	}
-	if err := s.completeReplicas(); err != nil {
+	for i := range s.Functions {
+		if err := s.completeReplicas(i); err != nil {
+			return err
+		}
+		if err := s.completeLoad(i); err != nil {
+			return err
+		}
+	}
+	if err := s.checkCapacity(); err != nil {
 		return err
 	}
-	if err := s.completeLoad(); err != nil {
+	if err := s.completeSweep(); err != nil {
 		return err
 	}
 	if err := s.completeTimes(); err != nil {
@@ -147,6 +201,34 @@ func (s *Scenario) checkNode(field, name string, optional bool) error {
 	}
 	if _, ok := s.Testbed.Node(name); !ok {
 		return fmt.Errorf("%s: unknown node %q (testbed nodes: %s)", field, name, strings.Join(s.Testbed.NodeNames(), ", "))
+	}
+	return nil
+}
+
+// functionNameRE is a DNS-1035 label: the name is part of the function's host.
+var functionNameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+
+// completeFunctions fills each function's defaults and checks that no two
+// share a host.
+func (s *Scenario) completeFunctions() error {
+	seen := map[string]int{}
+	for i := range s.Functions {
+		f := &s.Functions[i]
+		field := s.FunctionField(i)
+		if f.Name == "" && len(s.Functions) > 1 {
+			return fmt.Errorf("%s.name: required when there are several functions", field)
+		}
+		if err := f.complete(); err != nil {
+			return fmt.Errorf("%s.%w", field, err)
+		}
+		if !functionNameRE.MatchString(f.Name) || len(f.Name) > 63 {
+			return fmt.Errorf("%s.name: %q is not a DNS label (lower-case letters, digits and '-', starting with a letter)", field, f.Name)
+		}
+		key := f.Namespace + "/" + f.Name
+		if j, dup := seen[key]; dup {
+			return fmt.Errorf("%s.name: %q is also the name of %s", field, f.Name, s.FunctionField(j))
+		}
+		seen[key] = i
 	}
 	return nil
 }
@@ -204,17 +286,18 @@ func (f *Function) complete() error {
 	return nil
 }
 
-func (s *Scenario) completeReplicas() error {
-	r := &s.Replicas
+func (s *Scenario) completeReplicas(i int) error {
+	r := &s.Functions[i].Replicas
+	field := s.ReplicasField(i)
 	switch {
 	case r.Fixed != nil && r.Autoscale != nil:
-		return fmt.Errorf("replicas: give either fixed or autoscale, not both")
+		return fmt.Errorf("%s: give either fixed or autoscale, not both", field)
 	case r.Fixed == nil && r.Autoscale == nil:
-		return fmt.Errorf("replicas: required: fixed (node → count) or autoscale")
+		return fmt.Errorf("%s: required: fixed (node → count) or autoscale", field)
 	case r.Fixed != nil:
 		total := 0
 		for _, name := range slices.Sorted(maps.Keys(r.Fixed)) {
-			f := fmt.Sprintf("replicas.fixed.%s", name)
+			f := fmt.Sprintf("%s.fixed.%s", field, name)
 			n, ok := s.Testbed.Node(name)
 			if !ok {
 				return s.checkNode(f, name, false)
@@ -229,7 +312,7 @@ func (s *Scenario) completeReplicas() error {
 			total += c
 		}
 		if total == 0 {
-			return fmt.Errorf("replicas.fixed: at least one replica is required")
+			return fmt.Errorf("%s.fixed: at least one replica is required", field)
 		}
 	default:
 		a := r.Autoscale
@@ -248,27 +331,46 @@ func (s *Scenario) completeReplicas() error {
 		}
 		switch {
 		case a.MinScale < 0:
-			return fmt.Errorf("replicas.autoscale.minScale: must not be negative, got %d", a.MinScale)
+			return fmt.Errorf("%s.autoscale.minScale: must not be negative, got %d", field, a.MinScale)
 		case a.MaxScale < 1 || a.MaxScale < a.MinScale:
-			return fmt.Errorf("replicas.autoscale.maxScale: %d must be at least 1 and at least minScale %d", a.MaxScale, a.MinScale)
+			return fmt.Errorf("%s.autoscale.maxScale: %d must be at least 1 and at least minScale %d", field, a.MaxScale, a.MinScale)
 		case a.MaxScale > capacity:
-			return fmt.Errorf("replicas.autoscale.maxScale: %d exceeds the fleet's capacity %d", a.MaxScale, capacity)
+			return fmt.Errorf("%s.autoscale.maxScale: %d exceeds the fleet's capacity %d", field, a.MaxScale, capacity)
 		case !positiveFinite(a.Target):
-			return fmt.Errorf("replicas.autoscale.target: must be positive, got %v", a.Target)
+			return fmt.Errorf("%s.autoscale.target: must be positive, got %v", field, a.Target)
 		case a.Window < 0:
-			return fmt.Errorf("replicas.autoscale.window: must not be negative, got %v", a.Window)
+			return fmt.Errorf("%s.autoscale.window: must not be negative, got %v", field, a.Window)
 		}
 	}
 	return nil
 }
 
-func (s *Scenario) completeLoad() error {
-	if len(s.Load) == 0 {
-		return fmt.Errorf("load: at least one load entry is required")
+// checkCapacity checks that fixed replicas of all functions together fit
+// each node; a single function's were checked with its replicas.
+func (s *Scenario) checkCapacity() error {
+	used := map[string]int{}
+	for i, fn := range s.Functions {
+		for _, name := range slices.Sorted(maps.Keys(fn.Replicas.Fixed)) {
+			used[name] += fn.Replicas.Fixed[name]
+			n, _ := s.Testbed.Node(name)
+			if used[name] > n.Capacity {
+				return fmt.Errorf("%s.fixed.%s: with the functions before it, %d replicas exceed the node's capacity %d",
+					s.ReplicasField(i), name, used[name], n.Capacity)
+			}
+		}
 	}
-	for i := range s.Load {
-		l := &s.Load[i]
-		f := fmt.Sprintf("load[%d]", i)
+	return nil
+}
+
+func (s *Scenario) completeLoad(fi int) error {
+	load := s.Functions[fi].Load
+	field := s.LoadField(fi)
+	if len(load) == 0 {
+		return fmt.Errorf("%s: at least one load entry is required", field)
+	}
+	for i := range load {
+		l := &load[i]
+		f := fmt.Sprintf("%s[%d]", field, i)
 		if err := s.checkNode(f+".origin", l.Origin, false); err != nil {
 			return err
 		}
@@ -305,6 +407,10 @@ func (s *Scenario) completeLoad() error {
 			return fmt.Errorf("%s.kind: unknown %q (want %s, %s or %s)", f, l.Kind, KindClosed, KindOpen, KindConcurrency)
 		}
 	}
+	return nil
+}
+
+func (s *Scenario) completeSweep() error {
 	if s.Sweep != nil {
 		if len(s.Sweep.Users) == 0 {
 			return fmt.Errorf("sweep.users: at least one value is required")
@@ -314,7 +420,9 @@ func (s *Scenario) completeLoad() error {
 				return fmt.Errorf("sweep.users[%d]: must be positive, got %d", i, u)
 			}
 		}
-		if !slices.ContainsFunc(s.Load, func(l Load) bool { return l.Kind != KindOpen }) {
+		if !slices.ContainsFunc(s.Functions, func(f Function) bool {
+			return slices.ContainsFunc(f.Load, func(l Load) bool { return l.Kind != KindOpen })
+		}) {
 			return fmt.Errorf("sweep.users: no closed or concurrency load to sweep")
 		}
 	}
@@ -376,10 +484,17 @@ func (s *Scenario) completePolicies() error {
 }
 
 func (s *Scenario) completeChecks() error {
-	origins := s.Origins()
 	for i := range s.Checks {
 		c := &s.Checks[i]
 		f := fmt.Sprintf("checks[%d]", i)
+		origins := s.Origins()
+		if c.Function != "" {
+			fn, ok := s.Function(c.Function)
+			if !ok {
+				return fmt.Errorf("%s.function: unknown function %q (functions: %s)", f, c.Function, strings.Join(s.FunctionNames(), ", "))
+			}
+			origins = fn.Origins()
+		}
 		switch c.Kind {
 		case CheckAtMost, CheckAtLeast, CheckFasterBy:
 		case "":
@@ -409,7 +524,11 @@ func (s *Scenario) completeChecks() error {
 			return fmt.Errorf("%s.factor: must be a positive number, got %v", f, c.Factor)
 		}
 		if c.Origin != "" && c.Origin != OriginEach && !slices.Contains(origins, c.Origin) {
-			return fmt.Errorf("%s.origin: %q is neither %q nor an origin of the load (%s)", f, c.Origin, OriginEach, strings.Join(origins, ", "))
+			of := "the load"
+			if c.Function != "" {
+				of = "function " + c.Function + "'s load"
+			}
+			return fmt.Errorf("%s.origin: %q is neither %q nor an origin of %s (%s)", f, c.Origin, OriginEach, of, strings.Join(origins, ", "))
 		}
 	}
 	return nil

@@ -1,8 +1,21 @@
 // Package scenario defines the benchmark scenario files under
-// bench/scenarios: the fleet, the function, where gateways and replicas run,
-// the load per origin node, how long to run, which policies to compare and
-// which targets to check. Loading validates everything, and errors name the
-// file and the field.
+// bench/scenarios: the fleet, the functions, where gateways and replicas run,
+// the load per function and origin node, how long to run, which policies to
+// compare and which targets to check. Loading validates everything, and
+// errors name the file and the field.
+//
+// A file describes its functions in one of two forms, loaded into the same
+// Scenario.Functions:
+//
+//	function: {processing: …}         # one function; replicas: and load:
+//	replicas: {fixed: …}              # at the top level (the original form)
+//	load: [{origin: node3, …}]
+//
+//	functions:                        # several functions, each with its own
+//	- name: light                     # replicas: and load:
+//	  processing: {…}
+//	  replicas: {fixed: …}
+//	  load: [{origin: node3, …}]
 package scenario
 
 import (
@@ -80,12 +93,13 @@ type Scenario struct {
 	// EdgeCloud, when set, overrides latency and jitter of every link
 	// between an edge node and a cloud node.
 	EdgeCloud *LinkOverride `json:"edgeCloud,omitempty"`
-	Function  Function      `json:"function"`
+	// Functions are deployed side by side, each with its own replicas and
+	// load. A file's one-function form (function:, replicas:, load:) loads
+	// as a list of one.
+	Functions []Function `json:"functions"`
 	// Gateway is where users' requests enter, unless a policy overrides it:
 	// "per-node" (every node's own gateway) or {central: <node>}.
-	Gateway  Gateway  `json:"gateway"`
-	Replicas Replicas `json:"replicas"`
-	Load     []Load   `json:"load"`
+	Gateway Gateway `json:"gateway"`
 	// Duration is the measured window, after Warmup.
 	Duration testbed.Duration `json:"duration"`
 	// Warmup runs the load before the measured window; its requests are
@@ -109,6 +123,9 @@ type Scenario struct {
 	File string `json:"-"`
 	// Variant names the sweep value of a cell, e.g. "users=80".
 	Variant string `json:"-"`
+	// oneFunction records that the file used the one-function form, so that
+	// errors name its fields as written (function.…, replicas.…, load[0].…).
+	oneFunction bool
 }
 
 // LinkOverride sets a link's latency (mean RTT) and jitter (std. dev.).
@@ -117,10 +134,10 @@ type LinkOverride struct {
 	Jitter  testbed.Duration `json:"jitter,omitempty"`
 }
 
-// Function is the function under test.
+// Function is one function under test, with its replicas and its load.
 type Function struct {
 	// Name and Namespace give the host hello.default.<domain>. Defaults
-	// "hello" and "default".
+	// "hello" and "default"; with several functions each needs its own name.
 	Name      string `json:"name,omitempty"`
 	Namespace string `json:"namespace,omitempty"`
 	// Image is the container image; the testbed's images map decides what
@@ -136,6 +153,12 @@ type Function struct {
 	// ContainerConcurrency caps in-flight requests per replica at the
 	// gateway, as in Knative; 0 means unlimited.
 	ContainerConcurrency int `json:"containerConcurrency,omitempty"`
+	// Replicas fixes this function's replicas per node or autoscales them.
+	// In the one-function form it is the file's top-level replicas:.
+	Replicas Replicas `json:"replicas"`
+	// Load is the traffic its users send, per origin node. In the
+	// one-function form it is the file's top-level load:.
+	Load []Load `json:"load"`
 }
 
 // Processing distributions.
@@ -280,20 +303,98 @@ type Autoscale struct {
 	Window testbed.Duration `json:"window,omitempty"`
 }
 
-// Nodes returns the nodes that can run replicas, in testbed order: nodes with
-// a fixed count above zero, or every node with capacity when autoscaled.
-func (s *Scenario) Nodes() []string {
+// Nodes returns the nodes that can run the function's replicas, in testbed
+// order: nodes with a fixed count above zero, or every node with capacity
+// when autoscaled.
+func (f *Function) Nodes(tb *testbed.Testbed) []string {
 	var out []string
-	for _, n := range s.Testbed.Nodes {
-		if s.Replicas.Autoscale != nil {
+	for _, n := range tb.Nodes {
+		if f.Replicas.Autoscale != nil {
 			if n.Capacity > 0 {
 				out = append(out, n.Name)
 			}
-		} else if s.Replicas.Fixed[n.Name] > 0 {
+		} else if f.Replicas.Fixed[n.Name] > 0 {
 			out = append(out, n.Name)
 		}
 	}
 	return out
+}
+
+// Origins returns the distinct origin nodes of the function's load, in order.
+func (f *Function) Origins() []string {
+	var out []string
+	for _, l := range f.Load {
+		if !slices.Contains(out, l.Origin) {
+			out = append(out, l.Origin)
+		}
+	}
+	return out
+}
+
+// Nodes returns the nodes that can run a replica of any function, in testbed
+// order.
+func (s *Scenario) Nodes() []string {
+	var out []string
+	for _, n := range s.Testbed.Nodes {
+		for i := range s.Functions {
+			if slices.Contains(s.Functions[i].Nodes(s.Testbed), n.Name) {
+				out = append(out, n.Name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// FunctionNames returns the functions' names, in order.
+func (s *Scenario) FunctionNames() []string {
+	out := make([]string, len(s.Functions))
+	for i, f := range s.Functions {
+		out[i] = f.Name
+	}
+	return out
+}
+
+// Function returns the function with this name.
+func (s *Scenario) Function(name string) (*Function, bool) {
+	for i := range s.Functions {
+		if s.Functions[i].Name == name {
+			return &s.Functions[i], true
+		}
+	}
+	return nil, false
+}
+
+// Autoscaled reports whether any function's replicas are autoscaled.
+func (s *Scenario) Autoscaled() bool {
+	return slices.ContainsFunc(s.Functions, func(f Function) bool { return f.Replicas.Autoscale != nil })
+}
+
+// FunctionField names function i as the file wrote it, for error messages:
+// "function" in the one-function form, "functions[i]" otherwise.
+func (s *Scenario) FunctionField(i int) string {
+	if s.oneFunction {
+		return "function"
+	}
+	return fmt.Sprintf("functions[%d]", i)
+}
+
+// ReplicasField names function i's replicas as the file wrote them:
+// "replicas" in the one-function form, "functions[i].replicas" otherwise.
+func (s *Scenario) ReplicasField(i int) string {
+	if s.oneFunction {
+		return "replicas"
+	}
+	return s.FunctionField(i) + ".replicas"
+}
+
+// LoadField names function i's load as the file wrote it: "load" in the
+// one-function form, "functions[i].load" otherwise.
+func (s *Scenario) LoadField(i int) string {
+	if s.oneFunction {
+		return "load"
+	}
+	return s.FunctionField(i) + ".load"
 }
 
 // Load is the traffic sent from users at one node.
@@ -323,7 +424,7 @@ type Quick struct {
 }
 
 // Sweep expands a scenario into cells. Users replaces the users of every
-// closed and concurrency load.
+// closed and concurrency load of every function.
 type Sweep struct {
 	Users []int `json:"users"`
 }
@@ -384,6 +485,9 @@ type Check struct {
 	// Origin restricts the check to requests from one node, or "each" for
 	// one result per origin node; empty means all requests.
 	Origin string `json:"origin,omitempty"`
+	// Function restricts the check to one function's requests, compared
+	// with that function's own oracle; empty means every function's.
+	Function string `json:"function,omitempty"`
 }
 
 func (c Check) String() string {
@@ -401,18 +505,28 @@ func (c Check) String() string {
 	default:
 		rel = fmt.Sprintf("%s %s %s %g %s", c.Policy, c.Metric, c.Kind, c.Factor, c.Baseline)
 	}
+	var scope []string
+	if c.Function != "" {
+		scope = append(scope, "function "+c.Function)
+	}
 	if c.Origin != "" {
-		rel += " (origin " + c.Origin + ")"
+		scope = append(scope, "origin "+c.Origin)
+	}
+	if len(scope) > 0 {
+		rel += " (" + strings.Join(scope, ", ") + ")"
 	}
 	return rel
 }
 
-// Origins returns the distinct origin nodes of the load, in order.
+// Origins returns the distinct origin nodes of every function's load, in
+// order.
 func (s *Scenario) Origins() []string {
 	var out []string
-	for _, l := range s.Load {
-		if !slices.Contains(out, l.Origin) {
-			out = append(out, l.Origin)
+	for i := range s.Functions {
+		for _, o := range s.Functions[i].Origins() {
+			if !slices.Contains(out, o) {
+				out = append(out, o)
+			}
 		}
 	}
 	return out
@@ -436,10 +550,14 @@ func (s *Scenario) Cells(quick bool) []*Scenario {
 		c := base
 		c.Variant = fmt.Sprintf("users=%d", u)
 		c.Name = fmt.Sprintf("%s-u%d", s.Name, u)
-		c.Load = slices.Clone(s.Load)
-		for i := range c.Load {
-			if c.Load[i].Kind != KindOpen {
-				c.Load[i].Users = u
+		c.Functions = slices.Clone(s.Functions)
+		for i := range c.Functions {
+			f := &c.Functions[i]
+			f.Load = slices.Clone(f.Load)
+			for j := range f.Load {
+				if f.Load[j].Kind != KindOpen {
+					f.Load[j].Users = u
+				}
 			}
 		}
 		out = append(out, &c)
