@@ -21,6 +21,10 @@ type Entry struct {
 	// or nothing has been heard about the path for a while. RTT and Jitter
 	// keep the last good values.
 	Stale bool `json:"stale,omitempty"`
+	// Estimated marks an RTT that was not measured on the path but computed
+	// from the two nodes' network coordinates (see Coord). Samples is then
+	// 0 and Updated is when the older of the two coordinates last moved.
+	Estimated bool `json:"estimated,omitempty"`
 }
 
 // Duration returns RTT as a time.Duration.
@@ -32,14 +36,51 @@ type Row map[string]Entry
 // Matrix maps a source node to its row: m[from][to].
 type Matrix map[string]Row
 
-// Get returns the smoothed RTT from one node to another, stale or not, if
-// it has been measured.
+// Known reports whether the entry holds an RTT: measured at least once, or
+// estimated from coordinates.
+func (e Entry) Known() bool { return e.Samples > 0 || e.Estimated }
+
+// Get returns the RTT from one node to another, stale or not, measured or
+// estimated, if there is one.
 func (m Matrix) Get(from, to string) (time.Duration, bool) {
 	e, ok := m[from][to]
-	if !ok || e.Samples == 0 {
+	if !ok || !e.Known() {
 		return 0, false
 	}
 	return e.Duration(), true
+}
+
+// Merge combines several views of the matrix into a new one and leaves its
+// arguments untouched. For each path the entry with the latest Updated
+// wins; on a tie a measured entry beats an estimated one, and otherwise the
+// entry from the earlier argument is kept. The fleet merges its agents'
+// views with it, and an agent merges the row a peer reports about itself
+// with it.
+func Merge(views ...Matrix) Matrix {
+	out := Matrix{}
+	for _, m := range views {
+		for from, row := range m {
+			cur, ok := out[from]
+			if !ok {
+				cur = make(Row, len(row))
+				out[from] = cur
+			}
+			for to, e := range row {
+				if old, ok := cur[to]; !ok || newer(e, old) {
+					cur[to] = e
+				}
+			}
+		}
+	}
+	return out
+}
+
+// newer reports whether e should replace old in a merge.
+func newer(e, old Entry) bool {
+	if !e.Updated.Equal(old.Updated) {
+		return e.Updated.After(old.Updated)
+	}
+	return old.Estimated && !e.Estimated
 }
 
 func (m Matrix) clone() Matrix {
@@ -94,22 +135,13 @@ func (v *view) fail(peer string, now time.Time) {
 	v.m[v.self][peer] = e
 }
 
-// merge takes in the row that node from reported about itself. For each
-// path the newer entry wins; the node's own row is never overwritten.
+// merge takes in the row that node from reported about itself, with Merge.
+// The node's own row is never overwritten.
 func (v *view) merge(from string, row Row) {
 	if from == v.self {
 		return
 	}
-	mine := v.m[from]
-	if mine == nil {
-		mine = Row{}
-		v.m[from] = mine
-	}
-	for to, e := range row {
-		if old, ok := mine[to]; !ok || e.Updated.After(old.Updated) {
-			mine[to] = e
-		}
-	}
+	v.m[from] = Merge(Matrix{from: v.m[from]}, Matrix{from: row})[from]
 }
 
 // snapshot returns a copy of the view in which every entry not updated
