@@ -381,11 +381,8 @@ func (a *Agent) Handler() http.Handler {
 		}
 		now := a.clk.Now()
 		a.mu.Lock()
-		resp := pingResponse{Node: a.cfg.Node, Row: a.view.report(now, a.freshnessLocked()), Coords: a.view.gossip(gossipSize)}
-		if !a.view.coord.Updated.IsZero() {
-			c := a.view.coord
-			resp.Coord = &c
-		}
+		c := a.view.coord
+		resp := pingResponse{Node: a.cfg.Node, Row: a.view.report(now, a.freshnessLocked()), Coord: &c, Coords: a.view.gossip(gossipSize)}
 		var buf bytes.Buffer
 		err := json.NewEncoder(&buf).Encode(resp) // under the lock: resp shares coordinates with the view
 		a.mu.Unlock()
@@ -468,7 +465,12 @@ loop:
 			if d := next.Sub(a.clk.Now()); d > 0 {
 				timer = a.clk.NewTimer(d)
 				timerC = timer.C()
-			} else {
+			}
+			// Read the clock again once the timer is set: if time moved
+			// past next meanwhile, the timer may have been set from the
+			// new time and would fire a round late.
+			if !a.clk.Now().Before(next) {
+				stopTimer(timer)
 				a.probeDue(ctx, &wg)
 				continue
 			}

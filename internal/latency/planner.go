@@ -111,6 +111,21 @@ func (p *planner) at(start time.Time, key string) time.Time {
 	return t
 }
 
+// after returns key's moment in the round after the one of its last
+// moment; if time has jumped further than that, its moment in the round
+// of now or else the one after, so that a late wake-up never fires a key
+// twice nor skips the current round.
+func (p *planner) after(last, now time.Time, key string) time.Time {
+	if t := p.at(last.Truncate(p.interval).Add(p.interval), key); t.After(now) {
+		return t
+	}
+	start := now.Truncate(p.interval)
+	if t := p.at(start, key); t.After(now) {
+		return t
+	}
+	return p.at(start.Add(p.interval), key)
+}
+
 // next returns when the next probe is due; false if there is no peer.
 func (p *planner) next() (time.Time, bool) {
 	var first time.Time
@@ -134,7 +149,7 @@ func (p *planner) take(now time.Time) []string {
 	slices.Sort(keys) // the neighbour choice below must not depend on map order
 	var out []string
 	for _, k := range keys {
-		p.due[k] = p.at(now.Truncate(p.interval).Add(p.interval), k)
+		p.due[k] = p.after(p.due[k], now, k)
 		peer := k
 		if !p.mesh {
 			peer = p.nextNeighbor()
