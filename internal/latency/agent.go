@@ -216,6 +216,13 @@ func New(cfg Config) (*Agent, error) {
 	// agents of a fleet can share one registry.
 	from := prometheus.Labels{"from": cfg.Node}
 	to := []string{"to"}
+	// Called by the planner under a.mu.
+	a.plan.near = func(peer string) (time.Duration, bool) {
+		if pc, ok := a.view.coords[peer]; ok {
+			return a.view.coord.Distance(pc.Coord)
+		}
+		return 0, false
+	}
 	a.rttDesc = prometheus.NewDesc("kantai_node_latency_seconds",
 		"Smoothed round-trip time between two nodes, as measured (or, if kantai_node_latency_estimated is 1, estimated from network coordinates) by the source node's agent.", to, from)
 	a.jitterDesc = prometheus.NewDesc("kantai_node_latency_jitter_seconds",

@@ -630,3 +630,116 @@ func label(m *dto.Metric, name string) string {
 	}
 	return ""
 }
+
+// TestAgent_coordinateMode checks a fleet above the mesh limit: each agent
+// probes one neighbour per round, learns coordinates from the answers, and
+// fills the rest of its row with estimates that are marked as such.
+func TestAgent_coordinateMode(t *testing.T) {
+	n := linkemu.NewNetwork()
+	ips := map[string]string{}
+	nodes := []string{"a", "b", "c", "d", "e", "f"}
+	for i, node := range nodes {
+		ips[node] = fmt.Sprintf("127.77.205.%d", 31+i)
+		for j, other := range nodes[:i] {
+			n.SetLink(node, other, linkemu.Link{RTT: time.Duration(2+3*(i+j)) * time.Millisecond})
+		}
+	}
+	fx := startFleet(t, n, ips, func(c *Config) {
+		c.MeshLimit, c.ProbesPerRound, c.Neighbors = 4, 1, 2
+	})
+	// One round: every agent probes exactly one peer.
+	round := func() map[string]event {
+		t.Helper()
+		mark := fx.rec.mark()
+		fx.clock.Step(time.Second)
+		evs := fx.rec.waitUntil(t, mark, func(evs []event) bool { return len(evs) >= len(nodes) })
+		byNode := map[string]event{}
+		for _, e := range evs {
+			if _, dup := byNode[e.from]; dup {
+				t.Errorf("%s probed twice in a round", e.from)
+			}
+			if e.Err != nil {
+				t.Errorf("probe %s→%s: %v", e.from, e.Peer, e.Err)
+			}
+			byNode[e.from] = e
+		}
+		return byNode
+	}
+	a := fx.agents["a"]
+	if !a.CoordinateMode() {
+		t.Fatal("6 nodes with a mesh limit of 4 probed as a mesh")
+	}
+	// Coordinates spread with the answers and the neighbour set drifts,
+	// so step rounds until a's row is complete and holds an estimate
+	// (an entry not measured for StaleAfter, six rounds here).
+	complete := func() bool {
+		row := a.Matrix()["a"]
+		est := false
+		for _, p := range nodes[1:] {
+			if !row[p].Known() {
+				return false
+			}
+			est = est || row[p].Estimated
+		}
+		return est
+	}
+	rounds := 0
+	for ; rounds < 8 || !complete(); rounds++ {
+		if rounds == 50 {
+			t.Fatalf("a's row after 50 rounds: %+v", a.Matrix()["a"])
+		}
+		round()
+	}
+	row := a.Matrix()["a"]
+	var measured, estimated int
+	for _, p := range nodes[1:] {
+		e := row[p]
+		if e.Estimated {
+			estimated++
+			if e.Samples != 0 || e.RTT <= 0 {
+				t.Errorf("estimated a→%s = %+v", p, e)
+			}
+		} else {
+			measured++
+		}
+	}
+	t.Logf("after %d rounds a's row: %d measured, %d estimated: %+v", rounds, measured, estimated, row)
+	if measured == 0 || estimated == 0 {
+		t.Errorf("a's row has %d measured and %d estimated entries, want both", measured, estimated)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(a.Agent)
+	if got := testutil.CollectAndCount(reg, "kantai_node_latency_estimated"); got != 5 {
+		t.Errorf("kantai_node_latency_estimated has %d series, want 5", got)
+	}
+	for _, p := range nodes[1:] {
+		if v := metricValue(t, reg, "kantai_node_latency_estimated", "a", p); v != boolValue(row[p].Estimated) {
+			t.Errorf("kantai_node_latency_estimated{to=%q} = %v, entry %+v", p, v, row[p])
+		}
+	}
+	if err := testutil.CollectAndCompare(a, strings.NewReader(fmt.Sprintf(`
+# HELP kantai_latency_probes_total Latency probes sent by a node's agent.
+# TYPE kantai_latency_probes_total counter
+kantai_latency_probes_total{from="a"} %d
+`, rounds)), "kantai_latency_probes_total"); err != nil {
+		t.Error(err)
+	}
+	// A /ping answer carries only measurements, never estimates.
+	resp, err := http.Get("http://" + a.addr + "/ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var pr pingResponse
+	if err := json.NewDecoder(resp.Body).Decode(&pr); err != nil {
+		t.Fatal(err)
+	}
+	for p, e := range pr.Row {
+		if e.Estimated || e.Samples == 0 {
+			t.Errorf("/ping row carries a→%s = %+v", p, e)
+		}
+	}
+	if pr.Coord == nil || pr.Coord.Updated.IsZero() || len(pr.Coords) != 5 {
+		t.Errorf("/ping coordinates: own %+v, %d others; want a moved one and all 5", pr.Coord, len(pr.Coords))
+	}
+}

@@ -2,6 +2,7 @@ package latency
 
 import (
 	"hash/fnv"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -51,7 +52,14 @@ type planner struct {
 	due    map[string]time.Time // key → next due time
 	nb     []string             // coordinate mode: neighbour set
 	cursor int
+	// near, if set, estimates the RTT to a peer; half of the neighbour
+	// set's replacements are then the nearest of a few random peers.
+	near func(peer string) (time.Duration, bool)
 }
+
+// nearSample is how many random peers are compared when a neighbour is
+// chosen for being near.
+const nearSample = 16
 
 func newPlanner(self string, interval, jitter time.Duration, meshLimit, perRound, neighbors int, rng *rand.Rand) *planner {
 	return &planner{
@@ -63,17 +71,27 @@ func newPlanner(self string, interval, jitter time.Duration, meshLimit, perRound
 // setPeers replaces the set of peers. Keys that remain keep their next due
 // time; new keys are due in the current round if their moment has not
 // passed yet, else in the next.
+//
+// peers may contain the planner's own node, which is never probed; a
+// sorted slice is kept as it is (not copied), which lets a simulation of
+// thousands of nodes share one list.
 func (p *planner) setPeers(peers []string, now time.Time) {
-	p.peers = slices.Sorted(slices.Values(peers))
-	p.mesh = p.meshLimit <= 0 || len(p.peers)+1 <= p.meshLimit
+	if !slices.IsSorted(peers) {
+		peers = slices.Sorted(slices.Values(peers))
+	}
+	p.peers = peers
+	n := p.others()
+	p.mesh = p.meshLimit <= 0 || n+1 <= p.meshLimit
 	keys := map[string]bool{}
 	if p.mesh {
 		for _, peer := range p.peers {
-			keys[peer] = true
+			if peer != p.self {
+				keys[peer] = true
+			}
 		}
 		p.nb = nil
 	} else {
-		for i := range min(p.perRound, len(p.peers)) {
+		for i := range min(p.perRound, n) {
 			keys["#"+strconv.Itoa(i)] = true
 		}
 		p.nb = slices.DeleteFunc(p.nb, func(n string) bool { _, ok := slices.BinarySearch(p.peers, n); return !ok })
@@ -84,7 +102,7 @@ func (p *planner) setPeers(peers []string, now time.Time) {
 			delete(p.due, k)
 		}
 	}
-	for k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(keys)) { // sorted: the jitter draws must not depend on map order
 		if _, ok := p.due[k]; !ok {
 			start := now.Truncate(p.interval)
 			t := p.at(start, k)
@@ -170,7 +188,7 @@ func (p *planner) nextNeighbor() string {
 	}
 	if p.cursor >= len(p.nb) {
 		p.cursor = 0
-		if len(p.peers) > len(p.nb) {
+		if p.others() > len(p.nb) {
 			i := p.rng.IntN(len(p.nb))
 			p.nb = slices.Delete(p.nb, i, i+1)
 		}
@@ -181,12 +199,44 @@ func (p *planner) nextNeighbor() string {
 	return n
 }
 
+// others is the number of peers, the planner's own node not counted.
+func (p *planner) others() int {
+	if _, found := slices.BinarySearch(p.peers, p.self); found {
+		return len(p.peers) - 1
+	}
+	return len(p.peers)
+}
+
+// fillNeighbors tops the neighbour set up with random peers; with a near
+// function, every other one is the nearest of nearSample random peers.
+// Vivaldi fits distant nodes from random neighbours alone, but fits near
+// ones (which a load balancer compares most) better when some neighbours
+// are near (§5.5 of [1], see Coord).
 func (p *planner) fillNeighbors() {
-	want := min(p.nbSize, len(p.peers))
+	want := min(p.nbSize, p.others())
 	for len(p.nb) < want {
-		c := p.peers[p.rng.IntN(len(p.peers))]
+		c := p.randomPeer()
+		if p.near != nil && p.rng.IntN(2) == 0 {
+			best, bestD := c, time.Duration(-1)
+			for range nearSample {
+				cand := p.randomPeer()
+				if d, ok := p.near(cand); ok && (bestD < 0 || d < bestD) && !slices.Contains(p.nb, cand) {
+					best, bestD = cand, d
+				}
+			}
+			c = best
+		}
 		if !slices.Contains(p.nb, c) {
 			p.nb = append(p.nb, c)
+		}
+	}
+}
+
+// randomPeer returns a random peer other than the node itself.
+func (p *planner) randomPeer() string {
+	for {
+		if c := p.peers[p.rng.IntN(len(p.peers))]; c != p.self {
+			return c
 		}
 	}
 }
