@@ -15,6 +15,7 @@ import (
 func BenchmarkSimulatedFleet(b *testing.B) {
 	for _, n := range []int{1000, 5000} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
 			var res simResult
 			for range b.N {
 				w := newWorld(n, 21)
@@ -22,14 +23,16 @@ func BenchmarkSimulatedFleet(b *testing.B) {
 			}
 			b.ReportMetric(res.finalMedian, "median-rel-err")
 			b.ReportMetric(res.probesPerNodeSecond, "probes/node/s")
-			b.ReportMetric(res.convergeAfterChange, "s-to-converge-after-change")
+			b.ReportMetric(res.convergeAfterChangeAbs, "s-to-converge-after-change")
 			b.Logf("%d nodes, 3 probes per node per second: median relative error %.3f (p90 %.3f, median absolute %.2f ms); "+
 				"pairs within a region %.3f (median absolute %.2f ms); %.2f probes per node per second; "+
 				"within 10%% of the final error %.0f s after a cold start; "+
-				"after 1%% of nodes gained 40 ms RTT: their pairs' median error %.3f before, worst %.3f, back within 10%% after %.0f s; "+
+				"after 1%% of nodes gained 40 ms RTT: their pairs' median relative error %.3f before, worst %.3f, back within 10%% after %.0f s; "+
+				"median absolute error %.2f ms before, worst %.2f ms, half the jump recovered after %.0f s, back within 10%% (or 1 ms) after %.0f s; "+
 				"%.1f µs of CPU per simulated probe",
 				n, res.finalMedian, res.finalP90, res.finalAbs*1e3, res.nearMedian, res.nearAbs*1e3, res.probesPerNodeSecond,
-				res.settle, res.beforeChange, res.worstAfter, res.convergeAfterChange, float64(res.updateCost.Nanoseconds())/1e3)
+				res.settle, res.beforeChange, res.worstAfter, res.convergeAfterChange,
+				res.beforeChangeAbs*1e3, res.worstAfterAbs*1e3, res.halfAfterChangeAbs, res.convergeAfterChangeAbs, float64(res.updateCost.Nanoseconds())/1e3)
 		})
 	}
 }

@@ -89,6 +89,7 @@ type simConfig struct {
 	perRound int     // probes per node per round; default DefaultProbesPerRound
 	// randomOnly: neighbours are chosen at random only, not half near
 	randomOnly bool
+	debug      func(format string, args ...any)
 }
 
 type simResult struct {
@@ -107,6 +108,9 @@ type simResult struct {
 	// after it, and the seconds after the change until it is back within
 	// 10 % (or 0.01) of its level before
 	beforeChange, worstAfter, convergeAfterChange float64
+	// the same for the median absolute error, in seconds, plus the
+	// seconds until half of the jump is recovered
+	beforeChangeAbs, worstAfterAbs, convergeAfterChangeAbs, halfAfterChangeAbs float64
 	updateCost                                    time.Duration // wall time per probe
 }
 
@@ -213,6 +217,7 @@ func simulate(w *world, cfg simConfig) simResult {
 		probes    int
 		medians   []float64 // per second, all pairs
 		affMed    []float64 // per second, affected pairs
+		affAbs    []float64 // per second, affected pairs, absolute
 		start     = time.Now()
 		second    = 1
 		res       simResult
@@ -229,6 +234,7 @@ func simulate(w *world, cfg simConfig) simResult {
 			if len(affected) > 0 {
 				am, _ := errs(affected)
 				affMed = append(affMed, am)
+				affAbs = append(affAbs, absErr(affected))
 			}
 			if cfg.changeAt > 0 && second == cfg.changeAt && !changedOn {
 				changedOn = true
@@ -281,17 +287,37 @@ func simulate(w *world, cfg simConfig) simResult {
 			break
 		}
 	}
+	if cfg.debug != nil {
+		for s := range affMed {
+			cfg.debug("second %d: all %.3f affected %.3f abs %.2f ms", s+1, medians[s], affMed[s], affAbs[s]*1e3)
+		}
+	}
 	if cfg.changeAt > 0 && len(affMed) > cfg.changeAt {
-		before := affMed[cfg.changeAt-1]
-		res.beforeChange = before
-		res.convergeAfterChange = -1
-		for s := cfg.changeAt; s < len(affMed); s++ {
-			res.worstAfter = max(res.worstAfter, affMed[s])
-			if s > cfg.changeAt && affMed[s] <= max(before*1.1, before+0.01) {
-				res.convergeAfterChange = float64(s - cfg.changeAt)
+		res.beforeChange, res.worstAfter, res.convergeAfterChange = afterChange(affMed, cfg.changeAt, 0.01)
+		res.beforeChangeAbs, res.worstAfterAbs, res.convergeAfterChangeAbs = afterChange(affAbs, cfg.changeAt, 0.001)
+		res.halfAfterChangeAbs = -1
+		for s := cfg.changeAt; s < len(affAbs); s++ {
+			if affAbs[s] <= res.beforeChangeAbs+(res.worstAfterAbs-res.beforeChangeAbs)/2 {
+				res.halfAfterChangeAbs = float64(s + 1 - cfg.changeAt)
 				break
 			}
 		}
 	}
 	return res
+}
+
+// afterChange reads a per-second error series around a change made at
+// second at: the level before, the worst after, and the seconds until the
+// error is back within 10 % (or slack) of the level before; -1 if never.
+func afterChange(series []float64, at int, slack float64) (before, worst, converge float64) {
+	before = series[at-1]
+	converge = -1
+	for s := at; s < len(series); s++ {
+		worst = max(worst, series[s])
+		if series[s] <= max(before*1.1, before+slack) {
+			converge = float64(s + 1 - at)
+			break
+		}
+	}
+	return before, worst, converge
 }
