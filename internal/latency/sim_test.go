@@ -111,7 +111,7 @@ type simResult struct {
 	// the same for the median absolute error, in seconds, plus the
 	// seconds until half of the jump is recovered
 	beforeChangeAbs, worstAfterAbs, convergeAfterChangeAbs, halfAfterChangeAbs float64
-	updateCost                                    time.Duration // wall time per probe
+	updateCost                                                                 time.Duration // wall time per probe
 }
 
 type simNode struct {
