@@ -3,7 +3,6 @@ package latency
 import (
 	"container/heap"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -71,10 +70,8 @@ func (w *world) rtt(i, j int) float64 {
 	a, b := w.pos[i], w.pos[j]
 	dot := math.Max(-1, math.Min(1, a[0]*b[0]+a[1]*b[1]+a[2]*b[2]))
 	km := math.Acos(dot) * 6371
-	lo, hi := min(i, j), max(i, j)
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%d-%d", lo, hi)
-	factor := 1 + 0.3*(float64(h.Sum64()%1000)/1000-0.5)
+	lo, hi := uint64(min(i, j)), uint64(max(i, j))
+	factor := 1 + 0.3*(float64(splitmix(lo<<32|hi)%1000)/1000-0.5)
 	return 2*(2*km/200000)*factor + 2*(w.access[i]+w.access[j]) + 0.0002
 }
 
@@ -320,4 +317,12 @@ func afterChange(series []float64, at int, slack float64) (before, worst, conver
 		}
 	}
 	return before, worst, converge
+}
+
+// splitmix is SplitMix64's output function: a fixed, well-mixed hash of x.
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }
