@@ -542,11 +542,13 @@ func TestAgent_hungPeer(t *testing.T) {
 	fx := startFleet(t, n, map[string]string{"a": "127.77.205.1", "b": "127.77.205.2"}, func(c *Config) {
 		c.Peers["hung"] = ln.Addr().String()
 		if c.Node == "a" {
-			c.Timeout = 200 * time.Millisecond // the hung probe's failure is what this test waits for
+			// The hung probe's failure is what each round waits for;
+			// a→b must not time out even on a busy machine.
+			c.Timeout = time.Second
 		}
 	})
 	fx.agents["b"].ForgetPeer("hung")
-	for range 3 {
+	for range 2 {
 		evs := fx.round()
 		if e := evs[[2]string{"a", "hung"}]; e.Err == nil {
 			t.Errorf("probe a→hung succeeded")
@@ -556,11 +558,11 @@ func TestAgent_hungPeer(t *testing.T) {
 		}
 	}
 	m := fx.agents["a"].Matrix()
-	if e := m["a"]["b"]; e.Stale || e.Samples != 3 {
-		t.Errorf("a→b = %+v, want fresh with 3 samples", e)
+	if e := m["a"]["b"]; e.Stale || e.Samples != 2 {
+		t.Errorf("a→b = %+v, want fresh with 2 samples", e)
 	}
-	if e := m["a"]["hung"]; !e.Stale || e.Failures != 3 || e.Samples != 0 {
-		t.Errorf("a→hung = %+v, want stale with 3 failures", e)
+	if e := m["a"]["hung"]; !e.Stale || e.Failures != 2 || e.Samples != 0 {
+		t.Errorf("a→hung = %+v, want stale with 2 failures", e)
 	}
 	if _, ok := fx.agents["a"].RTT("hung"); ok {
 		t.Errorf("RTT to a peer never measured")
@@ -569,12 +571,12 @@ func TestAgent_hungPeer(t *testing.T) {
 	// test if it does not) and counts no failure for the cancelled probe.
 	a := fx.agents["a"]
 	fx.clock.Step(time.Second)
-	for range 4 { // three earlier requests, then this round's
+	for range 3 { // two earlier requests, then this round's
 		<-arrived
 	}
 	fx.stop("a")
-	if e := a.Matrix()["a"]["hung"]; e.Failures != 3 {
-		t.Errorf("a→hung after stopping = %+v, want still 3 failures", e)
+	if e := a.Matrix()["a"]["hung"]; e.Failures != 2 {
+		t.Errorf("a→hung after stopping = %+v, want still 2 failures", e)
 	}
 }
 
