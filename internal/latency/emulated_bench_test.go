@@ -36,7 +36,7 @@ func BenchmarkEmulatedAgents(b *testing.B) {
 		subnet    string
 		warm      time.Duration
 	}{
-		{100, 0, "127.77.240", 90 * time.Second},  // coordinates, the default above 16 nodes
+		{100, 0, "127.77.240", 90 * time.Second}, // coordinates, the default above 16 nodes
 		{30, -1, "127.77.241", 30 * time.Second}, // full mesh, the 30-node case
 	} {
 		mode := "coordinates"
