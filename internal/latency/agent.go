@@ -100,6 +100,9 @@ type Probe struct {
 	RTT time.Duration
 	// Handling is the time the peer reported it spent on the request.
 	Handling time.Duration
+	// Spike is true if RTT was left out of the smoothed RTT as a lone
+	// spike (see kantai_latency_probe_spikes_total).
+	Spike bool
 	// At is the agent clock's time when the outcome was recorded.
 	At time.Time
 	// Err is why the probe failed, or nil.
@@ -125,12 +128,13 @@ type Agent struct {
 	rng      *rand.Rand
 	failures map[string]uint64 // failed probes per peer, while it is a peer
 	probes   uint64            // probes sent, ever
+	spikes   uint64            // samples left out as spikes, ever
 	inFlight map[string]bool
 	changed  chan struct{} // peers changed: the schedule must be read again
 
 	running sync.Mutex // held while Run runs
 
-	rttDesc, jitterDesc, staleDesc, estDesc, failDesc, probesDesc *prometheus.Desc
+	rttDesc, jitterDesc, staleDesc, estDesc, failDesc, probesDesc, spikesDesc *prometheus.Desc
 }
 
 type peerAddr struct {
@@ -235,6 +239,8 @@ func New(cfg Config) (*Agent, error) {
 		"Failed latency probes from one node to another.", to, from)
 	a.probesDesc = prometheus.NewDesc("kantai_latency_probes_total",
 		"Latency probes sent by a node's agent.", nil, from)
+	a.spikesDesc = prometheus.NewDesc("kantai_latency_probe_spikes_total",
+		"Successful probes whose round trip was left out of the smoothed RTT as a lone spike (over 1.5 times the median of the last three, plus 1 ms).", nil, from)
 	a.SetPeers(cfg.Peers)
 	return a, nil
 }
@@ -546,8 +552,14 @@ func (a *Agent) probe(parent context.Context, peer string, p peerAddr) {
 		a.mu.Unlock()
 		return // forgotten meanwhile
 	}
+	spike := false
 	if err == nil {
-		if err = a.view.observe(peer, rtt, now, pr.Coord, a.rng); err == nil {
+		var took bool
+		if took, err = a.view.observe(peer, rtt, now, pr.Coord, a.rng); err == nil {
+			spike = !took
+			if spike {
+				a.spikes++
+			}
 			a.view.merge(peer, pr.Row)
 			for node, c := range pr.Coords {
 				a.view.learn(node, c)
@@ -567,7 +579,7 @@ func (a *Agent) probe(parent context.Context, peer string, p peerAddr) {
 		if err != nil {
 			rtt = 0
 		}
-		a.cfg.OnProbe(Probe{Peer: peer, RTT: rtt, Handling: handling, At: now, Err: err})
+		a.cfg.OnProbe(Probe{Peer: peer, RTT: rtt, Handling: handling, Spike: spike, At: now, Err: err})
 	}
 }
 
@@ -650,6 +662,7 @@ func (a *Agent) Describe(ch chan<- *prometheus.Desc) {
 	ch <- a.estDesc
 	ch <- a.failDesc
 	ch <- a.probesDesc
+	ch <- a.spikesDesc
 }
 
 // Collect implements prometheus.Collector. It reports only the agent's own
@@ -661,7 +674,7 @@ func (a *Agent) Collect(ch chan<- prometheus.Metric) {
 	row := a.view.row(now, a.freshnessLocked())
 	failures := maps.Clone(a.failures)
 	peers := slices.Sorted(maps.Keys(a.peers))
-	probes := a.probes
+	probes, spikes := a.probes, a.spikes
 	a.mu.Unlock()
 	for to, e := range row {
 		if e.Known() {
@@ -677,6 +690,7 @@ func (a *Agent) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(a.failDesc, prometheus.CounterValue, float64(failures[to]), to)
 	}
 	ch <- prometheus.MustNewConstMetric(a.probesDesc, prometheus.CounterValue, float64(probes))
+	ch <- prometheus.MustNewConstMetric(a.spikesDesc, prometheus.CounterValue, float64(spikes))
 }
 
 func boolValue(b bool) float64 {

@@ -1,6 +1,7 @@
 package latency
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -82,28 +83,44 @@ func (v *view) forget(peer string) {
 }
 
 // observe records a successful probe to peer, and moves the node's
-// coordinate if the peer sent its own.
-func (v *view) observe(peer string, rtt time.Duration, now time.Time, remote *PeerCoord, rng *rand.Rand) error {
-	est, err := v.est.Observe(peer, rtt)
-	if err != nil {
-		return err
-	}
-	v.m[v.self][peer] = Entry{
-		RTT:     est.RTT.Seconds(),
-		Jitter:  est.Jitter.Seconds(),
-		Samples: est.Samples,
-		Updated: now,
+// coordinate if the peer sent its own. It reports whether the sample went
+// into the smoothed RTT: a spike (more than 1.5 times the median of the
+// last three samples, plus a millisecond) is left out, because a lone
+// spike on loopback is the CPU queue of a busy machine, not the network.
+// A real change passes from its second sample on. The probe still counts
+// as news from the path.
+func (v *view) observe(peer string, rtt time.Duration, now time.Time, remote *PeerCoord, rng *rand.Rand) (bool, error) {
+	if rtt < 0 || rtt > MaxRTT {
+		return false, fmt.Errorf("rtt sample to %q out of range [0, %v]: %v", peer, MaxRTT, rtt)
 	}
 	f := append(v.filt[peer], rtt)
 	if len(f) > filterSize {
 		f = f[len(f)-filterSize:]
 	}
 	v.filt[peer] = f
-	if remote != nil && v.learn(peer, *remote) {
-		sorted := slices.Sorted(slices.Values(f))
-		v.coord = PeerCoord{Coord: v.viv.Update(v.coord.Coord, remote.Coord, sorted[len(sorted)/2], rng), Updated: now}
+	sorted := slices.Sorted(slices.Values(f))
+	median := sorted[len(sorted)/2]
+	took := len(f) < filterSize || rtt <= median*3/2+time.Millisecond
+	if took {
+		est, err := v.est.Observe(peer, rtt)
+		if err != nil {
+			return false, err
+		}
+		v.m[v.self][peer] = Entry{
+			RTT:     est.RTT.Seconds(),
+			Jitter:  est.Jitter.Seconds(),
+			Samples: est.Samples,
+			Updated: now,
+		}
+	} else {
+		e := v.m[v.self][peer]
+		e.Failures, e.Stale, e.Updated = 0, false, now
+		v.m[v.self][peer] = e
 	}
-	return nil
+	if remote != nil && v.learn(peer, *remote) {
+		v.coord = PeerCoord{Coord: v.viv.Update(v.coord.Coord, remote.Coord, median, rng), Updated: now}
+	}
+	return took, nil
 }
 
 // fail records a failed probe to peer, keeping the last good values.

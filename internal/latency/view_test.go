@@ -10,7 +10,7 @@ func TestView_merge(t *testing.T) {
 	sec := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
 	v := newView("a", 0, VivaldiConfig{})
 	v.setMembers([]string{"a", "b", "c"})
-	if err := v.observe("b", ms(20), sec(1), nil, nil); err != nil {
+	if _, err := v.observe("b", ms(20), sec(1), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	v.observe("c", ms(4), sec(1), nil, nil)
@@ -58,5 +58,39 @@ func TestView_merge(t *testing.T) {
 	v.observe("c", ms(6), sec(3), nil, nil)
 	if e := v.row(sec(3), freshness{staleAfter: time.Hour})["c"]; e.Stale || e.Failures != 0 || e.Samples != 2 {
 		t.Errorf("after a success a→c = %+v", e)
+	}
+}
+
+func TestView_observeSpikes(t *testing.T) {
+	v := newView("a", 1, VivaldiConfig{}) // alpha 1: the entry is the last sample taken
+	v.setMembers([]string{"b"})
+	tests := []struct {
+		rtt      time.Duration
+		wantTook bool
+		wantRTT  time.Duration
+	}{
+		{ms(10), true, ms(10)},
+		{ms(40), true, ms(40)}, // fewer than three samples: no median to judge by
+		{ms(10), true, ms(10)},
+		{ms(10), true, ms(10)},
+		{ms(90), false, ms(10)}, // lone spike: median 10 ms
+		{ms(10), true, ms(10)},
+		{ms(16), true, ms(16)}, // 1.5 × 10 + 1 ms = 16 ms: still taken
+		{ms(10), true, ms(10)},
+		{ms(50), false, ms(10)}, // the link changes: the first sample looks like a spike…
+		{ms(50), true, ms(50)},  // …the second is taken
+	}
+	for i, tt := range tests {
+		took, err := v.observe("b", tt.rtt, t0.Add(time.Duration(i)*time.Second), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := v.m["a"]["b"]
+		if took != tt.wantTook || !near(e.Duration(), tt.wantRTT) || !e.Updated.Equal(t0.Add(time.Duration(i)*time.Second)) {
+			t.Errorf("sample %d (%v): took %v, entry %+v; want took %v, RTT %v, updated now", i, tt.rtt, took, e, tt.wantTook, tt.wantRTT)
+		}
+	}
+	if _, err := v.observe("b", -1, t0, nil, nil); err == nil {
+		t.Errorf("negative sample accepted")
 	}
 }

@@ -98,7 +98,7 @@ func TestVivaldiConfig_Update_coincidentPoints(t *testing.T) {
 // fleets are printed by BenchmarkSimulatedFleet.
 func TestVivaldi_simulatedFleet(t *testing.T) {
 	w := newWorld(300, 11)
-	res := simulate(w, simConfig{seconds: 120, seed: 12})
+	res := simulate(w, simConfig{seconds: 120, seed: 12, pairs: 4000})
 	t.Logf("300 nodes, 120 s: median relative error %.3f, p90 %.3f, %.2f probes per node per second",
 		res.finalMedian, res.finalP90, res.probesPerNodeSecond)
 	if res.finalMedian > 0.15 {
