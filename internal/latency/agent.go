@@ -561,6 +561,9 @@ func (a *Agent) probe(parent context.Context, peer string, p peerAddr) {
 				a.spikes++
 			}
 			a.view.merge(peer, pr.Row)
+			if f := a.freshnessLocked(); f.estimate {
+				a.view.prune(now, f.coordStaleAfter)
+			}
 			for node, c := range pr.Coords {
 				a.view.learn(node, c)
 			}

@@ -123,6 +123,26 @@ func (v *view) observe(peer string, rtt time.Duration, now time.Time, remote *Pe
 	return took, nil
 }
 
+// prune drops the entries of other nodes' rows not updated within maxAge,
+// so that in coordinate mode, where every row learnt holds only a node's
+// recent neighbours, the view stays O(n) instead of filling up to n² with
+// old measurements that estimates replace anyway.
+func (v *view) prune(now time.Time, maxAge time.Duration) {
+	for from, row := range v.m {
+		if from == v.self {
+			continue
+		}
+		for to, e := range row {
+			if now.Sub(e.Updated) > maxAge {
+				delete(row, to)
+			}
+		}
+		if len(row) == 0 {
+			delete(v.m, from)
+		}
+	}
+}
+
 // fail records a failed probe to peer, keeping the last good values.
 func (v *view) fail(peer string, now time.Time) {
 	e := v.m[v.self][peer]

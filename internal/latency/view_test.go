@@ -94,3 +94,24 @@ func TestView_observeSpikes(t *testing.T) {
 		t.Errorf("negative sample accepted")
 	}
 }
+
+func TestView_prune(t *testing.T) {
+	v := newView("a", 0, VivaldiConfig{})
+	v.setMembers([]string{"b", "c"})
+	v.observe("b", ms(5), t0, nil, nil)
+	v.merge("b", Row{"a": {RTT: 0.005, Samples: 1, Updated: t0}, "c": {RTT: 0.007, Samples: 1, Updated: t0.Add(time.Minute)}})
+	v.merge("c", Row{"a": {RTT: 0.009, Samples: 1, Updated: t0}})
+	v.prune(t0.Add(90*time.Second), time.Minute)
+	if _, ok := v.m["b"]["a"]; ok {
+		t.Errorf("b→a older than a minute kept")
+	}
+	if _, ok := v.m["b"]["c"]; !ok {
+		t.Errorf("b→c within a minute dropped")
+	}
+	if _, ok := v.m["c"]; ok {
+		t.Errorf("c's empty row kept")
+	}
+	if _, ok := v.m["a"]["b"]; !ok {
+		t.Errorf("the node's own row was pruned")
+	}
+}
