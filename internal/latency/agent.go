@@ -30,10 +30,12 @@ const (
 	// time a neighbour waits for its turn).
 	staleIntervals = 3
 	// An estimated entry is stale once the older of its two coordinates
-	// has not moved for this many intervals.
+	// has not moved for this many intervals, or longer in large fleets
+	// (see coordStaleAfter).
 	coordStaleIntervals = 60
-	// gossipSize is how many known coordinates a /ping answer carries.
-	gossipSize = 8
+	// gossipSize is how many known coordinates a /ping answer carries
+	// besides the peer's own: about 4 KB of JSON.
+	gossipSize = 16
 )
 
 // Config sets up an Agent.
@@ -359,7 +361,7 @@ func (a *Agent) Coordinate() PeerCoord {
 }
 
 func (a *Agent) freshnessLocked() freshness {
-	f := freshness{staleAfter: a.cfg.StaleAfter, estimate: !a.plan.mesh, coordStaleAfter: coordStaleIntervals * a.cfg.Interval}
+	f := freshness{staleAfter: a.cfg.StaleAfter, estimate: !a.plan.mesh, coordStaleAfter: coordStaleAfter(a.cfg.Interval, len(a.peers), a.cfg.ProbesPerRound)}
 	if f.staleAfter == 0 {
 		f.staleAfter = staleIntervals * a.cfg.Interval
 		if f.estimate {
@@ -368,6 +370,19 @@ func (a *Agent) freshnessLocked() freshness {
 		}
 	}
 	return f
+}
+
+// coordStaleAfter is how old a coordinate may be before estimates from it
+// are marked stale. A node receives perRound answers per interval, each
+// with gossipSize coordinates, so in a fleet of n nodes no scheme can
+// refresh a given coordinate more often than every n/(gossipSize·perRound)
+// intervals; the rotation used reaches a median age of about four times
+// that (the simulated fleets of BenchmarkSimulatedFleet measure it). The
+// limit is ten times that bound, and at least sixty intervals: about 60 s
+// up to 300 nodes, 3.5 minutes at 1,000 nodes, 17 minutes at 5,000.
+func coordStaleAfter(interval time.Duration, peers, perRound int) time.Duration {
+	refresh := (peers + gossipSize*perRound - 1) / (gossipSize * max(perRound, 1))
+	return time.Duration(max(coordStaleIntervals, 10*refresh)) * interval
 }
 
 // pingResponse is the answer to GET /ping: the node's own measured row,

@@ -43,7 +43,11 @@
 // probe also moves the node's Vivaldi coordinate (see Coord and
 // VivaldiConfig; Dabek et al., SIGCOMM 2004), fed with the median of the
 // last three samples to that peer. Coordinates travel on /ping answers: the
-// peer's own, plus eight others it knows, in rotation. In an agent's own
+// peer's own, plus sixteen others it knows, in rotation. That spreads them
+// at a bounded cost per answer but slowly in large fleets: a coordinate
+// learnt second-hand is a median 1.5 minutes old at 1,000 nodes, which is
+// why estimates are marked stale only after a time that grows with the
+// fleet (coordStaleAfter). In an agent's own
 // row, a path measured recently (within StaleAfter) or whose last probe
 // failed keeps its measurement; any other path with a known coordinate is
 // estimated from the two coordinates and marked Estimated (and
@@ -64,7 +68,11 @@
 // that fails or times out is counted, and the path keeps its last value but
 // is marked stale; so is any entry not updated within StaleAfter, such as
 // the row of a peer that stopped answering. An estimate is stale when one
-// of its coordinates has not moved for sixty intervals.
+// of its coordinates has not moved for sixty intervals (longer beyond 300
+// nodes). A lone spike, a sample more than 1.5 times the median of the
+// last three plus a millisecond, is left out of the smoothed RTT and
+// counted: on a busy machine it is the CPU queue, not the link; a real
+// change passes from its second sample on.
 //
 // # Metrics
 //
@@ -72,7 +80,8 @@
 // to: kantai_node_latency_seconds (measured, or estimated where
 // kantai_node_latency_estimated is 1), kantai_node_latency_jitter_seconds
 // (measured paths only), kantai_node_latency_stale, the counter
-// kantai_latency_probe_failures_total, and kantai_latency_probes_total{from}.
+// kantai_latency_probe_failures_total, and kantai_latency_probes_total and
+// kantai_latency_probe_spikes_total, labelled from only.
 //
 // # Figures
 //

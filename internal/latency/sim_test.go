@@ -87,6 +87,9 @@ type simConfig struct {
 	// randomOnly: neighbours are chosen at random only, not half near
 	randomOnly bool
 	debug      func(format string, args ...any)
+	// gossip: also simulate how /ping answers spread coordinates (each
+	// answer: the peer's own plus gossipSize it knows, in rotation)
+	gossip bool
 }
 
 type simResult struct {
@@ -109,14 +112,26 @@ type simResult struct {
 	// seconds until half of the jump is recovered
 	beforeChangeAbs, worstAfterAbs, convergeAfterChangeAbs, halfAfterChangeAbs float64
 	updateCost                                                                 time.Duration // wall time per probe
+	// gossip: seconds until 99 % of the sampled pairs know each other's
+	// coordinate (-1: never); at the end, the share known, and the median
+	// and p90 age of the coordinate known, in seconds, and the share older
+	// than the agent's staleness limit for estimates
+	known99, knownEnd, ageMedian, ageP90, ageStale float64
 }
 
 type simNode struct {
-	plan  *planner
-	coord Coord
-	filt  map[int][]float64
-	next  time.Time
-	index int
+	// gossip state: when the coordinate of each node known here was
+	// updated (virtual seconds, -1 unknown), the known nodes in order,
+	// and the rotation cursor
+	known   []float32
+	order   []int32
+	cursor  int
+	movedAt float32 // when this node's coordinate last moved
+	plan    *planner
+	coord   Coord
+	filt    map[int][]float64
+	next    time.Time
+	index   int
 }
 
 type nodeHeap []*simNode
@@ -166,6 +181,24 @@ func simulate(w *world, cfg simConfig) simResult {
 		}
 		nodes[i] = nd
 	}
+	if cfg.gossip {
+		for _, nd := range nodes {
+			nd.known = make([]float32, n)
+			for k := range nd.known {
+				nd.known[k] = -1
+			}
+		}
+	}
+	learn := func(nd *simNode, k int, at float32) {
+		if nd.known[k] < 0 {
+			pos, _ := slices.BinarySearch(nd.order, int32(k))
+			nd.order = slices.Insert(nd.order, pos, int32(k))
+		}
+		if at > nd.known[k] {
+			nd.known[k] = at
+		}
+	}
+	var knownSeries []float64
 	for _, nd := range nodes {
 		nd.plan.setPeers(names, t0)
 		nd.next, _ = nd.plan.next()
@@ -228,6 +261,15 @@ func simulate(w *world, cfg simConfig) simResult {
 			// Evaluate at each virtual second.
 			m, _ := errs(pairs)
 			medians = append(medians, m)
+			if cfg.gossip {
+				k := 0
+				for _, p := range pairs {
+					if nodes[p[0]].known[p[1]] >= 0 {
+						k++
+					}
+				}
+				knownSeries = append(knownSeries, float64(k)/float64(len(pairs)))
+			}
 			if len(affected) > 0 {
 				am, _ := errs(affected)
 				affMed = append(affMed, am)
@@ -257,11 +299,51 @@ func simulate(w *world, cfg simConfig) simResult {
 			sorted := slices.Sorted(slices.Values(f))
 			nd.coord = viv.Update(nd.coord, nodes[j].coord, seconds(sorted[len(sorted)/2]), nd.plan.rng)
 			probes++
+			if cfg.gossip {
+				peer := nodes[j]
+				learn(nd, j, peer.movedAt)
+				if m := len(peer.order); m > 0 {
+					for g := range min(gossipSize, m) {
+						k := int(peer.order[(peer.cursor+g)%m])
+						if k != idx {
+							learn(nd, k, peer.known[k])
+						}
+					}
+					peer.cursor = (peer.cursor + gossipSize) % m
+				}
+				nd.movedAt = float32(now.Sub(t0).Seconds())
+			}
 		}
 		nd.next, _ = nd.plan.next()
 		heap.Fix(&h, 0)
 	}
 	elapsed := time.Since(start)
+	if cfg.gossip {
+		res.known99 = -1
+		for s, k := range knownSeries {
+			if k >= 0.99 {
+				res.known99 = float64(s + 1)
+				break
+			}
+		}
+		var ages []float64
+		stale := 0
+		for _, p := range pairs {
+			if at := nodes[p[0]].known[p[1]]; at >= 0 {
+				age := float64(cfg.seconds) - float64(at)
+				ages = append(ages, age)
+				if age > coordStaleAfter(time.Second, n-1, cfg.perRound).Seconds() {
+					stale++
+				}
+			}
+		}
+		slices.Sort(ages)
+		res.knownEnd = float64(len(ages)) / float64(len(pairs))
+		if len(ages) > 0 {
+			res.ageMedian, res.ageP90 = ages[len(ages)/2], ages[len(ages)*9/10]
+			res.ageStale = float64(stale) / float64(len(ages))
+		}
+	}
 	res.finalMedian, res.finalP90 = errs(pairs)
 	var near [][2]int
 	for len(near) < cfg.pairs/4 {
