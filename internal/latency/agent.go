@@ -243,7 +243,9 @@ func New(cfg Config) (*Agent, error) {
 		"Latency probes sent by a node's agent.", nil, from)
 	a.spikesDesc = prometheus.NewDesc("kantai_latency_probe_spikes_total",
 		"Successful probes whose round trip was left out of the smoothed RTT as a lone spike (over 1.5 times the median of the last three, plus 1 ms).", nil, from)
-	a.SetPeers(cfg.Peers)
+	if err := a.SetPeers(cfg.Peers); err != nil {
+		return nil, err // New checked the addresses already; this is a bug
+	}
 	return a, nil
 }
 
@@ -260,14 +262,22 @@ func checkPeer(name, addr string) error {
 // SetPeers makes peers (name → agent address) the agent's set of peers.
 // Peers that are not in it any more are forgotten: their rows, columns,
 // coordinates and metrics go. A peer whose address changed is forgotten
-// and added again. Entries naming the agent's own node are ignored, and so
-// are entries with an address that is not host:port.
-func (a *Agent) SetPeers(peers map[string]string) {
+// and added again. An entry naming the agent's own node is ignored, so a
+// DaemonSet's whole list can be passed. Entries whose address is not
+// host:port are left out and reported in the error; the others are
+// applied.
+func (a *Agent) SetPeers(peers map[string]string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	var errs []error
 	next := map[string]peerAddr{}
-	for name, addr := range peers {
-		if name == a.cfg.Node || checkPeer(name, addr) != nil {
+	for _, name := range slices.Sorted(maps.Keys(peers)) {
+		addr := peers[name]
+		if name == a.cfg.Node {
+			continue
+		}
+		if err := checkPeer(name, addr); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		if old, ok := a.peers[name]; ok && old.addr == addr {
@@ -278,6 +288,10 @@ func (a *Agent) SetPeers(peers map[string]string) {
 		next[name] = peerAddr{addr: addr, gen: a.gen}
 	}
 	a.applyPeersLocked(next)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("latency agent %s: %w", a.cfg.Node, err)
+	}
+	return nil
 }
 
 // AddPeer adds a peer, or changes its address (which forgets what was
@@ -295,12 +309,7 @@ func (a *Agent) AddPeer(name, addr string) error {
 		return nil
 	}
 	next := maps.Clone(a.peers)
-	if _, ok := next[name]; ok {
-		delete(next, name)
-		a.applyPeersLocked(next) // forget first: the address changed
-		next = maps.Clone(a.peers)
-	}
-	a.gen++
+	a.gen++ // a new generation: applyPeersLocked forgets the old one
 	next[name] = peerAddr{addr: addr, gen: a.gen}
 	a.applyPeersLocked(next)
 	return nil

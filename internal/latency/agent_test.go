@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -470,7 +471,12 @@ func TestAgent_peersChange(t *testing.T) {
 	if err := a.AddPeer("c", cAddr); err != nil {
 		t.Fatal(err)
 	}
-	fx.agents["b"].SetPeers(map[string]string{"a": a.addr, "c": cAddr, "b": "ignored:1"})
+	if err := fx.agents["b"].SetPeers(map[string]string{"a": a.addr, "c": cAddr, "b": "itself:1", "d": "no port"}); err == nil || !strings.Contains(err.Error(), `peers["d"]`) {
+		t.Errorf("SetPeers with a bad address for d: %v", err)
+	}
+	if got := fx.agents["b"].Peers(); !slices.Equal(got, []string{"a", "c"}) {
+		t.Errorf("b's peers = %v, want [a c]", got)
+	}
 	if err := a.AddPeer("a", cAddr); err == nil {
 		t.Errorf("AddPeer of the node itself succeeded")
 	}
@@ -491,6 +497,17 @@ func TestAgent_peersChange(t *testing.T) {
 	}
 	if _, ok := m.Get("c", "b"); !ok {
 		t.Errorf("a does not know c→b after c came back: %+v", m["c"])
+	}
+	// b moves to another address: what a knew about b goes.
+	if err := a.AddPeer("b", "127.77.204.19:1"); err != nil {
+		t.Fatal(err)
+	}
+	m = a.Matrix()
+	if _, ok := m["b"]; ok || m["a"]["b"].Known() || m["c"]["b"].Known() {
+		t.Errorf("a's matrix after b moved = %+v, want nothing about b", m)
+	}
+	if got := a.Peers(); !slices.Equal(got, []string{"b", "c"}) {
+		t.Errorf("a's peers after b moved = %v", got)
 	}
 }
 
