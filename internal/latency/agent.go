@@ -87,7 +87,7 @@ type Config struct {
 	// Clock gives the time for timestamps, staleness and the probing
 	// schedule; default the real clock. Round trips are always measured
 	// with the monotonic clock, on the connection.
-	Clock clock.WithTicker
+	Clock clock.Clock
 	// OnProbe, if set, is called after each probe's outcome has been
 	// recorded, from the probing goroutine; it must not block for long.
 	OnProbe func(Probe)
@@ -118,7 +118,7 @@ type Probe struct {
 // it runs.
 type Agent struct {
 	cfg    Config
-	clk    clock.WithTicker
+	clk    clock.Clock
 	client *http.Client
 	tr     *http.Transport
 
