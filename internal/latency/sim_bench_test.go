@@ -29,7 +29,7 @@ func BenchmarkSimulatedFleet(b *testing.B) {
 				"within 10%% of the final error %.0f s after a cold start; "+
 				"after 1%% of nodes gained 40 ms RTT: their pairs' median relative error %.3f before, worst %.3f, back within 10%% after %.0f s; "+
 				"median absolute error %.2f ms before, worst %.2f ms, half the jump recovered after %.0f s, back within 10%% (or 1 ms) after %.0f s; "+
-				"%.1f µs of CPU per simulated probe; "+
+				"%.1f µs of wall time per simulated probe, evaluation included; "+
 				"coordinates spread by /ping answers: 99%% of pairs known after %.0f s, %.3f known at the end, "+
 				"age of the coordinate known median %.0f s, p90 %.0f s, %.3f older than the agents' limit (estimate marked stale)",
 				n, res.finalMedian, res.finalP90, res.finalAbs*1e3, res.nearMedian, res.nearAbs*1e3, res.probesPerNodeSecond,
