@@ -131,6 +131,7 @@ type Agent struct {
 	failures map[string]uint64 // failed probes per peer, while it is a peer
 	probes   uint64            // probes sent, ever
 	spikes   uint64            // samples left out as spikes, ever
+	pruned   time.Time         // when the view was last pruned
 	inFlight map[string]bool
 	changed  chan struct{} // peers changed: the schedule must be read again
 
@@ -585,8 +586,9 @@ func (a *Agent) probe(parent context.Context, peer string, p peerAddr) {
 				a.spikes++
 			}
 			a.view.merge(peer, pr.Row)
-			if f := a.freshnessLocked(); f.estimate {
+			if f := a.freshnessLocked(); f.estimate && now.Sub(a.pruned) >= a.cfg.Interval {
 				a.view.prune(now, f.coordStaleAfter)
+				a.pruned = now
 			}
 			for node, c := range pr.Coords {
 				a.view.learn(node, c)

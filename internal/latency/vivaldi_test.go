@@ -1,6 +1,7 @@
 package latency
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -106,5 +107,23 @@ func TestVivaldi_simulatedFleet(t *testing.T) {
 	}
 	if res.probesPerNodeSecond > 3.01 {
 		t.Errorf("%.2f probes per node per second, want 3", res.probesPerNodeSecond)
+	}
+}
+
+func TestVector_MarshalJSON(t *testing.T) {
+	b, err := json.Marshal(PeerCoord{Coord: Coord{Vec: Vector{0.0123456789, -1e-7, 0}, Height: 0.001, Error: 0.5}, Updated: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"vec":[0.012346,-1e-07,0],"height":0.001,"error":0.5,"updated":"2026-01-01T00:00:00Z"}`
+	if string(b) != want {
+		t.Errorf("JSON = %s, want %s", b, want)
+	}
+	var back PeerCoord
+	if err := json.Unmarshal(b, &back); err != nil || back.Vec[0] != 0.012346 || !back.Updated.Equal(t0) {
+		t.Errorf("round trip = %+v, %v", back, err)
+	}
+	if _, err := json.Marshal(Vector{math.NaN()}); err == nil {
+		t.Errorf("NaN marshalled")
 	}
 }
