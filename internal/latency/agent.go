@@ -200,9 +200,12 @@ func New(cfg Config) (*Agent, error) {
 		DialContext:         stampingDialer(cfg.Dial),
 		Proxy:               nil,
 		MaxIdleConnsPerHost: 1,
-		// A neighbour's turn comes back within a few intervals; keep its
-		// connection that long, so probes never pay for a handshake.
-		IdleConnTimeout:    max(90*time.Second, 10*cfg.Interval),
+		// A peer's turn comes back within an interval (full mesh) or a
+		// few (a neighbour in coordinate mode): keep its connection
+		// that long, so probes never pay for a handshake, but not much
+		// longer, so that a node does not hold connections (buffers,
+		// goroutines) to every peer that was once its neighbour.
+		IdleConnTimeout:    max(10*time.Second, 10*cfg.Interval),
 		DisableCompression: true,
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed>>7|1))
