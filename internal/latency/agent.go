@@ -615,10 +615,21 @@ func (a *Agent) probe(parent context.Context, peer string, p peerAddr) {
 	}
 }
 
-// ask sends one GET /ping and returns the round trip taken on the
-// connection minus the peer's handling time, the handling time and the
-// answer.
+// ask sends GET /ping and returns the round trip taken on the connection
+// minus the peer's handling time, the handling time and the answer. On a
+// connection that was just opened, it asks a second time on the same
+// connection and times that exchange: the first one also carries the
+// peer accepting the connection and starting a goroutine for it, which on
+// a busy machine takes longer than a short link.
 func (a *Agent) ask(ctx context.Context, peer, addr string) (rtt, handling time.Duration, pr pingResponse, err error) {
+	rtt, handling, reused, pr, err := a.askOnce(ctx, peer, addr)
+	if err == nil && !reused {
+		rtt, handling, _, pr, err = a.askOnce(ctx, peer, addr)
+	}
+	return rtt, handling, pr, err
+}
+
+func (a *Agent) askOnce(ctx context.Context, peer, addr string) (rtt, handling time.Duration, reused bool, pr pingResponse, err error) {
 	var (
 		tmu         sync.Mutex
 		conn        *probeConn
@@ -631,7 +642,7 @@ func (a *Agent) ask(ctx context.Context, peer, addr string) (rtt, handling time.
 				c.arm()
 			}
 			tmu.Lock()
-			conn = c
+			conn, reused = c, info.Reused
 			tmu.Unlock()
 		},
 		WroteRequest: func(httptrace.WroteRequestInfo) {
@@ -648,24 +659,24 @@ func (a *Agent) ask(ctx context.Context, peer, addr string) (rtt, handling time.
 	u := "http://" + addr + "/ping?from=" + url.QueryEscape(a.cfg.Node)
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, u, nil)
 	if err != nil {
-		return 0, 0, pr, err
+		return 0, 0, false, pr, err
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return 0, 0, pr, err
+		return 0, 0, false, pr, err
 	}
 	defer resp.Body.Close()
 	body := io.LimitReader(resp.Body, 1<<20)
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, body)
-		return 0, 0, pr, fmt.Errorf("%s: %s", u, resp.Status)
+		return 0, 0, false, pr, fmt.Errorf("%s: %s", u, resp.Status)
 	}
 	if err := json.NewDecoder(body).Decode(&pr); err != nil {
-		return 0, 0, pr, fmt.Errorf("%s: decoding answer: %w", u, err)
+		return 0, 0, false, pr, fmt.Errorf("%s: decoding answer: %w", u, err)
 	}
 	io.Copy(io.Discard, body) // let the connection be reused
 	if pr.Node != peer {
-		return 0, 0, pr, fmt.Errorf("%s answered as node %q", u, pr.Node)
+		return 0, 0, false, pr, fmt.Errorf("%s answered as node %q", u, pr.Node)
 	}
 	tmu.Lock()
 	start, end := wrote, got1
@@ -674,16 +685,17 @@ func (a *Agent) ask(ctx context.Context, peer, addr string) (rtt, handling time.
 			start, end = s, r
 		}
 	}
+	reused = reused && conn != nil
 	tmu.Unlock()
 	if start.IsZero() || end.Before(start) {
-		return 0, 0, pr, fmt.Errorf("%s: no round trip timed", u)
+		return 0, 0, false, pr, fmt.Errorf("%s: no round trip timed", u)
 	}
 	rtt = end.Sub(start)
 	handling = parseHandling(resp.Header.Get(handlingHeader))
 	if handling < rtt {
 		rtt -= handling
 	}
-	return rtt, handling, pr, nil
+	return rtt, handling, reused, pr, nil
 }
 
 // Describe implements prometheus.Collector.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,8 +50,10 @@ func TestAgent_subtractsHandling(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := peer.Handler()
+	var requests atomic.Int32
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			requests.Add(1)
 			time.Sleep(slow) // the peer is busy: this is what is measured, not a wait for an event
 			h.ServeHTTP(w, r)
 		}),
@@ -64,8 +67,13 @@ func TestAgent_subtractsHandling(t *testing.T) {
 	fx := startFleet(t, n, map[string]string{"a": "127.77.205.51"}, func(c *Config) {
 		c.Peers = map[string]string{"peer": ln.Addr().String()}
 	})
-	for range 2 { // the second probe runs on a kept connection
+	// The first probe opens the connection and asks twice, timing the
+	// second exchange; the next probe asks once on the kept connection.
+	for round, wantRequests := range []int32{2, 3} {
 		e := fx.round()[[2]string{"a", "peer"}]
+		if got := requests.Load(); got != wantRequests {
+			t.Errorf("round %d: the peer has had %d requests, want %d", round+1, got, wantRequests)
+		}
 		if e.Err != nil {
 			t.Fatal(e.Err)
 		}
