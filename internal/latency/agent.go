@@ -58,7 +58,10 @@ type Config struct {
 	// Jitter spreads a probe's moment randomly within this much of its
 	// phase in the round; default a tenth of Interval, at most half.
 	Jitter time.Duration
-	// Timeout bounds one probe; default the larger of Interval and one second.
+	// Timeout bounds one probe; default the larger of Interval and three
+	// seconds. A probe on a new connection takes three round trips (the
+	// handshake and two exchanges), which on a 300 ms link under load
+	// can exceed one second.
 	Timeout time.Duration
 	// StaleAfter marks measured entries not updated for that long as
 	// stale; default three intervals in full-mesh mode and three times
@@ -166,7 +169,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Jitter = cfg.Interval / 10
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = max(cfg.Interval, time.Second)
+		cfg.Timeout = max(cfg.Interval, 3*time.Second)
 	}
 	if cfg.MeshLimit == 0 {
 		cfg.MeshLimit = DefaultMeshLimit
