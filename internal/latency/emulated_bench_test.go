@@ -122,6 +122,16 @@ func emulatedFleet(b *testing.B, nodes, meshLimit int, subnet string, warm time.
 		}
 		return total
 	}
+	failures := func() (total uint64) {
+		for _, a := range agents {
+			a.mu.Lock()
+			for _, f := range a.failures {
+				total += f
+			}
+			a.mu.Unlock()
+		}
+		return total
+	}
 	const window = 20 * time.Second
 	cpu0, probes0, t0 := cpuTime(), count(), time.Now()
 	time.Sleep(window)
@@ -162,9 +172,9 @@ func emulatedFleet(b *testing.B, nodes, meshLimit int, subnet string, warm time.
 	b.ReportMetric(q(all, 0.95), "p95-abs-err-ms")
 	b.ReportMetric(rate/float64(nodes), "probes/node/s")
 	b.ReportMetric(cores, "cores-idle")
-	b.Logf("%d agents (%s): every agent has every RTT after %s; idle %.2f cores, RSS %d MB; %.0f probes/s (%.2f per node); "+
+	b.Logf("%d agents (%s): every agent has every RTT after %s; idle %.2f cores, RSS %d MB; %.0f probes/s (%.2f per node), %d failed probes in all; "+
 		"row error vs configured RTT: all %d entries median %.2f ms p95 %.2f ms; measured %d entries median %.2f ms p95 %.2f ms; estimated %d entries median %.2f ms p95 %.2f ms",
-		nodes, map[bool]string{true: "mesh", false: "coordinates"}[meshLimit < 0], fullS, cores, rssMB(), rate, rate/float64(nodes),
+		nodes, map[bool]string{true: "mesh", false: "coordinates"}[meshLimit < 0], fullS, cores, rssMB(), rate, rate/float64(nodes), failures(),
 		len(all), q(all, 0.5), q(all, 0.95), len(measured), q(measured, 0.5), q(measured, 0.95), len(estimated), q(estimated, 0.5), q(estimated, 0.95))
 }
 

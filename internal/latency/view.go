@@ -210,8 +210,13 @@ func (v *view) gossip(n int) map[string]PeerCoord {
 func (v *view) ownEntry(peer string, now time.Time, f freshness) (Entry, bool) {
 	e, ok := v.m[v.self][peer]
 	fresh := ok && (e.Failures > 0 || now.Sub(e.Updated) <= f.staleAfter)
-	if !fresh && f.estimate {
+	if f.estimate && (!fresh || e.Samples == 0) {
 		if est, ok := v.estimate(peer, now, f); ok {
+			if e.Failures > 0 {
+				// Never measured and the last probe failed: the
+				// estimate, marked stale, with the failures.
+				est.Stale, est.Failures = true, e.Failures
+			}
 			return est, true
 		}
 	}

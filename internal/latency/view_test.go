@@ -3,6 +3,8 @@ package latency
 import (
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestView_merge(t *testing.T) {
@@ -115,3 +117,41 @@ func TestView_prune(t *testing.T) {
 		t.Errorf("the node's own row was pruned")
 	}
 }
+
+func TestView_ownEntry(t *testing.T) {
+	f := freshness{staleAfter: 3 * time.Second, coordStaleAfter: time.Minute, estimate: true}
+	near := PeerCoord{Coord: Coord{Vec: Vector{0.01, 0, 0, 0, 0, 0, 0, 0}, Height: 0.001, Error: 0.2}, Updated: t0}
+	v := newView("a", 0, VivaldiConfig{})
+	v.setMembers([]string{"b", "c", "d", "e"})
+	v.coord = PeerCoord{Coord: VivaldiConfig{}.NewCoord(), Updated: t0}
+	for _, p := range []string{"b", "c", "d"} {
+		v.learn(p, near)
+	}
+	v.observe("b", ms(30), t0, nil, nil) // measured, then old
+	v.observe("c", ms(30), t0, nil, nil) // measured, then failed
+	v.fail("c", sec(t0, 9))
+	v.fail("d", sec(t0, 9)) // never measured, failed
+	v.observe("e", ms(40), sec(t0, 9), nil, nil)
+	now := sec(t0, 10)
+	est, _ := v.estimate("b", now, f)
+	tests := []struct {
+		peer string
+		want Entry
+	}{
+		{"b", est}, // measurement older than staleAfter: the estimate
+		{"c", Entry{RTT: 0.03, Samples: 1, Failures: 1, Stale: true, Updated: sec(t0, 9)}},
+		{"d", Entry{RTT: est.RTT, Estimated: true, Failures: 1, Stale: true, Updated: t0}},
+		{"e", Entry{RTT: 0.04, Samples: 1, Updated: sec(t0, 9)}},
+	}
+	for _, tt := range tests {
+		got, ok := v.ownEntry(tt.peer, now, f)
+		if diff := cmp.Diff(tt.want, got); !ok || diff != "" {
+			t.Errorf("ownEntry(%s) (-want,+got):\n%s", tt.peer, diff)
+		}
+	}
+	if !est.Estimated || est.Stale || est.RTT <= 0 {
+		t.Errorf("estimate for b = %+v", est)
+	}
+}
+
+func sec(t time.Time, n int) time.Time { return t.Add(time.Duration(n) * time.Second) }
