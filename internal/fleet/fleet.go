@@ -254,22 +254,11 @@ func (f *Fleet) Dialer(nodeName string) func(ctx context.Context, network, addr 
 // Latency returns the matrix as measured by the agents (each agent knows
 // every row through its probes; rows are merged, newest first).
 func (f *Fleet) Latency() latency.Matrix {
-	out := latency.Matrix{}
+	views := make([]latency.Matrix, 0, len(f.nodes))
 	for _, n := range f.nodes {
-		for from, row := range n.agent.Matrix() {
-			cur, ok := out[from]
-			if !ok {
-				cur = latency.Row{}
-				out[from] = cur
-			}
-			for to, e := range row {
-				if old, ok := cur[to]; !ok || e.Updated.After(old.Updated) {
-					cur[to] = e
-				}
-			}
-		}
+		views = append(views, n.agent.Matrix())
 	}
-	return out
+	return latency.Merge(views...)
 }
 
 // Close stops everything without losing a request: the gateways stop

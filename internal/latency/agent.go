@@ -1,27 +1,41 @@
 package latency
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
 )
 
 // Defaults for Config.
 const (
 	DefaultInterval = time.Second
-	// A peer is considered stale after this many intervals without news.
+	// A measured entry is considered stale after this many intervals
+	// without news (full-mesh mode; coordinate mode scales it with the
+	// time a neighbour waits for its turn).
 	staleIntervals = 3
+	// An estimated entry is stale once the older of its two coordinates
+	// has not moved for this many intervals, or longer in large fleets
+	// (see coordStaleAfter).
+	coordStaleIntervals = 60
+	// gossipSize is how many known coordinates a /ping answer carries
+	// besides the peer's own: about 4 KB of JSON.
+	gossipSize = 16
 )
 
 // Config sets up an Agent.
@@ -32,41 +46,106 @@ type Config struct {
 	Addr string
 	// Listener, if set, is used instead of listening on Addr.
 	Listener net.Listener
-	// Peers maps the other nodes' names to their agents' addresses.
+	// Peers maps the other nodes' names to their agents' addresses. They
+	// can change later with SetPeers, AddPeer and ForgetPeer.
 	Peers map[string]string
 	// Dial opens connections to peers; it is the node's emulated-link
 	// dialer in the fleet. Nil means a plain net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// Interval between probes of each peer; default DefaultInterval.
+	// Interval is the probing round: in full-mesh mode every peer is
+	// probed once per interval; default DefaultInterval.
 	Interval time.Duration
-	// Timeout bounds one probe; default the larger of Interval and one second.
+	// Jitter spreads a probe's moment randomly within this much of its
+	// phase in the round; default a tenth of Interval, at most half.
+	Jitter time.Duration
+	// Timeout bounds one probe; default the larger of Interval and three
+	// seconds. A probe on a new connection takes three round trips (the
+	// handshake and two exchanges), which on a 300 ms link under load
+	// can exceed one second.
 	Timeout time.Duration
-	// StaleAfter marks entries not updated for that long as stale; default
-	// three intervals.
+	// StaleAfter marks measured entries not updated for that long as
+	// stale; default three intervals in full-mesh mode and three times
+	// the time a neighbour waits for its turn in coordinate mode.
 	StaleAfter time.Duration
 	// Alpha is the estimator's gain; default DefaultAlpha.
 	Alpha float64
-	// Now is the clock for timestamps and staleness; default time.Now.
-	// Round trips are always measured with the monotonic clock.
-	Now func() time.Time
+	// MeshLimit is the largest fleet (this node included) probed as a
+	// full mesh; beyond it the agent probes ProbesPerRound neighbours per
+	// interval and estimates the rest of its row from network
+	// coordinates. 0 means DefaultMeshLimit; a negative value means full
+	// mesh at any size.
+	MeshLimit int
+	// ProbesPerRound is the number of peers probed per interval in
+	// coordinate mode; default DefaultProbesPerRound.
+	ProbesPerRound int
+	// Neighbors is the size of the neighbour set in coordinate mode;
+	// default DefaultNeighbors.
+	Neighbors int
+	// Vivaldi holds the coordinate algorithm's constants; the zero value
+	// is the defaults.
+	Vivaldi VivaldiConfig
+	// Seed seeds the agent's random source (probe jitter, neighbour
+	// choice); 0 means a seed derived from the node name.
+	Seed uint64
+	// Clock gives the time for timestamps, staleness and the probing
+	// schedule; default the real clock. Round trips are always measured
+	// with the monotonic clock, on the connection.
+	Clock clock.Clock
+	// OnProbe, if set, is called after each probe's outcome has been
+	// recorded, from the probing goroutine; it must not block for long.
+	OnProbe func(Probe)
 }
 
-// Agent measures the round-trip time from its node to every peer, learns
-// the rest of the matrix from the peers' answers, and serves it over HTTP
-// and as Prometheus metrics.
+// Probe is the outcome of one probe.
+type Probe struct {
+	// Peer is the node probed.
+	Peer string
+	// RTT is the round trip measured on the connection, the peer's
+	// handling time subtracted; 0 on failure.
+	RTT time.Duration
+	// Handling is the time the peer reported it spent on the request.
+	Handling time.Duration
+	// Spike is true if RTT was left out of the smoothed RTT as a lone
+	// spike (see kantai_latency_probe_spikes_total).
+	Spike bool
+	// At is the agent clock's time when the outcome was recorded.
+	At time.Time
+	// Err is why the probe failed, or nil.
+	Err error
+}
+
+// Agent measures the round-trip time from its node to its peers, learns
+// the rest of the matrix from the peers' answers (and, in a large fleet,
+// estimates it from network coordinates), and serves it over HTTP and as
+// Prometheus metrics. Its methods are safe for concurrent use, also while
+// it runs.
 type Agent struct {
 	cfg    Config
-	peers  []string // sorted
+	clk    clock.Clock
 	client *http.Client
 	tr     *http.Transport
 
 	mu       sync.Mutex
+	peers    map[string]peerAddr
+	gen      uint64
+	plan     *planner
 	view     *view
-	failures map[string]uint64 // failed probes per peer, ever
+	rng      *rand.Rand
+	failures map[string]uint64 // failed probes per peer, while it is a peer
+	probes   uint64            // probes sent, ever
+	spikes   uint64            // samples left out as spikes, ever
+	pruned   time.Time         // when the view was last pruned
+	inFlight map[string]bool
+	changed  chan struct{} // peers changed: the schedule must be read again
 
 	running sync.Mutex // held while Run runs
 
-	rttDesc, jitterDesc, staleDesc, failDesc *prometheus.Desc
+	rttDesc, jitterDesc, staleDesc, estDesc, failDesc, probesDesc, spikesDesc *prometheus.Desc
+}
+
+type peerAddr struct {
+	addr string
+	gen  uint64 // tells a probe to a forgotten and re-added peer from a new one
 }
 
 // New checks cfg, fills defaults and returns an agent ready to Run.
@@ -77,118 +156,317 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Addr == "" && cfg.Listener == nil {
 		return nil, fmt.Errorf("latency agent %s: no listen address", cfg.Node)
 	}
-	if cfg.Interval < 0 || cfg.Timeout < 0 || cfg.StaleAfter < 0 {
-		return nil, fmt.Errorf("latency agent %s: interval, timeout and staleAfter must not be negative", cfg.Node)
+	if cfg.Interval < 0 || cfg.Timeout < 0 || cfg.StaleAfter < 0 || cfg.Jitter < 0 {
+		return nil, fmt.Errorf("latency agent %s: interval, jitter, timeout and staleAfter must not be negative", cfg.Node)
+	}
+	if cfg.ProbesPerRound < 0 || cfg.Neighbors < 0 {
+		return nil, fmt.Errorf("latency agent %s: probesPerRound and neighbors must not be negative", cfg.Node)
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
 	}
+	if cfg.Jitter == 0 {
+		cfg.Jitter = cfg.Interval / 10
+	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = max(cfg.Interval, time.Second)
+		cfg.Timeout = max(cfg.Interval, 3*time.Second)
 	}
-	if cfg.StaleAfter == 0 {
-		cfg.StaleAfter = staleIntervals * cfg.Interval
+	if cfg.MeshLimit == 0 {
+		cfg.MeshLimit = DefaultMeshLimit
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.ProbesPerRound == 0 {
+		cfg.ProbesPerRound = DefaultProbesPerRound
+	}
+	if cfg.Neighbors == 0 {
+		cfg.Neighbors = DefaultNeighbors
+	}
+	cfg.Neighbors = max(cfg.Neighbors, cfg.ProbesPerRound)
+	cfg.Vivaldi = cfg.Vivaldi.withDefaults()
+	if cfg.Seed == 0 {
+		h := fnv.New64a()
+		h.Write([]byte(cfg.Node))
+		cfg.Seed = h.Sum64()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	if cfg.Dial == nil {
 		var d net.Dialer
 		cfg.Dial = d.DialContext
 	}
-	peers := make(map[string]string, len(cfg.Peers))
-	var names []string
 	for name, addr := range cfg.Peers {
-		if name == cfg.Node {
-			continue
+		if err := checkPeer(name, addr); err != nil {
+			return nil, fmt.Errorf("latency agent %s: %w", cfg.Node, err)
 		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("latency agent %s: peers[%q]: %w", cfg.Node, name, err)
-		}
-		peers[name] = addr
-		names = append(names, name)
 	}
-	sort.Strings(names)
-	cfg.Peers = peers
 	tr := &http.Transport{
-		DialContext:         cfg.Dial,
+		DialContext:         stampingDialer(cfg.Dial),
 		Proxy:               nil,
-		MaxIdleConnsPerHost: 2,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+		MaxIdleConnsPerHost: 1,
+		// A peer's turn comes back within an interval (full mesh) or a
+		// few (a neighbour in coordinate mode): keep its connection
+		// that long, so probes never pay for a handshake, but not much
+		// longer, so that a node does not hold connections (buffers,
+		// goroutines) to every peer that was once its neighbour.
+		IdleConnTimeout:    max(10*time.Second, 10*cfg.Interval),
+		DisableCompression: true,
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed>>7|1))
+	a := &Agent{
+		cfg:      cfg,
+		clk:      cfg.Clock,
+		tr:       tr,
+		client:   &http.Client{Transport: tr},
+		peers:    map[string]peerAddr{},
+		rng:      rng,
+		plan:     newPlanner(cfg.Node, cfg.Interval, cfg.Jitter, cfg.MeshLimit, cfg.ProbesPerRound, cfg.Neighbors, rng),
+		view:     newView(cfg.Node, cfg.Alpha, cfg.Vivaldi),
+		failures: map[string]uint64{},
+		inFlight: map[string]bool{},
+		changed:  make(chan struct{}, 1),
 	}
 	// Each agent reports its own row; from is a constant label so that the
 	// agents of a fleet can share one registry.
 	from := prometheus.Labels{"from": cfg.Node}
 	to := []string{"to"}
-	return &Agent{
-		cfg:      cfg,
-		peers:    names,
-		tr:       tr,
-		client:   &http.Client{Transport: tr},
-		view:     newView(cfg.Node, cfg.Alpha),
-		failures: map[string]uint64{},
-		rttDesc: prometheus.NewDesc("kantai_node_latency_seconds",
-			"Smoothed round-trip time between two nodes, as measured by the source node's agent.", to, from),
-		jitterDesc: prometheus.NewDesc("kantai_node_latency_jitter_seconds",
-			"Smoothed standard deviation of the round-trip time between two nodes.", to, from),
-		staleDesc: prometheus.NewDesc("kantai_node_latency_stale",
-			"1 if the last probe failed or the value is old, else 0.", to, from),
-		failDesc: prometheus.NewDesc("kantai_latency_probe_failures_total",
-			"Failed latency probes from one node to another.", to, from),
-	}, nil
+	// Called by the planner under a.mu.
+	a.plan.near = func(peer string) (time.Duration, bool) {
+		if pc, ok := a.view.coords[peer]; ok {
+			return a.view.coord.Distance(pc.Coord)
+		}
+		return 0, false
+	}
+	a.rttDesc = prometheus.NewDesc("kantai_node_latency_seconds",
+		"Smoothed round-trip time between two nodes, as measured (or, if kantai_node_latency_estimated is 1, estimated from network coordinates) by the source node's agent.", to, from)
+	a.jitterDesc = prometheus.NewDesc("kantai_node_latency_jitter_seconds",
+		"Smoothed standard deviation of the measured round-trip time between two nodes.", to, from)
+	a.staleDesc = prometheus.NewDesc("kantai_node_latency_stale",
+		"1 if the last probe failed or the value is old, else 0.", to, from)
+	a.estDesc = prometheus.NewDesc("kantai_node_latency_estimated",
+		"1 if kantai_node_latency_seconds is estimated from network coordinates rather than measured, else 0.", to, from)
+	a.failDesc = prometheus.NewDesc("kantai_latency_probe_failures_total",
+		"Failed latency probes from one node to another.", to, from)
+	a.probesDesc = prometheus.NewDesc("kantai_latency_probes_total",
+		"Latency probes sent by a node's agent.", nil, from)
+	a.spikesDesc = prometheus.NewDesc("kantai_latency_probe_spikes_total",
+		"Successful probes whose round trip was left out of the smoothed RTT as a lone spike (over 1.5 times the median of the last three, plus 1 ms).", nil, from)
+	if err := a.SetPeers(cfg.Peers); err != nil {
+		return nil, err // New checked the addresses already; this is a bug
+	}
+	return a, nil
 }
 
-// pingResponse is the answer to GET /ping: the node's own row.
+func checkPeer(name, addr string) error {
+	if name == "" {
+		return errors.New("peer with an empty name")
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("peers[%q]: %w", name, err)
+	}
+	return nil
+}
+
+// SetPeers makes peers (name → agent address) the agent's set of peers.
+// Peers that are not in it any more are forgotten: their rows, columns,
+// coordinates and metrics go. A peer whose address changed is forgotten
+// and added again. An entry naming the agent's own node is ignored, so a
+// DaemonSet's whole list can be passed. Entries whose address is not
+// host:port are left out and reported in the error; the others are
+// applied.
+func (a *Agent) SetPeers(peers map[string]string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	next := map[string]peerAddr{}
+	for _, name := range slices.Sorted(maps.Keys(peers)) {
+		addr := peers[name]
+		if name == a.cfg.Node {
+			continue
+		}
+		if err := checkPeer(name, addr); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if old, ok := a.peers[name]; ok && old.addr == addr {
+			next[name] = old
+			continue
+		}
+		a.gen++
+		next[name] = peerAddr{addr: addr, gen: a.gen}
+	}
+	a.applyPeersLocked(next)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("latency agent %s: %w", a.cfg.Node, err)
+	}
+	return nil
+}
+
+// AddPeer adds a peer, or changes its address (which forgets what was
+// known about it).
+func (a *Agent) AddPeer(name, addr string) error {
+	if err := checkPeer(name, addr); err != nil {
+		return fmt.Errorf("latency agent %s: %w", a.cfg.Node, err)
+	}
+	if name == a.cfg.Node {
+		return fmt.Errorf("latency agent %s: a node is not its own peer", a.cfg.Node)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if old, ok := a.peers[name]; ok && old.addr == addr {
+		return nil
+	}
+	next := maps.Clone(a.peers)
+	a.gen++ // a new generation: applyPeersLocked forgets the old one
+	next[name] = peerAddr{addr: addr, gen: a.gen}
+	a.applyPeersLocked(next)
+	return nil
+}
+
+// ForgetPeer removes a peer: its row, its column, its coordinate and its
+// metrics go; a probe to it still in flight is discarded when it lands.
+func (a *Agent) ForgetPeer(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.peers[name]; !ok {
+		return
+	}
+	next := maps.Clone(a.peers)
+	delete(next, name)
+	a.applyPeersLocked(next)
+}
+
+// Peers returns the current peers' names, sorted.
+func (a *Agent) Peers() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Sorted(maps.Keys(a.peers))
+}
+
+func (a *Agent) applyPeersLocked(next map[string]peerAddr) {
+	for name, old := range a.peers {
+		if p, ok := next[name]; !ok || p.gen != old.gen {
+			delete(a.failures, name)
+			a.view.forget(name)
+		}
+	}
+	a.peers = next
+	names := slices.Sorted(maps.Keys(next))
+	a.view.setMembers(names)
+	a.plan.setPeers(names, a.clk.Now())
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+// CoordinateMode reports whether the agent probes a few neighbours and
+// estimates the rest (true), or probes every peer (false).
+func (a *Agent) CoordinateMode() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return !a.plan.mesh
+}
+
+// Coordinate returns the node's current network coordinate.
+func (a *Agent) Coordinate() PeerCoord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.view.coord
+	c.Vec = slices.Clone(c.Vec)
+	return c
+}
+
+func (a *Agent) freshnessLocked() freshness {
+	f := freshness{staleAfter: a.cfg.StaleAfter, estimate: !a.plan.mesh, coordStaleAfter: coordStaleAfter(a.cfg.Interval, len(a.peers), a.cfg.ProbesPerRound)}
+	if f.staleAfter == 0 {
+		f.staleAfter = staleIntervals * a.cfg.Interval
+		if f.estimate {
+			// A neighbour waits Neighbors/ProbesPerRound rounds for its turn.
+			f.staleAfter = staleIntervals * a.cfg.Interval * time.Duration((a.cfg.Neighbors+a.cfg.ProbesPerRound-1)/a.cfg.ProbesPerRound)
+		}
+	}
+	return f
+}
+
+// coordStaleAfter is how old a coordinate may be before estimates from it
+// are marked stale. A node receives perRound answers per interval, each
+// with gossipSize coordinates, so in a fleet of n nodes no scheme can
+// refresh a given coordinate more often than every n/(gossipSize·perRound)
+// intervals; the rotation used reaches a median age of about four times
+// that (the simulated fleets of BenchmarkSimulatedFleet measure it). The
+// limit is ten times that bound, and at least sixty intervals: about 60 s
+// up to 300 nodes, 3.5 minutes at 1,000 nodes, 17 minutes at 5,000.
+func coordStaleAfter(interval time.Duration, peers, perRound int) time.Duration {
+	refresh := (peers + gossipSize*perRound - 1) / (gossipSize * max(perRound, 1))
+	return time.Duration(max(coordStaleIntervals, 10*refresh)) * interval
+}
+
+// pingResponse is the answer to GET /ping: the node's own measured row,
+// its coordinate and a few coordinates it knows.
 type pingResponse struct {
-	Node string `json:"node"`
-	Row  Row    `json:"row"`
+	Node   string               `json:"node"`
+	Row    Row                  `json:"row"`
+	Coord  *PeerCoord           `json:"coord,omitempty"`
+	Coords map[string]PeerCoord `json:"coords,omitempty"`
 }
 
-// Handler serves GET /ping (this node's row) and GET /matrix (the whole
-// matrix as this agent sees it).
+// Handler serves GET /ping (this node's row, coordinate and some known
+// coordinates; the Server-Timing header says how long the answer took
+// since the request was read) and GET /matrix (the whole matrix as this
+// agent sees it).
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
-		now := a.cfg.Now()
+		start := time.Now()
+		if c := servedConnOf(r); c != nil {
+			if t := c.lastRead(); !t.IsZero() && t.Before(start) {
+				start = t
+			}
+		}
+		now := a.clk.Now()
 		a.mu.Lock()
-		row := a.view.row(now, a.cfg.StaleAfter)
+		c := a.view.coord
+		resp := pingResponse{Node: a.cfg.Node, Row: a.view.report(now, a.freshnessLocked()), Coord: &c, Coords: a.view.gossip(gossipSize)}
+		var buf bytes.Buffer
+		err := json.NewEncoder(&buf).Encode(resp) // under the lock: resp shares coordinates with the view
 		a.mu.Unlock()
-		writeJSON(w, pingResponse{Node: a.cfg.Node, Row: row})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(handlingHeader, formatHandling(time.Since(start)))
+		w.Write(buf.Bytes())
 	})
 	mux.HandleFunc("GET /matrix", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, a.Matrix())
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a.Matrix())
 	})
 	return mux
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// Matrix returns a copy of the agent's view of the whole matrix.
+// Matrix returns a copy of the agent's view of the matrix: its own row for
+// every peer (in coordinate mode with estimates where nothing fresh was
+// measured) and the rows its peers reported.
 func (a *Agent) Matrix() Matrix {
-	now := a.cfg.Now()
+	now := a.clk.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.view.snapshot(now, a.cfg.StaleAfter)
+	return a.view.snapshot(now, a.freshnessLocked())
 }
 
-// RTT returns the smoothed round-trip time to peer: this node's own
-// measurement, or, before there is one, the one the peer reported in the
-// other direction (links are symmetric). The value may be stale; Matrix
-// tells.
+// RTT returns the round-trip time to peer: this node's own measurement
+// (in coordinate mode, an estimate when no fresh measurement exists), or,
+// before there is one, the one the peer reported in the other direction
+// (links are symmetric). The value may be stale; Matrix tells.
 func (a *Agent) RTT(peer string) (time.Duration, bool) {
+	now := a.clk.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if d, ok := a.view.m.Get(a.cfg.Node, peer); ok {
-		return d, true
-	}
-	return a.view.m.Get(peer, a.cfg.Node)
+	return a.view.rtt(peer, now, a.freshnessLocked())
 }
 
-// Run serves the agent's handler and probes every peer each interval until
+// Run serves the agent's handler and probes its peers on schedule until
 // ctx is done, then stops probing, closes its listener and connections and
 // returns nil. It returns an error if it cannot listen or serve. An agent
 // runs once at a time.
@@ -208,47 +486,49 @@ func (a *Agent) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       max(2*time.Minute, 20*a.cfg.Interval),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, servedConnKey{}, c)
+		},
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(stampingListener{ln}) }()
 
-	var (
-		wg       sync.WaitGroup
-		flightMu sync.Mutex
-		inFlight = map[string]bool{}
-	)
-	probeAll := func() {
-		for _, peer := range a.peers {
-			flightMu.Lock()
-			busy := inFlight[peer]
-			inFlight[peer] = true
-			flightMu.Unlock()
-			if busy {
-				continue // the previous probe has not timed out yet
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				a.probe(ctx, peer)
-				flightMu.Lock()
-				delete(inFlight, peer)
-				flightMu.Unlock()
-			}()
-		}
-	}
-	tick := time.NewTicker(a.cfg.Interval)
-	defer tick.Stop()
+	var wg sync.WaitGroup
 	var runErr error
-	probeAll()
 loop:
 	for {
+		a.mu.Lock()
+		next, ok := a.plan.next()
+		a.mu.Unlock()
+		var (
+			timer  clock.Timer
+			timerC <-chan time.Time
+		)
+		if ok {
+			if d := next.Sub(a.clk.Now()); d > 0 {
+				timer = a.clk.NewTimer(d)
+				timerC = timer.C()
+			}
+			// Read the clock again once the timer is set: if time moved
+			// past next meanwhile, the timer may have been set from the
+			// new time and would fire a round late.
+			if !a.clk.Now().Before(next) {
+				stopTimer(timer)
+				a.probeDue(ctx, &wg)
+				continue
+			}
+		}
 		select {
 		case <-ctx.Done():
+			stopTimer(timer)
 			break loop
-		case <-tick.C:
-			probeAll()
+		case <-timerC:
+			a.probeDue(ctx, &wg)
+		case <-a.changed:
+			stopTimer(timer)
 		case err := <-served:
+			stopTimer(timer)
 			runErr = fmt.Errorf("latency agent %s: serving: %w", a.cfg.Node, err)
 			break loop
 		}
@@ -263,74 +543,162 @@ loop:
 	return runErr
 }
 
+func stopTimer(t clock.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// probeDue starts a probe to every peer due now whose previous probe has
+// landed.
+func (a *Agent) probeDue(ctx context.Context, wg *sync.WaitGroup) {
+	now := a.clk.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, peer := range a.plan.take(now) {
+		p, ok := a.peers[peer]
+		if !ok || a.inFlight[peer] {
+			continue // the previous probe has not landed or timed out yet
+		}
+		a.inFlight[peer] = true
+		a.probes++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.probe(ctx, peer, p)
+		}()
+	}
+}
+
 // probe asks peer for its row once and records the round trip, or the
-// failure. The round trip runs from the moment the request has a connection
-// to the first byte of the answer, so setting up a new connection (which
-// costs its own round trip) never counts.
-func (a *Agent) probe(parent context.Context, peer string) {
+// failure.
+func (a *Agent) probe(parent context.Context, peer string, p peerAddr) {
 	ctx, cancel := context.WithTimeout(parent, a.cfg.Timeout)
 	defer cancel()
+	rtt, handling, pr, err := a.ask(ctx, peer, p.addr)
+	now := a.clk.Now()
+	a.mu.Lock()
+	delete(a.inFlight, peer)
+	if cur, ok := a.peers[peer]; !ok || cur.gen != p.gen {
+		a.mu.Unlock()
+		return // forgotten meanwhile
+	}
+	spike := false
+	if err == nil {
+		var took bool
+		if took, err = a.view.observe(peer, rtt, now, pr.Coord, a.rng); err == nil {
+			spike = !took
+			if spike {
+				a.spikes++
+			}
+			a.view.merge(peer, pr.Row)
+			if f := a.freshnessLocked(); f.estimate && now.Sub(a.pruned) >= a.cfg.Interval {
+				a.view.prune(now, f.coordStaleAfter)
+				a.pruned = now
+			}
+			for node, c := range pr.Coords {
+				a.view.learn(node, c)
+			}
+		}
+	}
+	stopping := err != nil && parent.Err() != nil
+	if err != nil && !stopping {
+		a.view.fail(peer, now)
+		a.failures[peer]++
+	}
+	a.mu.Unlock()
+	if stopping {
+		return
+	}
+	if a.cfg.OnProbe != nil {
+		if err != nil {
+			rtt = 0
+		}
+		a.cfg.OnProbe(Probe{Peer: peer, RTT: rtt, Handling: handling, Spike: spike, At: now, Err: err})
+	}
+}
+
+// ask sends GET /ping and returns the round trip taken on the connection
+// minus the peer's handling time, the handling time and the answer. On a
+// connection that was just opened, it asks a second time on the same
+// connection and times that exchange: the first one also carries the
+// peer accepting the connection and starting a goroutine for it, which on
+// a busy machine takes longer than a short link.
+func (a *Agent) ask(ctx context.Context, peer, addr string) (rtt, handling time.Duration, pr pingResponse, err error) {
+	rtt, handling, reused, pr, err := a.askOnce(ctx, peer, addr)
+	if err == nil && !reused {
+		rtt, handling, _, pr, err = a.askOnce(ctx, peer, addr)
+	}
+	return rtt, handling, pr, err
+}
+
+func (a *Agent) askOnce(ctx context.Context, peer, addr string) (rtt, handling time.Duration, reused bool, pr pingResponse, err error) {
 	var (
 		tmu         sync.Mutex
-		start, done time.Time
+		conn        *probeConn
+		wrote, got1 time.Time
 	)
 	trace := &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) {
+		GotConn: func(info httptrace.GotConnInfo) {
+			c, _ := info.Conn.(*probeConn)
+			if c != nil {
+				c.arm()
+			}
 			tmu.Lock()
-			start = time.Now()
+			conn, reused = c, info.Reused
+			tmu.Unlock()
+		},
+		WroteRequest: func(httptrace.WroteRequestInfo) {
+			tmu.Lock()
+			wrote = time.Now()
 			tmu.Unlock()
 		},
 		GotFirstResponseByte: func() {
 			tmu.Lock()
-			done = time.Now()
+			got1 = time.Now()
 			tmu.Unlock()
 		},
 	}
-	u := "http://" + a.cfg.Peers[peer] + "/ping?from=" + url.QueryEscape(a.cfg.Node)
+	u := "http://" + addr + "/ping?from=" + url.QueryEscape(a.cfg.Node)
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, u, nil)
-	if err == nil {
-		var pr pingResponse
-		if pr, err = a.ask(req); err == nil && pr.Node != peer {
-			err = fmt.Errorf("%s answered as node %q", u, pr.Node)
-		}
-		if err == nil {
-			tmu.Lock()
-			rtt := done.Sub(start)
-			tmu.Unlock()
-			now := a.cfg.Now()
-			a.mu.Lock()
-			err = a.view.observe(peer, rtt, now)
-			a.view.merge(peer, pr.Row)
-			a.mu.Unlock()
-		}
+	if err != nil {
+		return 0, 0, false, pr, err
 	}
-	if err == nil || parent.Err() != nil {
-		return // success, or the agent is stopping
-	}
-	now := a.cfg.Now()
-	a.mu.Lock()
-	a.view.fail(peer, now)
-	a.failures[peer]++
-	a.mu.Unlock()
-}
-
-func (a *Agent) ask(req *http.Request) (pingResponse, error) {
-	var pr pingResponse
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return pr, err
+		return 0, 0, false, pr, err
 	}
 	defer resp.Body.Close()
 	body := io.LimitReader(resp.Body, 1<<20)
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, body)
-		return pr, fmt.Errorf("%s: %s", req.URL, resp.Status)
+		return 0, 0, false, pr, fmt.Errorf("%s: %s", u, resp.Status)
 	}
 	if err := json.NewDecoder(body).Decode(&pr); err != nil {
-		return pr, fmt.Errorf("%s: decoding answer: %w", req.URL, err)
+		return 0, 0, false, pr, fmt.Errorf("%s: decoding answer: %w", u, err)
 	}
 	io.Copy(io.Discard, body) // let the connection be reused
-	return pr, nil
+	if pr.Node != peer {
+		return 0, 0, false, pr, fmt.Errorf("%s answered as node %q", u, pr.Node)
+	}
+	tmu.Lock()
+	start, end := wrote, got1
+	if conn != nil {
+		if s, r := conn.stamps(); !s.IsZero() && !r.IsZero() {
+			start, end = s, r
+		}
+	}
+	reused = reused && conn != nil
+	tmu.Unlock()
+	if start.IsZero() || end.Before(start) {
+		return 0, 0, false, pr, fmt.Errorf("%s: no round trip timed", u)
+	}
+	rtt = end.Sub(start)
+	handling = parseHandling(resp.Header.Get(handlingHeader))
+	if handling < rtt {
+		rtt -= handling
+	}
+	return rtt, handling, reused, pr, nil
 }
 
 // Describe implements prometheus.Collector.
@@ -338,33 +706,43 @@ func (a *Agent) Describe(ch chan<- *prometheus.Desc) {
 	ch <- a.rttDesc
 	ch <- a.jitterDesc
 	ch <- a.staleDesc
+	ch <- a.estDesc
 	ch <- a.failDesc
+	ch <- a.probesDesc
+	ch <- a.spikesDesc
 }
 
 // Collect implements prometheus.Collector. It reports only the agent's own
 // row: in the fleet every node's agent registers with the same registry,
 // and the rows together make the matrix without duplicate series.
 func (a *Agent) Collect(ch chan<- prometheus.Metric) {
-	now := a.cfg.Now()
+	now := a.clk.Now()
 	a.mu.Lock()
-	row := a.view.row(now, a.cfg.StaleAfter)
-	failures := make(map[string]uint64, len(a.failures))
-	for k, v := range a.failures {
-		failures[k] = v
-	}
+	row := a.view.row(now, a.freshnessLocked())
+	failures := maps.Clone(a.failures)
+	peers := slices.Sorted(maps.Keys(a.peers))
+	probes, spikes := a.probes, a.spikes
 	a.mu.Unlock()
 	for to, e := range row {
-		if e.Samples > 0 {
+		if e.Known() {
 			ch <- prometheus.MustNewConstMetric(a.rttDesc, prometheus.GaugeValue, e.RTT, to)
+			ch <- prometheus.MustNewConstMetric(a.estDesc, prometheus.GaugeValue, boolValue(e.Estimated), to)
+		}
+		if e.Samples > 0 && !e.Estimated {
 			ch <- prometheus.MustNewConstMetric(a.jitterDesc, prometheus.GaugeValue, e.Jitter, to)
 		}
-		stale := 0.0
-		if e.Stale {
-			stale = 1
-		}
-		ch <- prometheus.MustNewConstMetric(a.staleDesc, prometheus.GaugeValue, stale, to)
+		ch <- prometheus.MustNewConstMetric(a.staleDesc, prometheus.GaugeValue, boolValue(e.Stale), to)
 	}
-	for _, to := range a.peers {
+	for _, to := range peers {
 		ch <- prometheus.MustNewConstMetric(a.failDesc, prometheus.CounterValue, float64(failures[to]), to)
 	}
+	ch <- prometheus.MustNewConstMetric(a.probesDesc, prometheus.CounterValue, float64(probes))
+	ch <- prometheus.MustNewConstMetric(a.spikesDesc, prometheus.CounterValue, float64(spikes))
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

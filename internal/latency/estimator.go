@@ -101,3 +101,6 @@ func (p *path) estimate() Estimate {
 }
 
 func seconds(s float64) time.Duration { return time.Duration(math.Round(s * float64(time.Second))) }
+
+// Forget drops everything known about peer.
+func (e *Estimator) Forget(peer string) { delete(e.paths, peer) }

@@ -1,0 +1,181 @@
+package latency
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// drive runs the planner from start to end as the agent's loop would (wake
+// at next, take what is due) and returns every probe with its time.
+func drive(p *planner, end time.Time) (times []time.Time, peers []string) {
+	for {
+		t, ok := p.next()
+		if !ok || !t.Before(end) {
+			return
+		}
+		for _, peer := range p.take(t) {
+			times = append(times, t)
+			peers = append(peers, peer)
+		}
+	}
+}
+
+func names(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("node%04d", i)
+	}
+	return out
+}
+
+func TestPlanner_meshSpreadsProbes(t *testing.T) {
+	const n, rounds = 1000, 5
+	p := newPlanner("self", time.Second, 100*time.Millisecond, -1, 3, 8, rand.New(rand.NewPCG(1, 2)))
+	p.setPeers(names(n), t0)
+	times, peers := drive(p, t0.Add(rounds*time.Second))
+	if len(times) != n*rounds {
+		t.Fatalf("%d probes in %d rounds of %d peers, want %d", len(times), rounds, n, n*rounds)
+	}
+	// Every peer once per round.
+	perRound := map[[2]any]int{}
+	for i, tm := range times {
+		perRound[[2]any{peers[i], int(tm.Sub(t0) / time.Second)}]++
+	}
+	for k, c := range perRound {
+		if c != 1 {
+			t.Errorf("peer %v probed %d times in round %v", k[0], c, k[1])
+		}
+	}
+	if len(perRound) != n*rounds {
+		t.Errorf("%d (peer, round) pairs, want %d", len(perRound), n*rounds)
+	}
+	// Spread: no 10 ms slot holds more than three times its share (10).
+	slots := map[int64]int{}
+	for _, tm := range times {
+		slots[int64(tm.Sub(t0)/(10*time.Millisecond))]++
+	}
+	for s, c := range slots {
+		if c > 30 {
+			t.Errorf("%d probes in the 10 ms from %v; a burst", c, time.Duration(s)*10*time.Millisecond)
+		}
+	}
+	// The same peer is probed at about the same phase in every round
+	// (within the jitter), so its samples are evenly spaced.
+	first := map[string]time.Duration{}
+	for i, tm := range times {
+		phase := tm.Sub(t0) % time.Second
+		if f, ok := first[peers[i]]; !ok {
+			first[peers[i]] = phase
+		} else if d := (phase - f).Abs(); d > 100*time.Millisecond {
+			t.Fatalf("peer %s at phase %v and %v", peers[i], f, phase)
+		}
+	}
+}
+
+func TestPlanner_phasesDifferPerProber(t *testing.T) {
+	a := newPlanner("a", time.Second, 0, -1, 3, 8, rand.New(rand.NewPCG(1, 2)))
+	b := newPlanner("b", time.Second, 0, -1, 3, 8, rand.New(rand.NewPCG(1, 2)))
+	a.setPeers([]string{"x"}, t0)
+	b.setPeers([]string{"x"}, t0)
+	ta, _ := a.next()
+	tb, _ := b.next()
+	if ta.Equal(tb) {
+		t.Errorf("a and b probe x at the same moment %v", ta)
+	}
+}
+
+func TestPlanner_coordinateMode(t *testing.T) {
+	const n, rounds = 200, 300
+	p := newPlanner("self", time.Second, 100*time.Millisecond, 16, 3, 8, rand.New(rand.NewPCG(3, 4)))
+	p.setPeers(names(n), t0)
+	if p.mesh {
+		t.Fatal("200 peers probed as a mesh")
+	}
+	times, peers := drive(p, t0.Add(rounds*time.Second))
+	if len(times) != 3*rounds {
+		t.Errorf("%d probes in %d rounds, want 3 per round", len(times), rounds)
+	}
+	perRound := map[int]int{}
+	for _, tm := range times {
+		perRound[int(tm.Sub(t0)/time.Second)]++
+	}
+	for r, c := range perRound {
+		if c != 3 {
+			t.Errorf("round %d: %d probes, want 3", r, c)
+		}
+	}
+	// The neighbour set drifts: over 300 rounds (about 110 passes, each
+	// swapping one member) many different peers are measured.
+	distinct := map[string]bool{}
+	for _, p := range peers {
+		distinct[p] = true
+	}
+	if len(distinct) < 60 {
+		t.Errorf("%d distinct peers probed in %d rounds, want the neighbour set to drift", len(distinct), rounds)
+	}
+	// At any moment the recent probes touch only a few peers: the
+	// neighbour set, so the agent keeps few connections.
+	recent := map[string]bool{}
+	for _, p := range peers[len(peers)-24:] {
+		recent[p] = true
+	}
+	if len(recent) > 12 {
+		t.Errorf("last 8 rounds touched %d peers, want about the 8 neighbours", len(recent))
+	}
+}
+
+func TestPlanner_setPeers(t *testing.T) {
+	p := newPlanner("self", time.Second, 100*time.Millisecond, 4, 2, 2, rand.New(rand.NewPCG(5, 6)))
+	p.setPeers([]string{"a", "b", "c"}, t0)
+	if !p.mesh {
+		t.Fatal("4 nodes with a mesh limit of 4 not probed as a mesh")
+	}
+	dueB := p.due["b"]
+	// Half a round later d joins; b keeps its moment, c leaves.
+	now := t0.Add(500 * time.Millisecond)
+	p.setPeers([]string{"a", "b", "d"}, now)
+	if !p.due["b"].Equal(dueB) {
+		t.Errorf("b's moment moved from %v to %v", dueB, p.due["b"])
+	}
+	if _, ok := p.due["c"]; ok {
+		t.Errorf("c still scheduled after leaving")
+	}
+	if d := p.due["d"]; d.Before(now) || !d.Before(now.Add(2*time.Second)) {
+		t.Errorf("d due at %v, want within the next two rounds from %v", d, now)
+	}
+	_, peers := drive(p, t0.Add(10*time.Second))
+	if slices.Contains(peers, "c") {
+		t.Errorf("c probed after leaving")
+	}
+	// A fifth node: coordinate mode, two slots, neighbours among members.
+	p.setPeers([]string{"a", "b", "d", "e"}, t0.Add(10*time.Second))
+	if p.mesh || len(p.due) != 2 || len(p.nb) != 2 {
+		t.Fatalf("after growing to 5 nodes: mesh %v, %d slots, neighbours %v", p.mesh, len(p.due), p.nb)
+	}
+	p.setPeers([]string{"a"}, t0.Add(10*time.Second))
+	if !p.mesh || len(p.due) != 1 {
+		t.Errorf("after shrinking to 2 nodes: mesh %v, due %v", p.mesh, p.due)
+	}
+}
+
+func TestPlanner_lateWakeUp(t *testing.T) {
+	p := newPlanner("self", time.Second, 100*time.Millisecond, -1, 3, 8, rand.New(rand.NewPCG(7, 8)))
+	p.setPeers([]string{"a", "b"}, t0)
+	// The loop wakes ten rounds late: each peer fires once, and its next
+	// moment is in the future, in the current round or the next.
+	late := t0.Add(10*time.Second + 500*time.Millisecond)
+	if got := p.take(late); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("take = %v, want [a b]", got)
+	}
+	for k, d := range p.due {
+		if !d.After(late) || d.After(late.Add(2*time.Second)) {
+			t.Errorf("%s next due %v, want after %v within two rounds", k, d, late)
+		}
+	}
+	if got := p.take(late); len(got) != 0 {
+		t.Errorf("second take at the same time = %v", got)
+	}
+}

@@ -1,0 +1,307 @@
+package latency
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// PeerCoord is a node's coordinate and the time the node last moved it,
+// on that node's clock. Agents pass them on in /ping answers; a newer one
+// replaces an older one.
+type PeerCoord struct {
+	Coord
+	Updated time.Time `json:"updated"`
+}
+
+// freshness says when entries turn stale and whether missing or old
+// measurements are replaced by estimates from coordinates.
+type freshness struct {
+	staleAfter      time.Duration // measured entries
+	coordStaleAfter time.Duration // estimated entries: age of the older coordinate
+	estimate        bool          // coordinate mode
+}
+
+// filterSize is how many recent samples per peer feed the coordinate: the
+// median of the last three discards a single delayed probe, as serf's
+// latency filter does.
+const filterSize = 3
+
+// view is one node's knowledge of the matrix: its own row, measured; the
+// rows peers reported about themselves; its own coordinate and the ones it
+// learnt. It holds only the current members' data. It is pure: time and
+// randomness come in as arguments, and it is not safe for concurrent use.
+type view struct {
+	self    string
+	viv     VivaldiConfig
+	est     *Estimator
+	m       Matrix
+	members map[string]bool // peers, self excluded
+
+	coord   PeerCoord // own; Updated is zero until the first update
+	coords  map[string]PeerCoord
+	filt    map[string][]time.Duration
+	gossipC int // rotating cursor over coords for gossip
+}
+
+func newView(self string, alpha float64, viv VivaldiConfig) *view {
+	return &view{
+		self: self, viv: viv, est: NewEstimator(alpha), m: Matrix{self: Row{}},
+		members: map[string]bool{}, coord: PeerCoord{Coord: viv.NewCoord()},
+		coords: map[string]PeerCoord{}, filt: map[string][]time.Duration{},
+	}
+}
+
+// setMembers makes peers the set of members and forgets all about nodes
+// that left.
+func (v *view) setMembers(peers []string) {
+	keep := map[string]bool{}
+	for _, p := range peers {
+		if p != v.self {
+			keep[p] = true
+		}
+	}
+	for p := range v.members {
+		if !keep[p] {
+			v.forget(p)
+		}
+	}
+	v.members = keep
+}
+
+// forget drops peer's row, its column and its coordinate.
+func (v *view) forget(peer string) {
+	delete(v.members, peer)
+	delete(v.m, peer)
+	for _, row := range v.m {
+		delete(row, peer)
+	}
+	delete(v.coords, peer)
+	delete(v.filt, peer)
+	v.est.Forget(peer)
+}
+
+// observe records a successful probe to peer, and moves the node's
+// coordinate if the peer sent its own. It reports whether the sample went
+// into the smoothed RTT: a spike (more than 1.5 times the median of the
+// last three samples, plus a millisecond) is left out, because a lone
+// spike on loopback is the CPU queue of a busy machine, not the network.
+// A real change passes from its second sample on. The probe still counts
+// as news from the path.
+func (v *view) observe(peer string, rtt time.Duration, now time.Time, remote *PeerCoord, rng *rand.Rand) (bool, error) {
+	if rtt < 0 || rtt > MaxRTT {
+		return false, fmt.Errorf("rtt sample to %q out of range [0, %v]: %v", peer, MaxRTT, rtt)
+	}
+	f := append(v.filt[peer], rtt)
+	if len(f) > filterSize {
+		f = f[len(f)-filterSize:]
+	}
+	v.filt[peer] = f
+	sorted := slices.Sorted(slices.Values(f))
+	median := sorted[len(sorted)/2]
+	took := len(f) < filterSize || rtt <= median*3/2+time.Millisecond
+	if took {
+		est, err := v.est.Observe(peer, rtt)
+		if err != nil {
+			return false, err
+		}
+		v.m[v.self][peer] = Entry{
+			RTT:     est.RTT.Seconds(),
+			Jitter:  est.Jitter.Seconds(),
+			Samples: est.Samples,
+			Updated: now,
+		}
+	} else {
+		e := v.m[v.self][peer]
+		e.Failures, e.Stale, e.Updated = 0, false, now
+		v.m[v.self][peer] = e
+	}
+	if remote != nil && v.learn(peer, *remote) {
+		v.coord = PeerCoord{Coord: v.viv.Update(v.coord.Coord, remote.Coord, median, rng), Updated: now}
+	}
+	return took, nil
+}
+
+// prune drops the entries of other nodes' rows not updated within maxAge,
+// so that in coordinate mode, where every row learnt holds only a node's
+// recent neighbours, the view stays O(n) instead of filling up to n² with
+// old measurements that estimates replace anyway.
+func (v *view) prune(now time.Time, maxAge time.Duration) {
+	for from, row := range v.m {
+		if from == v.self {
+			continue
+		}
+		for to, e := range row {
+			if now.Sub(e.Updated) > maxAge {
+				delete(row, to)
+			}
+		}
+		if len(row) == 0 {
+			delete(v.m, from)
+		}
+	}
+}
+
+// fail records a failed probe to peer, keeping the last good values.
+func (v *view) fail(peer string, now time.Time) {
+	e := v.m[v.self][peer]
+	e.Failures++
+	e.Stale = true
+	e.Updated = now
+	v.m[v.self][peer] = e
+}
+
+// merge takes in the row that node from reported about itself, with Merge.
+// The node's own row is never overwritten, and paths to nodes that are not
+// members are dropped.
+func (v *view) merge(from string, row Row) {
+	if from == v.self || !v.members[from] {
+		return
+	}
+	in := make(Row, len(row))
+	for to, e := range row {
+		if to == v.self || v.members[to] {
+			in[to] = e
+		}
+	}
+	v.m[from] = Merge(Matrix{from: v.m[from]}, Matrix{from: in})[from]
+}
+
+// learn takes in a member's coordinate if it is valid and newer than the
+// one known; it reports whether the coordinate is usable.
+func (v *view) learn(node string, pc PeerCoord) bool {
+	if node == v.self || !v.members[node] || !v.viv.Valid(pc.Coord) {
+		return false
+	}
+	if old, ok := v.coords[node]; !ok || pc.Updated.After(old.Updated) {
+		pc.Vec = slices.Clone(pc.Vec)
+		v.coords[node] = pc
+	}
+	return true
+}
+
+// gossip returns up to n known coordinates, the next ones in name order
+// after those returned last time, so that repeated answers pass the whole
+// table on.
+func (v *view) gossip(n int) map[string]PeerCoord {
+	if n <= 0 || len(v.coords) == 0 {
+		return nil
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for k := range v.coords {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	out := make(map[string]PeerCoord, min(n, len(names)))
+	for i := 0; i < n && i < len(names); i++ {
+		name := names[(v.gossipC+i)%len(names)]
+		out[name] = v.coords[name]
+	}
+	v.gossipC = (v.gossipC + n) % len(names)
+	return out
+}
+
+// ownEntry is the node's entry for the path to peer: the measurement
+// while it is fresh or the last probe failed; otherwise, in coordinate
+// mode, the estimate; otherwise the old measurement, stale.
+func (v *view) ownEntry(peer string, now time.Time, f freshness) (Entry, bool) {
+	e, ok := v.m[v.self][peer]
+	fresh := ok && (e.Failures > 0 || now.Sub(e.Updated) <= f.staleAfter)
+	if f.estimate && (!fresh || e.Samples == 0) {
+		if est, ok := v.estimate(peer, now, f); ok {
+			if e.Failures > 0 {
+				// Never measured and the last probe failed: the
+				// estimate, marked stale, with the failures.
+				est.Stale, est.Failures = true, e.Failures
+			}
+			return est, true
+		}
+	}
+	if ok && now.Sub(e.Updated) > f.staleAfter {
+		e.Stale = true
+	}
+	return e, ok
+}
+
+// estimate computes the path to peer from the two coordinates.
+func (v *view) estimate(peer string, now time.Time, f freshness) (Entry, bool) {
+	pc, ok := v.coords[peer]
+	if !ok || v.coord.Updated.IsZero() {
+		return Entry{}, false
+	}
+	d, ok := v.coord.Distance(pc.Coord)
+	if !ok {
+		return Entry{}, false
+	}
+	updated := v.coord.Updated
+	if pc.Updated.Before(updated) {
+		updated = pc.Updated
+	}
+	return Entry{RTT: d.Seconds(), Estimated: true, Updated: updated, Stale: now.Sub(updated) > f.coordStaleAfter}, true
+}
+
+// row returns the node's own row for every member, staleness applied and,
+// in coordinate mode, estimates filled in.
+func (v *view) row(now time.Time, f freshness) Row {
+	out := make(Row, len(v.members))
+	for peer := range v.members {
+		if e, ok := v.ownEntry(peer, now, f); ok {
+			out[peer] = e
+		}
+	}
+	return out
+}
+
+// report returns the measured part of the node's own row, the answer to a
+// /ping: in full-mesh mode every measured path, in coordinate mode the
+// paths measured within staleAfter, so an answer stays small in a large
+// fleet. Estimates are never passed on: any node with the two coordinates
+// can compute them.
+func (v *view) report(now time.Time, f freshness) Row {
+	out := Row{}
+	for peer, e := range v.m[v.self] {
+		age := now.Sub(e.Updated)
+		if f.estimate && age > f.staleAfter {
+			continue
+		}
+		if age > f.staleAfter {
+			e.Stale = true
+		}
+		out[peer] = e
+	}
+	return out
+}
+
+// snapshot returns a copy of the view: the own row as row returns it, the
+// other rows with every entry not updated within staleAfter marked stale.
+func (v *view) snapshot(now time.Time, f freshness) Matrix {
+	out := make(Matrix, len(v.m))
+	for from, r := range v.m {
+		if from == v.self {
+			continue
+		}
+		c := r.clone()
+		for to, e := range c {
+			if now.Sub(e.Updated) > f.staleAfter {
+				e.Stale = true
+				c[to] = e
+			}
+		}
+		out[from] = c
+	}
+	out[v.self] = v.row(now, f)
+	return out
+}
+
+// rtt is the best RTT known to peer: the node's own entry, or before
+// there is one the one the peer measured in the other direction (links
+// are symmetric).
+func (v *view) rtt(peer string, now time.Time, f freshness) (time.Duration, bool) {
+	if e, ok := v.ownEntry(peer, now, f); ok && e.Known() {
+		return e.Duration(), true
+	}
+	return v.m.Get(peer, v.self)
+}

@@ -1,0 +1,157 @@
+package latency
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestView_merge(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	sec := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+	v := newView("a", 0, VivaldiConfig{})
+	v.setMembers([]string{"a", "b", "c"})
+	if _, err := v.observe("b", ms(20), sec(1), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	v.observe("c", ms(4), sec(1), nil, nil)
+	v.merge("b", Row{"a": {RTT: 0.021, Samples: 3, Updated: sec(1)}, "c": {RTT: 0.002, Samples: 3, Updated: sec(1)}})
+	// An older report does not overwrite a newer one.
+	v.merge("b", Row{"c": {RTT: 0.5, Samples: 1, Updated: sec(0)}})
+	// Nobody overwrites the node's own row.
+	v.merge("a", Row{"b": {RTT: 9, Updated: sec(9)}})
+	v.fail("c", sec(2))
+
+	m := v.snapshot(sec(2), freshness{staleAfter: 3 * time.Second})
+	tests := []struct {
+		from, to  string
+		want      time.Duration
+		wantStale bool
+	}{
+		{"a", "b", ms(20), false},
+		{"a", "c", ms(4), true}, // last probe failed; value kept
+		{"b", "a", ms(21), false},
+		{"b", "c", ms(2), false},
+	}
+	for _, tt := range tests {
+		got, ok := m.Get(tt.from, tt.to)
+		if !ok || !near(got, tt.want) || m[tt.from][tt.to].Stale != tt.wantStale {
+			t.Errorf("%s→%s = %v, %v, stale %v; want %v, stale %v", tt.from, tt.to, got, ok, m[tt.from][tt.to].Stale, tt.want, tt.wantStale)
+		}
+	}
+	if m["a"]["c"].Failures != 1 {
+		t.Errorf("a→c failures = %d, want 1", m["a"]["c"].Failures)
+	}
+	if _, ok := m.Get("c", "a"); ok {
+		t.Errorf("c→a known without any report from c")
+	}
+	// Without news for longer than staleAfter, b's row goes stale.
+	late := v.snapshot(sec(10), freshness{staleAfter: 3 * time.Second})
+	if !late["b"]["c"].Stale || !late["a"]["b"].Stale {
+		t.Errorf("entries not marked stale after silence: %+v", late)
+	}
+	// Snapshots are copies.
+	m["a"]["b"] = Entry{}
+	if got, _ := v.snapshot(sec(2), freshness{staleAfter: time.Hour}).Get("a", "b"); !near(got, ms(20)) {
+		t.Errorf("changing a snapshot changed the view")
+	}
+	// A success clears the failure.
+	v.observe("c", ms(6), sec(3), nil, nil)
+	if e := v.row(sec(3), freshness{staleAfter: time.Hour})["c"]; e.Stale || e.Failures != 0 || e.Samples != 2 {
+		t.Errorf("after a success a→c = %+v", e)
+	}
+}
+
+func TestView_observeSpikes(t *testing.T) {
+	v := newView("a", 1, VivaldiConfig{}) // alpha 1: the entry is the last sample taken
+	v.setMembers([]string{"b"})
+	tests := []struct {
+		rtt      time.Duration
+		wantTook bool
+		wantRTT  time.Duration
+	}{
+		{ms(10), true, ms(10)},
+		{ms(40), true, ms(40)}, // fewer than three samples: no median to judge by
+		{ms(10), true, ms(10)},
+		{ms(10), true, ms(10)},
+		{ms(90), false, ms(10)}, // lone spike: median 10 ms
+		{ms(10), true, ms(10)},
+		{ms(16), true, ms(16)}, // 1.5 × 10 + 1 ms = 16 ms: still taken
+		{ms(10), true, ms(10)},
+		{ms(50), false, ms(10)}, // the link changes: the first sample looks like a spike…
+		{ms(50), true, ms(50)},  // …the second is taken
+	}
+	for i, tt := range tests {
+		took, err := v.observe("b", tt.rtt, t0.Add(time.Duration(i)*time.Second), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := v.m["a"]["b"]
+		if took != tt.wantTook || !near(e.Duration(), tt.wantRTT) || !e.Updated.Equal(t0.Add(time.Duration(i)*time.Second)) {
+			t.Errorf("sample %d (%v): took %v, entry %+v; want took %v, RTT %v, updated now", i, tt.rtt, took, e, tt.wantTook, tt.wantRTT)
+		}
+	}
+	if _, err := v.observe("b", -1, t0, nil, nil); err == nil {
+		t.Errorf("negative sample accepted")
+	}
+}
+
+func TestView_prune(t *testing.T) {
+	v := newView("a", 0, VivaldiConfig{})
+	v.setMembers([]string{"b", "c"})
+	v.observe("b", ms(5), t0, nil, nil)
+	v.merge("b", Row{"a": {RTT: 0.005, Samples: 1, Updated: t0}, "c": {RTT: 0.007, Samples: 1, Updated: t0.Add(time.Minute)}})
+	v.merge("c", Row{"a": {RTT: 0.009, Samples: 1, Updated: t0}})
+	v.prune(t0.Add(90*time.Second), time.Minute)
+	if _, ok := v.m["b"]["a"]; ok {
+		t.Errorf("b→a older than a minute kept")
+	}
+	if _, ok := v.m["b"]["c"]; !ok {
+		t.Errorf("b→c within a minute dropped")
+	}
+	if _, ok := v.m["c"]; ok {
+		t.Errorf("c's empty row kept")
+	}
+	if _, ok := v.m["a"]["b"]; !ok {
+		t.Errorf("the node's own row was pruned")
+	}
+}
+
+func TestView_ownEntry(t *testing.T) {
+	f := freshness{staleAfter: 3 * time.Second, coordStaleAfter: time.Minute, estimate: true}
+	near := PeerCoord{Coord: Coord{Vec: Vector{0.01, 0, 0, 0, 0, 0, 0, 0}, Height: 0.001, Error: 0.2}, Updated: t0}
+	v := newView("a", 0, VivaldiConfig{})
+	v.setMembers([]string{"b", "c", "d", "e"})
+	v.coord = PeerCoord{Coord: VivaldiConfig{}.NewCoord(), Updated: t0}
+	for _, p := range []string{"b", "c", "d"} {
+		v.learn(p, near)
+	}
+	v.observe("b", ms(30), t0, nil, nil) // measured, then old
+	v.observe("c", ms(30), t0, nil, nil) // measured, then failed
+	v.fail("c", sec(t0, 9))
+	v.fail("d", sec(t0, 9)) // never measured, failed
+	v.observe("e", ms(40), sec(t0, 9), nil, nil)
+	now := sec(t0, 10)
+	est, _ := v.estimate("b", now, f)
+	tests := []struct {
+		peer string
+		want Entry
+	}{
+		{"b", est}, // measurement older than staleAfter: the estimate
+		{"c", Entry{RTT: 0.03, Samples: 1, Failures: 1, Stale: true, Updated: sec(t0, 9)}},
+		{"d", Entry{RTT: est.RTT, Estimated: true, Failures: 1, Stale: true, Updated: t0}},
+		{"e", Entry{RTT: 0.04, Samples: 1, Updated: sec(t0, 9)}},
+	}
+	for _, tt := range tests {
+		got, ok := v.ownEntry(tt.peer, now, f)
+		if diff := cmp.Diff(tt.want, got); !ok || diff != "" {
+			t.Errorf("ownEntry(%s) (-want,+got):\n%s", tt.peer, diff)
+		}
+	}
+	if !est.Estimated || est.Stale || est.RTT <= 0 {
+		t.Errorf("estimate for b = %+v", est)
+	}
+}
+
+func sec(t time.Time, n int) time.Time { return t.Add(time.Duration(n) * time.Second) }
