@@ -61,6 +61,10 @@ type Reconciler struct {
 type revState struct {
 	rev *control.Revision
 	key string // the spec and placement it was made for
+	// resumedAt is when this process took the revision over from an
+	// earlier one (zero when it saw it from creation); kept when the
+	// state is made anew, so the no-scale-down window still holds.
+	resumedAt time.Time
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -108,7 +112,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	obs.NoTarget = deploy == nil && err == nil
 
 	if obs.NotOwned == "" && obs.SpecError == nil && deploy != nil {
-		set, notOwned, err := r.reconcileNodeReplicaSet(ctx, pa, deploy, spec, cfg, now)
+		set, notOwned, err := r.reconcileNodeReplicaSet(ctx, pa, deploy, holdInitialScale(pa, spec), cfg, now)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
@@ -134,6 +138,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, errors.Join(errs...)
 	}
 	return ctrl.Result{RequeueAfter: r.tick()}, nil
+}
+
+// holdInitialScale raises min-scale to initial-scale until the scale
+// target is initialized, as Knative's KPA scaler does: a revision whose
+// pods take longer than one window to become ready is not scaled down
+// before it ever served. Once initialized, the spec is the annotations'
+// again (and the control state is made anew, not resumed).
+func holdInitialScale(pa *asv1alpha1.PodAutoscaler, spec autoscale.Spec) autoscale.Spec {
+	if pa.Status.IsScaleTargetInitialized() || spec.InitialScale <= spec.MinScale {
+		return spec
+	}
+	spec.MinScale = spec.InitialScale
+	if spec.MaxScale > 0 {
+		spec.MinScale = min(spec.MinScale, spec.MaxScale)
+	}
+	return spec
 }
 
 func (r *Reconciler) now() time.Time {
@@ -320,10 +340,11 @@ func (r *Reconciler) reconcileNodeReplicaSet(ctx context.Context, pa *asv1alpha1
 }
 
 // state returns the PodAutoscaler's control state, made anew when the
-// spec or the placement policy changed. A revision created before this
-// process started leading (a restart, a new leader) or whose spec changed
-// gets Resumed: nothing scales down for one stable window, since the
-// windows it would decide from are empty.
+// spec or the placement policy changed (the windows start empty then). A
+// revision this process meets for the first time that was created before
+// it started leading (a restart, a new leader) gets Resumed: nothing
+// scales down for one stable window, since the windows it would decide
+// from are empty.
 func (r *Reconciler) state(pa *asv1alpha1.PodAutoscaler, spec autoscale.Spec, cfg Config, now time.Time) (*control.Revision, error) {
 	key := fmt.Sprintf("%+v|%s", spec, cfg.Placement)
 	r.mu.Lock()
@@ -340,9 +361,16 @@ func (r *Reconciler) state(pa *asv1alpha1.PodAutoscaler, spec autoscale.Spec, cf
 		return nil, err
 	}
 	created := pa.CreationTimestamp.Time
-	resumed := st != nil || created.Before(r.started.Truncate(time.Second))
-	rev := control.New(control.Config{Spec: spec, Placement: policy, Created: created, Resumed: resumed, Started: now})
-	r.states[pa.UID] = &revState{rev: rev, key: key}
+	var resumedAt time.Time
+	switch {
+	case st != nil:
+		resumedAt = st.resumedAt
+	case created.Before(r.started.Truncate(time.Second)):
+		resumedAt = now
+	}
+	rev := control.New(control.Config{Spec: spec, Placement: policy, Created: created,
+		Resumed: !resumedAt.IsZero(), Started: resumedAt})
+	r.states[pa.UID] = &revState{rev: rev, key: key, resumedAt: resumedAt}
 	return rev, nil
 }
 
