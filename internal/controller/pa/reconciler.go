@@ -32,16 +32,6 @@ import (
 const DefaultTick = time.Second
 
 // Reconciler reconciles PodAutoscalers of the class autoscaling.kantai.dev.
-//
-// +kubebuilder:rbac:groups=autoscaling.internal.knative.dev,resources=podautoscalers,verbs=get;list;watch
-// +kubebuilder:rbac:groups=autoscaling.internal.knative.dev,resources=podautoscalers/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=networking.internal.knative.dev,resources=serverlessservices,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch
-// +kubebuilder:rbac:groups=apps,resources=deployments/scale,verbs=get;update;patch
-// +kubebuilder:rbac:groups=kantai.dev,resources=nodereplicasets,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch,namespace=knative-serving
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch,namespace=kantai-system
 type Reconciler struct {
 	client.Client
 	// Clock is the time source; the real clock when nil.
@@ -66,6 +56,17 @@ type revState struct {
 	// state is made anew, so the no-scale-down window still holds.
 	resumedAt time.Time
 }
+
+// +kubebuilder:rbac:groups=autoscaling.internal.knative.dev,resources=podautoscalers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=autoscaling.internal.knative.dev,resources=podautoscalers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=autoscaling.internal.knative.dev,resources=podautoscalers/finalizers,verbs=update
+// +kubebuilder:rbac:groups=networking.internal.knative.dev,resources=serverlessservices,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments/scale,verbs=get;update;patch
+// +kubebuilder:rbac:groups=kantai.dev,resources=nodereplicasets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch,namespace=knative-serving
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch,namespace=kantai-system
 
 // Reconcile implements reconcile.Reconciler.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
