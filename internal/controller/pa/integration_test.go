@@ -3,6 +3,9 @@ package pa_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -688,4 +691,46 @@ func watchAll(tb testing.TB, ns string, list client.ObjectList, fn func(client.O
 		}
 	}()
 	tb.Cleanup(func() { cancel(); <-done })
+}
+
+// TestKustomizeKnativeOverlay builds config/knative with kubectl's
+// kustomize (skipped without kubectl) and applies every object with a
+// server-side dry run.
+func TestKustomizeKnativeOverlay(t *testing.T) {
+	requireEnv(t)
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl not installed")
+	}
+	out, err := exec.Command(kubectl, "kustomize", filepath.Join("..", "..", "..", "config", "knative")).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize config/knative: %v", err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "knative.yaml")
+	if err := os.WriteFile(file, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	dryRun := func(u *unstructured.Unstructured) { kinds = append(kinds, u.GetKind()+"/"+u.GetName()) }
+	if err := k8stest.ApplyFiles(context.Background(), dryRunClient{k8sClient}, dryRun, file); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Deployment/kantai-controller", "ConfigMap/config-kantai", "ClusterRole/kantai-knative",
+		"ClusterRole/kantai-nrs", "CustomResourceDefinition/nodereplicasets.kantai.dev"} {
+		if !slices.Contains(kinds, want) {
+			t.Errorf("overlay lacks %s; has %v", want, kinds)
+		}
+	}
+	if !strings.Contains(string(out), "--pod-autoscaler=true") {
+		t.Error("the overlay's Deployment does not enable the PodAutoscaler reconciler")
+	}
+	t.Logf("%d objects accepted by server-side dry run", len(kinds))
+}
+
+// dryRunClient makes every patch a dry run.
+type dryRunClient struct{ client.Client }
+
+func (c dryRunClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	return c.Client.Patch(ctx, obj, patch, append(opts, client.DryRunAll)...)
 }
