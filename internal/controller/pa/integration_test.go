@@ -45,7 +45,7 @@ var paConditionTypes = []apis.ConditionType{
 }
 
 // TestInitialScaleOne: a Knative Service with the default initial scale
-// (1), min-scale 0 and a 6 s window gets one pod through a NodeReplicaSet;
+// (1), min-scale 0 and a 20 s window gets one pod through a NodeReplicaSet;
 // the PodAutoscaler's conditions go from Unknown to Ready without ever
 // being Ready=False before ScaleTargetInitialized; the Revision becomes
 // Ready; with no demand the revision then scales to zero (Active False
@@ -55,7 +55,9 @@ func TestInitialScaleOne(t *testing.T) {
 	requireEnv(t)
 	ns := newNamespace(t)
 	rec := recordPAs(t, ns)
-	rev := createService(t, ns, "hello", map[string]string{autoscale.AnnotationWindow: "6s"})
+	// The window leaves the pod time to become ready on a busy machine
+	// before the initial scale's hold ends.
+	rev := createService(t, ns, "hello", map[string]string{autoscale.AnnotationWindow: "20s"})
 	sets := recordSets(t, ns, rev)
 
 	rec.waitFor(t, "Ready True with 1 ready pod", func(st asv1alpha1.PodAutoscalerStatus) bool {
