@@ -38,7 +38,7 @@ func defaultNamespace() string {
 	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
 		return ns
 	}
-	return "kantai-system"
+	return pa.DefaultNamespace
 }
 
 func run() error {

@@ -36,8 +36,8 @@ type Reconciler struct {
 	client.Client
 	// Clock is the time source; the real clock when nil.
 	Clock clock.PassiveClock
-	// Namespace holds config-kantai; KnativeNamespace holds
-	// config-autoscaler.
+	// Namespace holds config-kantai (default kantai-system);
+	// KnativeNamespace holds config-autoscaler (default knative-serving).
 	Namespace, KnativeNamespace string
 	// Tick is how often each PodAutoscaler is stepped; DefaultTick when 0.
 	Tick time.Duration
@@ -74,19 +74,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	pa := &asv1alpha1.PodAutoscaler{}
 	if err := r.Get(ctx, req.NamespacedName, pa); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.forget(req.NamespacedName, "")
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, nil // its state goes with the next restart; UIDs are never reused
 		}
 		return ctrl.Result{}, fmt.Errorf("get podautoscaler: %w", err)
 	}
 	// The watch filters by class already; a PA whose class changed since
 	// the event was queued is left alone here too.
 	if pa.Annotations[autoscale.AnnotationClass] != Class {
-		r.forget(req.NamespacedName, pa.UID)
+		r.forget(pa.UID)
 		return ctrl.Result{}, nil
 	}
 	if pa.DeletionTimestamp != nil {
-		r.forget(req.NamespacedName, pa.UID)
+		r.forget(pa.UID)
 		return ctrl.Result{}, nil // the garbage collector deletes the children
 	}
 	now := r.now()
@@ -178,13 +177,11 @@ func (r *Reconciler) tick() time.Duration {
 	return DefaultTick
 }
 
-func (r *Reconciler) forget(key types.NamespacedName, uid types.UID) {
+// forget drops a PodAutoscaler's control state.
+func (r *Reconciler) forget(uid types.UID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if uid != "" {
-		delete(r.states, uid)
-	}
-	_ = key
+	delete(r.states, uid)
 }
 
 // configs reads config-autoscaler and config-kantai; a missing config map

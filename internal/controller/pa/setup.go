@@ -32,6 +32,10 @@ const (
 	labelRevisionUID = "serving.knative.dev/revisionUID"
 )
 
+// DefaultNamespace is the controller's namespace, which holds
+// config-kantai, unless told otherwise.
+const DefaultNamespace = "kantai-system"
+
 // DefaultKnativeNamespace is Knative Serving's system namespace, which
 // holds config-autoscaler.
 const DefaultKnativeNamespace = "knative-serving"
@@ -65,6 +69,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error
 	}
 	if r.KnativeNamespace == "" {
 		r.KnativeNamespace = DefaultKnativeNamespace
+	}
+	if r.Namespace == "" {
+		r.Namespace = DefaultNamespace
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("podautoscaler").

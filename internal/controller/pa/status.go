@@ -1,7 +1,6 @@
 package pa
 
 import (
-	corev1 "k8s.io/api/core/v1"
 	netv1alpha1 "knative.dev/networking/pkg/apis/networking/v1alpha1"
 	"knative.dev/pkg/apis"
 	asv1alpha1 "knative.dev/serving/pkg/apis/autoscaling/v1alpha1"
@@ -123,12 +122,4 @@ func SetStatus(pa *asv1alpha1.PodAutoscaler, o Observed) {
 		d, a := int32(o.Desired), int32(o.Ready)
 		st.DesiredScale, st.ActualScale = &d, &a
 	}
-}
-
-// conditionStatus is the status of the condition t, Unknown when absent.
-func conditionStatus(pa *asv1alpha1.PodAutoscaler, t apis.ConditionType) corev1.ConditionStatus {
-	if c := pa.Status.GetCondition(t); c != nil {
-		return c.Status
-	}
-	return corev1.ConditionUnknown
 }
