@@ -1,6 +1,7 @@
 package pa
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,5 +83,20 @@ func ControlNodes(nodes []corev1.Node, tmpl *corev1.PodTemplateSpec, defaultCapa
 		out = append(out, control.Node{Name: n.Name, Capacity: c, Used: used[n.Name]})
 	}
 	slices.SortFunc(out, func(a, b control.Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// describeNodes says for each node why it takes no replica, or its
+// capacity and use, for logs.
+func describeNodes(nodes []corev1.Node, tmpl *corev1.PodTemplateSpec, defaultCapacity int, used map[string]int) map[string]string {
+	out := make(map[string]string, len(nodes))
+	for i := range nodes {
+		n := &nodes[i]
+		if ok, why := Eligible(n, tmpl); !ok {
+			out[n.Name] = why
+			continue
+		}
+		out[n.Name] = fmt.Sprintf("capacity %d, used %d", Capacity(n, defaultCapacity), used[n.Name])
+	}
 	return out
 }

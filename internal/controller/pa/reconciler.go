@@ -308,6 +308,9 @@ func (r *Reconciler) reconcileNodeReplicaSet(ctx context.Context, pa *asv1alpha1
 		Replicas:    Replicas(set),
 		Unreachable: pa.Spec.Reachability == asv1alpha1.ReachabilityUnreachable,
 	})
+	if out.Unplaced > 0 {
+		ctrl.LoggerFrom(ctx).Info("Replicas without a node", "unplaced", out.Unplaced, "nodes", describeNodes(nodes.Items, &d.Spec.Template, cfg.NodeCapacity, used))
+	}
 	want, err := MakeNodeReplicaSet(pa, d, out)
 	if err != nil {
 		return nil, "", err

@@ -232,7 +232,7 @@ func createNodes(ctx context.Context) error {
 			return err
 		}
 	}
-	return k8stest.Eventually(ctx, 60*time.Second, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+	err := k8stest.Eventually(ctx, 60*time.Second, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
 		var list corev1.NodeList
 		if err := k8sClient.List(ctx, &list); err != nil {
 			return false, err
@@ -247,6 +247,31 @@ func createNodes(ctx context.Context) error {
 		}
 		return ready == 3, nil
 	})
+	if err != nil {
+		return err
+	}
+	// The API server taints new nodes node.kubernetes.io/not-ready; the
+	// node lifecycle controller of kube-controller-manager, which the
+	// harness does not run, removes the taint once the node is Ready. Do
+	// its part.
+	var list corev1.NodeList
+	if err := k8sClient.List(ctx, &list); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		n := &list.Items[i]
+		var keep []corev1.Taint
+		for _, t := range n.Spec.Taints {
+			if t.Key != corev1.TaintNodeNotReady {
+				keep = append(keep, t)
+			}
+		}
+		n.Spec.Taints = keep
+		if err := k8sClient.Update(ctx, n); err != nil {
+			return fmt.Errorf("removing the not-ready taint of %s: %w", n.Name, err)
+		}
+	}
+	return nil
 }
 
 type discard struct{}
