@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -123,10 +124,21 @@ func (e *Env) StartKnative(ctx context.Context, c client.Client, opts KnativeOpt
 	}
 	common := []string{"SYSTEM_NAMESPACE=" + KnativeNamespace, "METRICS_DOMAIN=knative.dev/serving", "KUBECONFIG=" + e.Kubeconfig}
 	if opts.Webhook {
-		if err := e.startWebhook(ctx, c, dir, ports[0], append(common,
-			"POD_NAME=webhook-test", "WEBHOOK_NAME=webhook", "WEBHOOK_PORT="+strconv.Itoa(ports[0]),
-			"PROFILING_PORT="+strconv.Itoa(ports[1]), "METRICS_PROMETHEUS_PORT="+strconv.Itoa(ports[2]))); err != nil {
-			return nil, err
+		// A port found free can be taken before the webhook binds it on a
+		// busy machine; then try other ports.
+		for attempt := 1; ; attempt++ {
+			err := e.startWebhook(ctx, c, dir, ports[0], append(common,
+				"POD_NAME=webhook-test", "WEBHOOK_NAME=webhook", "WEBHOOK_PORT="+strconv.Itoa(ports[0]),
+				"PROFILING_PORT="+strconv.Itoa(ports[1]), "METRICS_PROMETHEUS_PORT="+strconv.Itoa(ports[2])))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, errPortTaken) || attempt == 3 {
+				return nil, err
+			}
+			if ports, err = freePorts(5); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// The controller's health-probe port 8080 is fixed in Knative's code;
@@ -178,6 +190,14 @@ spec: {type: ExternalName, externalName: localhost}
 		return err
 	}
 	p.kill = true // it drains for seconds after SIGTERM
+	portTaken := func() error {
+		b, _ := os.ReadFile(e.LogPath(p.name))
+		if bytes.Contains(b, []byte("bind: address already in use")) {
+			e.stop(p)
+			return fmt.Errorf("webhook port %d: %w", port, errPortTaken)
+		}
+		return nil
+	}
 	if err := e.wait(ctx, p, 2*time.Minute, func(ctx context.Context) (bool, error) {
 		s := &corev1.Secret{}
 		if err := c.Get(ctx, types.NamespacedName{Namespace: KnativeNamespace, Name: "webhook-certs"}, s); err != nil {
@@ -185,6 +205,9 @@ spec: {type: ExternalName, externalName: localhost}
 		}
 		return len(s.Data["ca-cert.pem"]) > 0, nil
 	}); err != nil {
+		if taken := portTaken(); taken != nil {
+			return taken
+		}
 		return fmt.Errorf("webhook certificate: %w", err)
 	}
 	// The webhook's own reconciler refuses url: client configs; keep the
@@ -217,10 +240,33 @@ spec: {type: ExternalName, externalName: localhost}
 	probe.SetName("webhook-probe")
 	_ = unstructured.SetNestedSlice(probe.Object, []any{map[string]any{"image": "example.local/probe:v1"}},
 		"spec", "template", "spec", "containers")
-	return e.wait(ctx, p, 2*time.Minute, func(ctx context.Context) (bool, error) {
+	err = e.wait(ctx, p, 2*time.Minute, func(ctx context.Context) (bool, error) {
+		if err := portTaken(); err != nil {
+			return false, err
+		}
 		err := c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
 		return err == nil, err
 	})
+	if taken := portTaken(); taken != nil {
+		return taken
+	}
+	return err
+}
+
+// errPortTaken: a process could not listen on the port chosen for it.
+var errPortTaken = errors.New("port taken")
+
+// stop kills p and forgets it.
+func (e *Env) stop(p *proc) {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	p.done <- nil
+	for i, q := range e.procs {
+		if q == p {
+			e.procs = append(e.procs[:i], e.procs[i+1:]...)
+			break
+		}
+	}
 }
 
 // wait polls cond while p runs.
@@ -374,7 +420,9 @@ func waitCRDsEstablished(ctx context.Context, c client.Client, paths []string) e
 	})
 }
 
-// freePorts returns n distinct free loopback TCP ports.
+// freePorts returns n distinct TCP ports free on loopback, taken at
+// random below Linux's ephemeral range (32768 and up), where outgoing
+// connections of other processes do not take them in the meantime.
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
@@ -383,13 +431,17 @@ func freePorts(n int) ([]int, error) {
 		}
 	}()
 	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 1000 {
+			return nil, errors.New("no free port found in 20000-32767")
+		}
+		port := 20000 + rand.IntN(12768)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
+		out = append(out, port)
 	}
 	return out, nil
 }

@@ -16,11 +16,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	netv1alpha1 "knative.dev/networking/pkg/apis/networking/v1alpha1"
 	asv1alpha1 "knative.dev/serving/pkg/apis/autoscaling/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -172,6 +174,9 @@ func startPA() error {
 		Cache:                  cache.Options{ByObject: pa.CacheByObject(kantaiNamespace, k8stest.KnativeNamespace)},
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		// A restarted reconciler registers its controller name again in
+		// this process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		return err
@@ -260,6 +265,7 @@ func createNodes(ctx context.Context) error {
 	}
 	for i := range list.Items {
 		n := &list.Items[i]
+		orig := n.DeepCopy()
 		var keep []corev1.Taint
 		for _, t := range n.Spec.Taints {
 			if t.Key != corev1.TaintNodeNotReady {
@@ -267,7 +273,8 @@ func createNodes(ctx context.Context) error {
 			}
 		}
 		n.Spec.Taints = keep
-		if err := k8sClient.Update(ctx, n); err != nil {
+		// A merge patch: kwok writes the nodes too.
+		if err := k8sClient.Patch(ctx, n, client.MergeFrom(orig)); err != nil {
 			return fmt.Errorf("removing the not-ready taint of %s: %w", n.Name, err)
 		}
 	}
