@@ -425,19 +425,23 @@ func checkNodeReplicaSet(tb testing.TB, ns, name string, p *asv1alpha1.PodAutosc
 		return total(s) == want && int(s.Status.ReadyReplicas) == want && s.Status.ObservedGeneration == s.Generation
 	})
 	checkOwnedCopy(tb, ns, name, p, s)
-	// The private Service selects the pods.
+	// The private Service selects the pods (the endpoints controller
+	// follows the pods' readiness).
 	if want > 0 {
-		ep := &corev1.Endpoints{} //nolint:staticcheck // Knative 1.15 reads Endpoints
-		if err := k8sClient.Get(context.Background(), k8stest.Key(ns, name+"-private"), ep); err != nil {
-			tb.Errorf("Endpoints of %s-private: %v", name, err)
-		} else {
-			n := 0
+		n := 0
+		err := k8stest.Eventually(context.Background(), short, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+			ep := &corev1.Endpoints{} //nolint:staticcheck // Knative 1.15 reads Endpoints
+			if err := k8sClient.Get(ctx, k8stest.Key(ns, name+"-private"), ep); err != nil {
+				return false, err
+			}
+			n = 0
 			for _, ss := range ep.Subsets {
 				n += len(ss.Addresses)
 			}
-			if n != want {
-				tb.Errorf("%s-private has %d ready addresses, want %d", name, n, want)
-			}
+			return n == want, nil
+		})
+		if err != nil {
+			tb.Errorf("%s-private has %d ready addresses, want %d: %v", name, n, want, err)
 		}
 	}
 	return s
