@@ -115,4 +115,3 @@ func run() error {
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
-
