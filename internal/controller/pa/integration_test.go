@@ -738,3 +738,33 @@ type dryRunClient struct{ client.Client }
 func (c dryRunClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 	return c.Client.Patch(ctx, obj, patch, append(opts, client.DryRunAll)...)
 }
+
+// TestRBACIsEnforced: the controllers of these tests act as the
+// ServiceAccount of config/, whose roles allow what they need and no more:
+// reading PodAutoscalers is allowed, reading Secrets or deleting
+// Deployments is not (so the other tests do prove the generated RBAC is
+// enough).
+func TestRBACIsEnforced(t *testing.T) {
+	requireEnv(t)
+	ctx := context.Background()
+	c, err := client.New(saConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.List(ctx, &asv1alpha1.PodAutoscalerList{}); err != nil {
+		t.Errorf("listing PodAutoscalers as %s: %v", serviceAccount, err)
+	}
+	if err := c.List(ctx, &corev1.ConfigMapList{}, client.InNamespace(k8stest.KnativeNamespace)); err != nil {
+		t.Errorf("listing ConfigMaps in %s as %s: %v", k8stest.KnativeNamespace, serviceAccount, err)
+	}
+	if err := c.List(ctx, &corev1.SecretList{}, client.InNamespace(kantaiNamespace)); !apierrors.IsForbidden(err) {
+		t.Errorf("listing Secrets as %s: err = %v, want Forbidden", serviceAccount, err)
+	}
+	if err := c.List(ctx, &corev1.ConfigMapList{}, client.InNamespace("default")); !apierrors.IsForbidden(err) {
+		t.Errorf("listing ConfigMaps in default as %s: err = %v, want Forbidden", serviceAccount, err)
+	}
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x"}}
+	if err := c.Delete(ctx, d); !apierrors.IsForbidden(err) {
+		t.Errorf("deleting a Deployment as %s: err = %v, want Forbidden", serviceAccount, err)
+	}
+}

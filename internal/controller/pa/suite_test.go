@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	netv1alpha1 "knative.dev/networking/pkg/apis/networking/v1alpha1"
 	asv1alpha1 "knative.dev/serving/pkg/apis/autoscaling/v1alpha1"
@@ -35,10 +36,15 @@ import (
 // The controller's namespace (config-kantai) in these tests.
 const kantaiNamespace = "kantai-system"
 
+// serviceAccount is the controller's ServiceAccount in config/, as a user.
+const serviceAccount = "system:serviceaccount:" + kantaiNamespace + ":kantai-controller"
+
 var (
 	scheme    = runtime.NewScheme()
 	testEnv   *k8stest.Env
 	k8sClient client.WithWatch
+	// saConfig acts as serviceAccount.
+	saConfig *rest.Config
 
 	// Nodes: kwok simulates them; pods on them become Running and Ready.
 	// nodeA has the capacity annotation 1; nodeB takes config-kantai's
@@ -122,13 +128,26 @@ func runWithEnv(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "creating nodes:", err)
 		return 1
 	}
+	// The controllers run as the ServiceAccount of config/ with the RBAC
+	// that make generate writes, so a missing permission fails the tests.
+	root := filepath.Join("..", "..", "..", "config")
+	if err := k8stest.ApplyFiles(ctx, k8sClient, nil,
+		filepath.Join(root, "rbac", "service_account.yaml"), filepath.Join(root, "rbac", "role.yaml"),
+		filepath.Join(root, "rbac", "role_binding.yaml"),
+		filepath.Join(root, "knative", "rbac", "role.yaml"), filepath.Join(root, "knative", "rbac", "role_binding.yaml"),
+	); err != nil {
+		fmt.Fprintln(os.Stderr, "installing RBAC:", err)
+		return 1
+	}
+	saConfig = rest.CopyConfig(env.Config)
+	saConfig.Impersonate = rest.ImpersonationConfig{UserName: serviceAccount}
 
 	if os.Getenv("PA_TEST_LOG") != "" {
 		ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
 	} else {
 		ctrl.SetLogger(zap.New(zap.WriteTo(discard{})))
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(saConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  cache.Options{ByObject: nrs.CacheByObject()},
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -169,7 +188,7 @@ var (
 func startPA() error {
 	paMu.Lock()
 	defer paMu.Unlock()
-	mgr, err := ctrl.NewManager(testEnv.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(saConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  cache.Options{ByObject: pa.CacheByObject(kantaiNamespace, k8stest.KnativeNamespace)},
 		Metrics:                metricsserver.Options{BindAddress: "0"},
