@@ -768,3 +768,4 @@ func TestRBACIsEnforced(t *testing.T) {
 		t.Errorf("deleting a Deployment as %s: err = %v, want Forbidden", serviceAccount, err)
 	}
 }
+

@@ -373,3 +373,42 @@ func TestReconcile_OtherClassUntouched(t *testing.T) {
 		t.Errorf("NodeReplicaSets: %d, %v", len(sets.Items), err)
 	}
 }
+
+// TestReconcile_Unreachable: a revision no route sends traffic to keeps
+// no replica, whatever its min-scale (Knative's reachability).
+func TestReconcile_Unreachable(t *testing.T) {
+	ctx := context.Background()
+	created := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	objs := fixture(created)
+	p := objs[0].(*asv1alpha1.PodAutoscaler)
+	p.Annotations[autoscale.AnnotationMinScale] = "2"
+	clk := clocktesting.NewFakeClock(created.Add(time.Second))
+	r, c := newFakeReconciler(t, clk, objs...)
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(p)}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := desiredTotal(t, c); got != 2 {
+		t.Fatalf("reachable with min-scale 2: %d replicas wanted, want 2", got)
+	}
+	if err := c.Get(ctx, req.NamespacedName, p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.Reachability = asv1alpha1.ReachabilityUnreachable
+	if err := c.Update(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(time.Second)
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := desiredTotal(t, c); got != 0 {
+		t.Errorf("unreachable with min-scale 2: %d replicas wanted, want 0", got)
+	}
+	if err := c.Get(ctx, req.NamespacedName, p); err != nil {
+		t.Fatal(err)
+	}
+	if a := p.Status.GetCondition(asv1alpha1.PodAutoscalerConditionActive); a == nil || !a.IsFalse() || a.Reason != ReasonNoTraffic {
+		t.Errorf("Active = %+v, want False NoTraffic", a)
+	}
+}
