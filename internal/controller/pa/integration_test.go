@@ -215,6 +215,26 @@ func TestBadAnnotation(t *testing.T) {
 	if p.Status.IsScaleTargetInitialized() {
 		t.Errorf("ScaleTargetInitialized True for an invalid spec")
 	}
+	// Knative copies the reason to the Revision's Active condition.
+	r := &unstructured.Unstructured{}
+	r.SetAPIVersion("serving.knative.dev/v1")
+	r.SetKind("Revision")
+	if err := k8stest.Eventually(context.Background(), long, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		if err := k8sClient.Get(ctx, k8stest.Key(ns, rev), r); err != nil {
+			return false, err
+		}
+		conds, _, _ := unstructured.NestedSlice(r.Object, "status", "conditions")
+		for _, c := range conds {
+			if m, ok := c.(map[string]any); ok && m["type"] == "Active" && m["status"] == "False" {
+				msg, _ := m["message"].(string)
+				return m["reason"] == pa.ReasonInvalidSpec && strings.Contains(msg, autoscale.AnnotationMetric), nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		conds, _, _ := unstructured.NestedSlice(r.Object, "status", "conditions")
+		t.Errorf("Revision's Active condition does not carry the reason: %v; conditions %v", err, conds)
+	}
 	if err := k8sClient.Get(context.Background(), k8stest.Key(ns, rev), &kantaiv1alpha1.NodeReplicaSet{}); !apierrors.IsNotFound(err) {
 		t.Errorf("NodeReplicaSet for an invalid spec: err = %v, want NotFound", err)
 	}
