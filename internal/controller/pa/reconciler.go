@@ -131,11 +131,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		obs.Threshold = max(minScale, spec.InitialScale)
 	}
 
-	if err := r.writeStatus(ctx, pa, obs); err != nil {
-		errs = append(errs, err)
-	}
 	if len(errs) > 0 {
+		// What was observed is incomplete: a status from it could flip
+		// conditions for a moment. Retry with backoff instead.
 		return ctrl.Result{}, errors.Join(errs...)
+	}
+	if err := r.writeStatus(ctx, pa, obs); err != nil {
+		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: r.tick()}, nil
 }
