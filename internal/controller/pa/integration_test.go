@@ -13,6 +13,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -247,9 +248,9 @@ func TestBadAnnotation(t *testing.T) {
 
 // TestRestartScalesNothingDown: a revision at initial-scale 2 with
 // min-scale 0 and no demand would scale to zero one window (20 s) after
-// creation. The reconciler is stopped before that and a new one started
-// after it: the new one keeps both replicas until one window after it
-// started, then scales to zero.
+// creation. The controllers are stopped before that and new ones started
+// after it (a restart): the new reconciler keeps both replicas until one
+// window after it started, then scales to zero.
 func TestRestartScalesNothingDown(t *testing.T) {
 	requireEnv(t)
 	ctx := context.Background()
@@ -263,12 +264,12 @@ func TestRestartScalesNothingDown(t *testing.T) {
 		t.Fatalf("actualScale = %d, want 2", p.Status.GetActualScale())
 	}
 
-	stopPA()
+	stopControllers()
 	restarted := false
 	t.Cleanup(func() {
 		if !restarted {
-			if err := startPA(); err != nil {
-				t.Errorf("restarting the reconciler: %v", err)
+			if err := startControllers(); err != nil {
+				t.Errorf("restarting the controllers: %v", err)
 			}
 		}
 	})
@@ -282,7 +283,7 @@ func TestRestartScalesNothingDown(t *testing.T) {
 	}
 	sets := recordSets(t, ns, rev)
 	restartAt := time.Now()
-	if err := startPA(); err != nil {
+	if err := startControllers(); err != nil {
 		t.Fatal(err)
 	}
 	restarted = true
@@ -789,3 +790,66 @@ func TestRBACIsEnforced(t *testing.T) {
 	}
 }
 
+// TestControllerBinary runs cmd/kantai-controller with --pod-autoscaler
+// and leader election, in place of the in-process controllers, and checks
+// that a Knative Service of the class gets Ready with a pod.
+func TestControllerBinary(t *testing.T) {
+	requireEnv(t)
+	if testing.Short() {
+		t.Skip("builds cmd/kantai-controller; skipped with -short")
+	}
+	bin := filepath.Join(t.TempDir(), "kantai-controller")
+	build := exec.Command("go", "build", "-o", bin, "kantai.dev/kantai/cmd/kantai-controller")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	stopControllers()
+	t.Cleanup(func() {
+		if err := startControllers(); err != nil {
+			t.Errorf("restarting the in-process controllers: %v", err)
+		}
+	})
+	logPath := filepath.Join(t.TempDir(), "controller.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "--pod-autoscaler", "--leader-elect", "--leader-election-namespace="+kantaiNamespace,
+		"--namespace="+kantaiNamespace, "--metrics-bind-address=0", "--health-probe-bind-address=0")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+testEnv.Kubeconfig)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+
+	ns := newNamespace(t)
+	rev := createService(t, ns, "binary", nil)
+	p := waitPA(t, ns, rev, long, "Ready True", func(p *asv1alpha1.PodAutoscaler) bool {
+		select {
+		case err := <-done:
+			done <- err
+			out, _ := os.ReadFile(logPath)
+			t.Fatalf("kantai-controller exited: %v\n%s", err, out)
+		default:
+		}
+		return p.IsReady()
+	})
+	checkNodeReplicaSet(t, ns, rev, p, 1)
+	lease := &coordinationv1.Lease{}
+	if err := k8sClient.Get(context.Background(), k8stest.Key(kantaiNamespace, "controller.kantai.dev"), lease); err != nil {
+		t.Errorf("leader election lease: %v", err)
+	}
+	deleteService(t, ns, "binary", rev)
+}

@@ -3,6 +3,7 @@ package pa_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -147,57 +148,40 @@ func runWithEnv(m *testing.M) int {
 	} else {
 		ctrl.SetLogger(zap.New(zap.WriteTo(discard{})))
 	}
-	mgr, err := ctrl.NewManager(saConfig, ctrl.Options{
-		Scheme:                 scheme,
-		Cache:                  cache.Options{ByObject: nrs.CacheByObject()},
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := (&nrs.Reconciler{}).SetupWithManager(mgr, 4); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := mgr.Start(mctx); err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
-	})
-	defer func() { cancel(); wg.Wait() }()
-
-	if err := startPA(); err != nil {
+	if err := startControllers(); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the PodAutoscaler reconciler:", err)
 		return 1
 	}
-	defer stopPA()
+	defer stopControllers()
 	return m.Run()
 }
 
-// The PodAutoscaler reconciler runs in its own manager so that a test can
-// stop it and start a new one, as a restart or a new leader does.
+// The NodeReplicaSet controller and the PodAutoscaler reconciler run in
+// one manager, as in cmd/kantai-controller, that a test can stop and start
+// again, as a restart or a new leader does.
 var (
-	paMu     sync.Mutex
-	paCancel func()
+	ctrlMu     sync.Mutex
+	ctrlCancel func()
 )
 
-func startPA() error {
-	paMu.Lock()
-	defer paMu.Unlock()
+func startControllers() error {
+	ctrlMu.Lock()
+	defer ctrlMu.Unlock()
+	byObject := nrs.CacheByObject()
+	maps.Copy(byObject, pa.CacheByObject(kantaiNamespace, k8stest.KnativeNamespace))
 	mgr, err := ctrl.NewManager(saConfig, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  cache.Options{ByObject: pa.CacheByObject(kantaiNamespace, k8stest.KnativeNamespace)},
+		Cache:                  cache.Options{ByObject: byObject},
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		// A restarted reconciler registers its controller name again in
+		// A restarted manager registers its controller names again in
 		// this process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
+		return err
+	}
+	if err := (&nrs.Reconciler{}).SetupWithManager(mgr, 4); err != nil {
 		return err
 	}
 	r := &pa.Reconciler{Namespace: kantaiNamespace, KnativeNamespace: k8stest.KnativeNamespace, Tick: 500 * time.Millisecond}
@@ -209,19 +193,19 @@ func startPA() error {
 	go func() {
 		defer close(done)
 		if err := mgr.Start(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "PodAutoscaler manager:", err)
+			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
 	}()
-	paCancel = func() { cancel(); <-done }
+	ctrlCancel = func() { cancel(); <-done }
 	return nil
 }
 
-func stopPA() {
-	paMu.Lock()
-	defer paMu.Unlock()
-	if paCancel != nil {
-		paCancel()
-		paCancel = nil
+func stopControllers() {
+	ctrlMu.Lock()
+	defer ctrlMu.Unlock()
+	if ctrlCancel != nil {
+		ctrlCancel()
+		ctrlCancel = nil
 	}
 }
 
