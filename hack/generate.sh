@@ -2,7 +2,8 @@
 # Regenerates, from the Go types and the +kubebuilder markers:
 #   api/v1alpha1/zz_generated.deepcopy.go   (deepcopy methods)
 #   config/crd/bases/*.yaml                  (CRD with schema, CEL rules, printer columns)
-#   config/rbac/role.yaml                    (ClusterRole of the controller)
+#   config/rbac/role.yaml                    (ClusterRole of the NodeReplicaSet controller)
+#   config/knative/rbac/role.yaml            (ClusterRole and Roles of the PodAutoscaler reconciler)
 # ROOT=<dir> runs it on a copy of the module instead of this checkout.
 set -euo pipefail
 
@@ -16,4 +17,5 @@ controller_gen() {
 
 controller_gen object paths=./api/...
 controller_gen crd:generateEmbeddedObjectMeta=true paths=./api/... output:crd:dir=config/crd/bases
-controller_gen rbac:roleName=nrs-controller paths=./internal/controller/... output:rbac:dir=config/rbac
+controller_gen rbac:roleName=kantai-nrs paths=./internal/controller/nrs/... output:rbac:dir=config/rbac
+controller_gen rbac:roleName=kantai-knative paths=./internal/controller/pa/... output:rbac:dir=config/knative/rbac

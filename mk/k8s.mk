@@ -4,21 +4,30 @@
 #   make k8s-bins          build (or reuse) kube-apiserver, etcd, kube-scheduler,
 #                          kube-controller-manager and kwok in .cache/k8s-bin/<hash>
 #                          (cold: ~6-13 min on 2 cores; cached: <1 s)
+#   make knative-bins      build (or reuse) Knative Serving 1.15's controller and
+#                          webhook, with its CRDs and config maps, in
+#                          .cache/knative-bin/<hash> (cold: ~9+ min on 2 cores)
 #   make generate          regenerate deepcopy, CRD and RBAC with controller-gen
 #   make verify-generated  fail if the generated files are not up to date
 #   make test-k8s          integration tests against the real control plane
+#                          (and real Knative Serving for the PodAutoscaler class)
 #   make bench-k8s         the 100 nodes x 10 pods scale benchmark
 #
-# Variables: K8S_BIN_CACHE (cache dir), K8S_TEST_FLAGS (extra go test flags).
+# Variables: K8S_BIN_CACHE, KNATIVE_BIN_CACHE (cache dirs), K8S_TEST_FLAGS
+# (extra go test flags).
 
-K8S_BINS_SCRIPT ?= hack/k8s-bins.sh
-K8S_TEST_PKGS   ?= ./internal/controller/nrs/... ./api/...
+K8S_BINS_SCRIPT     ?= hack/k8s-bins.sh
+KNATIVE_BINS_SCRIPT ?= hack/knative-bins.sh
+K8S_TEST_PKGS       ?= ./internal/controller/nrs/... ./internal/controller/pa/... ./api/...
 K8S_TEST_FLAGS  ?=
 
-.PHONY: k8s-bins generate verify-generated test-k8s bench-k8s
+.PHONY: k8s-bins knative-bins generate verify-generated test-k8s bench-k8s
 
 k8s-bins:
 	@$(K8S_BINS_SCRIPT) >/dev/null
+
+knative-bins:
+	@$(KNATIVE_BINS_SCRIPT) >/dev/null
 
 generate:
 	hack/generate.sh
@@ -28,6 +37,7 @@ verify-generated:
 
 test-k8s:
 	KUBEBUILDER_ASSETS="$$($(K8S_BINS_SCRIPT))" && export KUBEBUILDER_ASSETS && \
+	KNATIVE_ASSETS="$$($(KNATIVE_BINS_SCRIPT))" && export KNATIVE_ASSETS && \
 	go test -count=1 -timeout 20m $(K8S_TEST_FLAGS) $(K8S_TEST_PKGS)
 
 bench-k8s:

@@ -29,6 +29,7 @@ func TestGeneratedFilesUpToDate(t *testing.T) {
 		"api/v1alpha1/zz_generated.deepcopy.go",
 		"config/crd/bases/kantai.dev_nodereplicasets.yaml",
 		"config/rbac/role.yaml",
+		"config/knative/rbac/role.yaml",
 	}
 	for _, f := range generated {
 		if err := os.Remove(filepath.Join(tmp, f)); err != nil {

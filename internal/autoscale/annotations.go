@@ -209,7 +209,10 @@ func FromAnnotations(ann map[string]string, containerConcurrency int, set Settin
 				err = fmt.Errorf("kantai scales revisions of class %s or %s", ClassKantai, ClassKPA)
 			}
 		case AnnotationMetric:
-			if v != "concurrency" {
+			// Knative's webhook sets the metric to "" on PodAutoscalers of
+			// classes other than its own: the class's default, here
+			// concurrency.
+			if v != "concurrency" && v != "" {
 				err = fmt.Errorf("only the concurrency metric is supported")
 			}
 		case AnnotationTarget:

@@ -39,6 +39,7 @@ func TestFromAnnotations(t *testing.T) {
 		{name: "scale to zero disabled", set: noZero, check: func(s Spec) bool { return s.MinScale == 1 }},
 		{name: "zero initial refused", set: set, ann: map[string]string{AnnotationInitialScale: "0"}, err: KeyAllowZeroInitialScale},
 		{name: "hpa class", set: set, ann: map[string]string{AnnotationClass: "hpa.autoscaling.knative.dev"}, err: AnnotationClass},
+		{name: "empty metric is the default", set: set, ann: map[string]string{AnnotationMetric: ""}, check: func(Spec) bool { return true }},
 		{name: "rps", set: set, ann: map[string]string{AnnotationMetric: "rps"}, err: AnnotationMetric},
 		{name: "NaN target", set: set, ann: map[string]string{AnnotationTarget: "NaN"}, err: AnnotationTarget},
 		{name: "Inf burst", set: set, ann: map[string]string{AnnotationBurstCapacity: "+Inf"}, err: AnnotationBurstCapacity},

@@ -1,8 +1,10 @@
 // Package k8stest runs a real Kubernetes control plane for integration
 // tests: kube-apiserver and etcd through controller-runtime's envtest, and
-// optionally kube-scheduler, kube-controller-manager (garbage collector
-// only) and kwok (simulated nodes), all from the directory named by
-// KUBEBUILDER_ASSETS (built by hack/k8s-bins.sh).
+// optionally kube-scheduler, kube-controller-manager (garbage collector,
+// endpoints) and kwok (simulated nodes), all from the directory named by
+// KUBEBUILDER_ASSETS (built by hack/k8s-bins.sh), and Knative Serving's own
+// controller and webhook out of cluster (StartKnative, from the directory
+// named by KNATIVE_ASSETS, built by hack/knative-bins.sh).
 package k8stest
 
 import (
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,6 +45,10 @@ type Options struct {
 	// GarbageCollector runs kube-controller-manager with only the
 	// garbage-collector controller.
 	GarbageCollector bool
+	// Endpoints adds kube-controller-manager's endpoints controller
+	// (Endpoints of Services with a selector, from ready pods), which
+	// Knative's ServerlessService reconciler reads.
+	Endpoints bool
 	// Kwok runs kwok, which simulates the nodes annotated
 	// kwok.x-k8s.io/node=fake and the pods bound to them.
 	Kwok bool
@@ -67,6 +74,9 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	done chan error
+	// kill stops it with SIGKILL at once (for processes that drain for
+	// long after SIGTERM).
+	kill bool
 }
 
 // Start starts the control plane. Call Stop when done.
@@ -136,9 +146,16 @@ leaderElection:
 			return nil, err
 		}
 	}
+	var kcm []string
 	if opts.GarbageCollector {
+		kcm = append(kcm, "garbage-collector-controller")
+	}
+	if opts.Endpoints {
+		kcm = append(kcm, "endpoints-controller")
+	}
+	if len(kcm) > 0 {
 		if err := e.run("kube-controller-manager", filepath.Join(assets, "kube-controller-manager"),
-			"--kubeconfig="+e.Kubeconfig, "--controllers=garbage-collector-controller",
+			"--kubeconfig="+e.Kubeconfig, "--controllers="+strings.Join(kcm, ","),
 			"--leader-elect=false", "--secure-port=0", "--kube-api-qps=500", "--kube-api-burst=1000",
 			"--flex-volume-plugin-dir="+filepath.Join(dir, "flexvolume")); err != nil {
 			return nil, err
@@ -169,27 +186,38 @@ leaderElection:
 func (e *Env) LogPath(name string) string { return filepath.Join(e.Dir, name+".log") }
 
 func (e *Env) run(name, bin string, args ...string) error {
+	_, err := e.runEnv(name, bin, nil, args...)
+	return err
+}
+
+// runEnv starts bin with the environment of the test plus env.
+func (e *Env) runEnv(name, bin string, env []string, args ...string) (*proc, error) {
 	logf, err := os.Create(e.LogPath(name))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("starting %s: %w", name, err)
+		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait(); logf.Close() }()
 	e.procs = append(e.procs, p)
-	return nil
+	return p, nil
 }
 
 // Stop stops every process it started, then the API server and etcd.
 func (e *Env) Stop() error {
 	for i := len(e.procs) - 1; i >= 0; i-- {
 		p := e.procs[i]
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		sig := syscall.SIGTERM
+		if p.kill {
+			sig = syscall.SIGKILL
+		}
+		_ = p.cmd.Process.Signal(sig)
 		select {
 		case <-p.done:
 		case <-time.After(5 * time.Second):

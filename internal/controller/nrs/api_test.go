@@ -165,9 +165,12 @@ func TestPrinterColumns(t *testing.T) {
 func TestManifestsServerSideDryRun(t *testing.T) {
 	requireEnv(t)
 	ctx := context.Background()
-	// Namespaced objects need their namespace to exist, even in a dry run.
-	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kantai-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
+	// Namespaced objects need their namespace to exist, even in a dry run
+	// (config/knative has Roles in Knative's namespace).
+	for _, ns := range []string{"kantai-system", "knative-serving"} {
+		if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
 	}
 	root := filepath.Join("..", "..", "..", "config")
 	n := 0
