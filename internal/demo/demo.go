@@ -315,6 +315,9 @@ func PrintLatency(out io.Writer, nodes []string, m latency.Matrix) {
 			if a != b {
 				if e, ok := m[a][b]; ok {
 					cell = fmt.Sprintf("%.1f ± %.1f ms", e.RTT*1000, e.Jitter*1000)
+					if e.Estimated {
+						cell += " (est.)"
+					}
 					if e.Stale {
 						cell += " (stale)"
 					}

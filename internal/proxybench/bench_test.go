@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"testing"
 
@@ -20,6 +21,10 @@ func (b *stubBody) Read(p []byte) (int, error) { return b.r.Read(p) }
 func (b *stubBody) Close() error               { return nil }
 
 func (stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	// Report the request written, as http.Transport does.
+	if trace := httptrace.ContextClientTrace(r.Context()); trace != nil && trace.WroteRequest != nil {
+		trace.WroteRequest(httptrace.WroteRequestInfo{})
+	}
 	b := &stubBody{}
 	b.r.Reset("ok")
 	return &http.Response{
