@@ -253,8 +253,10 @@ wait:
 			break wait
 		}
 	}
+	// The listener was closed above: http.Server closing it again reports
+	// net.ErrClosed, which is no failure to drain.
 	err := s.http.Shutdown(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, net.ErrClosed) {
 		_ = s.http.Close()
 		return fmt.Errorf("gateway shutdown: %w", err)
 	}
