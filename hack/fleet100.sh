@@ -3,8 +3,9 @@
 # idle CPU and RSS of the fleet process, latency probes per second; writes the
 # measured matrix and the expanded testbed as JSON under /tmp for comparison.
 set -u
-cd /work/main
-export XDG_RUNTIME_DIR=/tmp/k100rt; mkdir -p -m 0700 $XDG_RUNTIME_DIR
+cd "$(dirname "$0")/.."
+go build -o bin/kantai ./cmd/kantai
+export XDG_RUNTIME_DIR=$(mktemp -d)  # a private admin socket for this run
 start=$(date +%s.%N)
 bin/kantai up -f examples/testbeds/regions-100.yaml > /tmp/k100.log 2>&1 &
 pid=$!
