@@ -49,6 +49,13 @@ type Options struct {
 	// (Endpoints of Services with a selector, from ready pods), which
 	// Knative's ServerlessService reconciler reads.
 	Endpoints bool
+	// EndpointSlices adds kube-controller-manager's EndpointSlice
+	// controllers (slices of Services with a selector, with each
+	// endpoint's nodeName, and slices mirrored from selector-less
+	// Services' Endpoints), which kantai's gateways read.
+	EndpointSlices bool
+	// DaemonSets adds kube-controller-manager's DaemonSet controller.
+	DaemonSets bool
 	// Kwok runs kwok, which simulates the nodes annotated
 	// kwok.x-k8s.io/node=fake and the pods bound to them.
 	Kwok bool
@@ -152,6 +159,12 @@ leaderElection:
 	}
 	if opts.Endpoints {
 		kcm = append(kcm, "endpoints-controller")
+	}
+	if opts.EndpointSlices {
+		kcm = append(kcm, "endpointslice-controller", "endpointslice-mirroring-controller")
+	}
+	if opts.DaemonSets {
+		kcm = append(kcm, "daemonset-controller")
 	}
 	if len(kcm) > 0 {
 		if err := e.run("kube-controller-manager", filepath.Join(assets, "kube-controller-manager"),

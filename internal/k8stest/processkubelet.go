@@ -1,0 +1,253 @@
+package k8stest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Runner starts what a pod runs, listening on ip (a loopback address of
+// its own), and returns once it serves; stop ends it and returns once it
+// has let go of the address.
+type Runner func(ctx context.Context, pod *corev1.Pod, ip string) (stop func(), err error)
+
+// ProcessKubelet is the kubelet of a set of nodes that nothing else
+// manages (no kwok annotation): for every pod bound to one of them it
+// gives the pod a loopback address of its own, runs it with the Runner,
+// and reports it Running and Ready with that pod IP, so Services,
+// EndpointSlices and anything that dials the pod reach a real listener.
+// A pod whose Runner fails is reported Failed with the error. Deleted
+// pods are stopped, then removed at once.
+type ProcessKubelet struct {
+	c     client.Client
+	nodes map[string]int // node → index in the address plan
+	run   Runner
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	running map[types.UID]*runningPod
+	used    map[string]bool // addresses in use
+}
+
+type runningPod struct {
+	ip   string
+	stop func()
+	err  error
+}
+
+// ProcessNode creates a Node that ProcessKubelet can run pods on: Ready,
+// schedulable, with room for 110 pods, labelled kubernetes.io/hostname.
+func ProcessNode(ctx context.Context, c client.Client, name string, labels map[string]string) error {
+	l := map[string]string{"kubernetes.io/hostname": name}
+	for k, v := range labels {
+		l[k] = v
+	}
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}}
+	if err := c.Create(ctx, n); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating node %s: %w", name, err)
+	}
+	now := metav1.Now()
+	n.Status = corev1.NodeStatus{
+		Capacity: corev1.ResourceList{
+			corev1.ResourcePods:   resource.MustParse("110"),
+			corev1.ResourceCPU:    resource.MustParse("32"),
+			corev1.ResourceMemory: resource.MustParse("64Gi"),
+		},
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
+			Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}},
+		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
+	}
+	n.Status.Allocatable = n.Status.Capacity
+	if err := c.Status().Update(ctx, n); err != nil {
+		return fmt.Errorf("marking node %s ready: %w", name, err)
+	}
+	return nil
+}
+
+// StartProcessKubelet manages the pods of the named nodes until ctx ends.
+// Node i's pods get addresses 127.<base>.<i+1>.<1..254>.
+func StartProcessKubelet(ctx context.Context, c client.Client, base int, nodes []string, run Runner, log *slog.Logger) *ProcessKubelet {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	k := &ProcessKubelet{c: c, nodes: map[string]int{}, run: run, log: log,
+		running: map[types.UID]*runningPod{}, used: map[string]bool{}}
+	for i, n := range nodes {
+		k.nodes[n] = i
+	}
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			k.sync(ctx, base)
+			select {
+			case <-ctx.Done():
+				k.stopAll()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return k
+}
+
+// IP returns the address the pod runs at, if it runs.
+func (k *ProcessKubelet) IP(uid types.UID) (string, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	r, ok := k.running[uid]
+	if !ok || r.err != nil {
+		return "", false
+	}
+	return r.ip, true
+}
+
+func (k *ProcessKubelet) sync(ctx context.Context, base int) {
+	var pods corev1.PodList
+	if err := k.c.List(ctx, &pods); err != nil {
+		return
+	}
+	seen := map[types.UID]bool{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		idx, ours := k.nodes[p.Spec.NodeName]
+		if !ours {
+			continue
+		}
+		seen[p.UID] = true
+		if p.DeletionTimestamp != nil {
+			k.stop(p.UID)
+			_ = k.c.Delete(ctx, p, client.GracePeriodSeconds(0), client.Preconditions{UID: &p.UID})
+			continue
+		}
+		if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+			continue
+		}
+		r := k.start(ctx, p, base, idx)
+		k.report(ctx, p, r)
+	}
+	// Pods deleted without a grace period never show as terminating.
+	k.mu.Lock()
+	var gone []types.UID
+	for uid := range k.running {
+		if !seen[uid] {
+			gone = append(gone, uid)
+		}
+	}
+	k.mu.Unlock()
+	for _, uid := range gone {
+		k.stop(uid)
+	}
+}
+
+// start runs the pod once; later calls return how that went.
+func (k *ProcessKubelet) start(ctx context.Context, p *corev1.Pod, base, idx int) *runningPod {
+	k.mu.Lock()
+	if r, ok := k.running[p.UID]; ok {
+		k.mu.Unlock()
+		return r
+	}
+	ip := ""
+	for host := 1; host < 255; host++ {
+		a := fmt.Sprintf("127.%d.%d.%d", base, idx+1, host)
+		if !k.used[a] {
+			ip = a
+			break
+		}
+	}
+	r := &runningPod{ip: ip}
+	if ip == "" {
+		r.err = fmt.Errorf("node %s has no free pod address", p.Spec.NodeName)
+		k.running[p.UID] = r
+		k.mu.Unlock()
+		return r
+	}
+	k.used[ip] = true
+	k.running[p.UID] = r
+	k.mu.Unlock()
+
+	stop, err := k.run(ctx, p.DeepCopy(), ip)
+	k.mu.Lock()
+	r.stop, r.err = stop, err
+	k.mu.Unlock()
+	if err != nil {
+		k.log.Info("pod failed to start", "pod", p.Namespace+"/"+p.Name, "err", err)
+	}
+	return r
+}
+
+func (k *ProcessKubelet) stop(uid types.UID) {
+	k.mu.Lock()
+	r, ok := k.running[uid]
+	delete(k.running, uid)
+	k.mu.Unlock()
+	if !ok {
+		return
+	}
+	if r.stop != nil {
+		r.stop()
+	}
+	k.mu.Lock()
+	delete(k.used, r.ip)
+	k.mu.Unlock()
+}
+
+func (k *ProcessKubelet) stopAll() {
+	k.mu.Lock()
+	uids := make([]types.UID, 0, len(k.running))
+	for uid := range k.running {
+		uids = append(uids, uid)
+	}
+	k.mu.Unlock()
+	for _, uid := range uids {
+		k.stop(uid)
+	}
+}
+
+// report writes the pod's status when it differs from what r says.
+func (k *ProcessKubelet) report(ctx context.Context, p *corev1.Pod, r *runningPod) {
+	want := p.DeepCopy()
+	now := metav1.Now()
+	if r.err != nil {
+		want.Status.Phase = corev1.PodFailed
+		want.Status.Reason = "StartError"
+		want.Status.Message = r.err.Error()
+		setCond(&want.Status, corev1.PodReady, corev1.ConditionFalse, now)
+	} else {
+		want.Status.Phase = corev1.PodRunning
+		want.Status.PodIP = r.ip
+		want.Status.PodIPs = []corev1.PodIP{{IP: r.ip}}
+		want.Status.HostIP = "127.0.0.1"
+		want.Status.HostIPs = []corev1.HostIP{{IP: "127.0.0.1"}}
+		if want.Status.StartTime == nil {
+			want.Status.StartTime = &now
+		}
+		setCond(&want.Status, corev1.PodReady, corev1.ConditionTrue, now)
+		setCond(&want.Status, corev1.ContainersReady, corev1.ConditionTrue, now)
+		want.Status.ContainerStatuses = nil
+		for _, c := range p.Spec.Containers {
+			want.Status.ContainerStatuses = append(want.Status.ContainerStatuses, corev1.ContainerStatus{
+				Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: true, Started: ptrTrue(),
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: *want.Status.StartTime}},
+			})
+		}
+	}
+	if want.Status.Phase == p.Status.Phase && want.Status.PodIP == p.Status.PodIP &&
+		condStatus(p.Status, corev1.PodReady) == condStatus(want.Status, corev1.PodReady) {
+		return
+	}
+	if err := k.c.Status().Update(ctx, want); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+		k.log.Info("pod status update failed", "pod", p.Namespace+"/"+p.Name, "err", err)
+	}
+}
+
+func ptrTrue() *bool { t := true; return &t }
