@@ -70,6 +70,19 @@ func ProcessNode(ctx context.Context, c client.Client, name string, labels map[s
 	if err := c.Status().Update(ctx, n); err != nil {
 		return fmt.Errorf("marking node %s ready: %w", name, err)
 	}
+	// The API server taints new nodes not-ready; the node lifecycle
+	// controller, which the harness does not run, would lift it.
+	orig := n.DeepCopy()
+	var keep []corev1.Taint
+	for _, t := range n.Spec.Taints {
+		if t.Key != corev1.TaintNodeNotReady {
+			keep = append(keep, t)
+		}
+	}
+	n.Spec.Taints = keep
+	if err := c.Patch(ctx, n, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("removing the not-ready taint of %s: %w", name, err)
+	}
 	return nil
 }
 

@@ -1,0 +1,223 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	netv1alpha1 "knative.dev/networking/pkg/apis/networking/v1alpha1"
+	asv1alpha1 "knative.dev/serving/pkg/apis/autoscaling/v1alpha1"
+	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kantaiv1alpha1 "kantai.dev/kantai/api/v1alpha1"
+	"kantai.dev/kantai/internal/controller/pa"
+	"kantai.dev/kantai/internal/function"
+	"kantai.dev/kantai/internal/k8stest"
+)
+
+const kantaiNamespace = "kantai-system"
+
+// The emulated cluster: two edge nodes and a cloud node, whose pods get
+// addresses 127.85.<node>.<pod>.
+var nodes = []string{"edge-a", "edge-b", "cloud"}
+
+const podAddressBase = 85
+
+var (
+	scheme    = runtime.NewScheme()
+	testEnv   *k8stest.Env
+	k8sClient client.WithWatch
+	bins      = map[string]string{} // command → built binary
+)
+
+func init() {
+	for _, add := range []func(*runtime.Scheme) error{
+		clientgoscheme.AddToScheme, kantaiv1alpha1.AddToScheme, asv1alpha1.AddToScheme,
+		netv1alpha1.AddToScheme, servingv1.AddToScheme,
+	} {
+		if err := add(scheme); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func TestMain(m *testing.M) {
+	switch {
+	case k8stest.Assets() == "":
+		fmt.Println(k8stest.SkipReason)
+		os.Exit(m.Run())
+	case k8stest.KnativeAssets() == "":
+		fmt.Println(k8stest.KnativeSkipReason)
+		os.Exit(m.Run())
+	}
+	os.Exit(runWithEnv(m))
+}
+
+func runWithEnv(m *testing.M) int {
+	start := time.Now()
+	dir, err := os.MkdirTemp("", "kantai-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	for _, cmd := range []string{"kantai", "kantai-controller"} {
+		bins[cmd] = filepath.Join(dir, cmd)
+		if out, err := exec.Command("go", "build", "-o", bins[cmd], "kantai.dev/kantai/cmd/"+cmd).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", cmd, err, out)
+			return 1
+		}
+	}
+	env, err := k8stest.Start(k8stest.Options{
+		CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		Scheme:            scheme,
+		Scheduler:         true,
+		GarbageCollector:  true,
+		Endpoints:         true,
+		EndpointSlices:    true,
+		DaemonSets:        true,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the control plane:", err)
+		return 1
+	}
+	defer env.Stop()
+	testEnv = env
+	if k8sClient, err = client.NewWithWatch(env.Config, client.Options{Scheme: scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := env.StartKnative(ctx, k8sClient, k8stest.KnativeOptions{
+		Webhook: true,
+		Config: map[string]map[string]string{
+			"config-autoscaler": {"pod-autoscaler-class": pa.Class, "allow-zero-initial-scale": "true"},
+		},
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "starting Knative:", err)
+		return 1
+	}
+	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: kantaiNamespace}}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := k8stest.SetConfig(ctx, k8sClient, kantaiNamespace, pa.ConfigMapName, map[string]string{pa.KeyNodeCapacity: "4"}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, n := range nodes {
+		if err := k8stest.ProcessNode(ctx, k8sClient, n, nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	k8stest.StartProcessKubelet(ctx, k8sClient, podAddressBase, nodes, runPod, nil)
+
+	stop, err := startProcess("kantai-controller", env.Dir, []string{"KUBECONFIG=" + env.Kubeconfig},
+		bins["kantai-controller"], "--pod-autoscaler", "--leader-elect=false",
+		"--namespace="+kantaiNamespace, "--knative-namespace="+k8stest.KnativeNamespace,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--tick=500ms")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stop()
+	fmt.Printf("cluster with Knative and kantai up in %v (logs in %s)\n", time.Since(start).Round(time.Millisecond), env.Dir)
+	return m.Run()
+}
+
+// runPod is the process kubelet's Runner: a revision's pod runs kantai's
+// built-in function where queue-proxy would listen (8012, the port
+// Knative's private Service targets).
+func runPod(ctx context.Context, pod *corev1.Pod, ip string) (func(), error) {
+	if _, ok := pod.Labels["serving.knative.dev/revision"]; ok {
+		target := ""
+		for _, c := range pod.Spec.Containers {
+			for _, e := range c.Env {
+				if e.Name == "TARGET" {
+					target = e.Value
+				}
+			}
+		}
+		env := []string{
+			function.EnvAddress + "=" + ip, function.EnvPort + "=8012", function.EnvTarget + "=" + target,
+			function.EnvReplica + "=" + pod.Name, function.EnvNode + "=" + pod.Spec.NodeName,
+		}
+		stop, err := startProcess("pod-"+pod.Name, testEnv.Dir, env, bins["kantai"], "fn", "hello")
+		if err != nil {
+			return nil, err
+		}
+		if err := waitListening(ctx, net.JoinHostPort(ip, "8012")); err != nil {
+			stop()
+			return nil, err
+		}
+		return stop, nil
+	}
+	return nil, fmt.Errorf("pod %s/%s: nothing to run for it", pod.Namespace, pod.Name)
+}
+
+// startProcess runs bin with its output in dir/name.log; stop ends it
+// (SIGTERM, then SIGKILL after 10 s) and waits.
+func startProcess(name, dir string, env []string, bin string, args ...string) (stop func(), err error) {
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		})
+	}, nil
+}
+
+// waitListening returns once addr accepts connections.
+func waitListening(ctx context.Context, addr string) error {
+	return k8stest.Eventually(ctx, 30*time.Second, 20*time.Millisecond, func(ctx context.Context) (bool, error) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false, nil //nolint:nilerr // not listening yet
+		}
+		c.Close()
+		return true, nil
+	})
+}
+
+func requireEnv(tb testing.TB) {
+	tb.Helper()
+	if testEnv == nil {
+		if k8stest.Assets() == "" {
+			tb.Skip(k8stest.SkipReason)
+		}
+		tb.Skip(k8stest.KnativeSkipReason)
+	}
+}
