@@ -84,6 +84,39 @@ func (n *Network) AddNode(name, ip string) {
 	n.nodes[addr] = name
 }
 
+// AddAddress registers one more address of a node, such as a pod's on a
+// Kubernetes node: connections to it cross the node's links. The node's
+// own address (AddNode), from which its dials leave, is unchanged. An
+// address of another node moves to this one.
+func (n *Network) AddAddress(name, ip string) error {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return fmt.Errorf("linkemu: address of node %q: %w", name, err)
+	}
+	addr = addr.Unmap()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if primary, ok := n.ips[n.nodes[addr]]; ok && primary == addr && n.nodes[addr] != name {
+		return fmt.Errorf("linkemu: %s is node %q's own address", ip, n.nodes[addr])
+	}
+	n.nodes[addr] = name
+	return nil
+}
+
+// ForgetAddress removes an address registered with AddAddress.
+func (n *Network) ForgetAddress(ip string) {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return
+	}
+	addr = addr.Unmap()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if name, ok := n.nodes[addr]; ok && n.ips[name] != addr {
+		delete(n.nodes, addr)
+	}
+}
+
 // SetLink sets the link between nodes a and b, in both directions. Open
 // connections over it carry the bytes sent from now on with the new
 // latency, jitter and rate. A link that was cut stays cut.
