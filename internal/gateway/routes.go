@@ -134,8 +134,11 @@ func routeHost(host string) string {
 	return host
 }
 
-// checkRoutes reports the first malformed route: no hosts, percents that
-// do not add up to 100, a path that is not one, a host in two routes.
+// CheckRoutes reports the first malformed route, as SetRoutes would: no
+// hosts, percents that do not add up to 100, a path that is not one, a
+// host in two routes.
+func CheckRoutes(routes []Route) error { return checkRoutes(routes) }
+
 func checkRoutes(routes []Route) error {
 	seen := map[string]int{}
 	for i, r := range routes {
