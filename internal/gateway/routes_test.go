@@ -250,3 +250,36 @@ func BenchmarkTable_find(b *testing.B) {
 		})
 	}
 }
+
+// The lookup allocates nothing, whatever it finds: a Service's route, a
+// header path, a rewrite, a redirect, a miss.
+func TestTable_findAllocatesNothing(t *testing.T) {
+	routes := append(benchTable(10), Route{Hosts: []string{"app.example.org"}, Paths: []Path{
+		{Prefix: "/old", Targets: to("ns/old")},
+		{RewriteHost: "fn3.ns.example.com", AppendHeaders: map[string]string{"K-Original-Host": "app.example.org"}},
+	}})
+	if err := checkRoutes(routes); err != nil {
+		t.Fatal(err)
+	}
+	tb := buildTable(routes, nil)
+	for _, c := range []struct {
+		host, tag string
+		external  bool
+		want      miss
+	}{
+		{"fn1.ns.svc", "", false, found},
+		{"fn2.ns.example.com", "canary", true, found},
+		{"fn1.ns.example.com", "", true, redirect},
+		{"app.example.org", "canary", true, found},
+		{"fn1.ns.svc", "", true, noHost},
+	} {
+		req := httptest.NewRequest("GET", "http://"+c.host+"/x", nil)
+		if c.tag != "" {
+			req.Header.Set("Knative-Serving-Tag", c.tag)
+		}
+		var why miss
+		if n := testing.AllocsPerRun(100, func() { _, why, _ = tb.find(c.host, req, c.external) }); n != 0 || why != c.want {
+			t.Errorf("%s: %v allocations, outcome %d; want 0, %d", c.host, n, why, c.want)
+		}
+	}
+}
