@@ -250,6 +250,9 @@ type table struct {
 type vhost struct {
 	paths    []pathRule
 	redirect bool
+	// only is the split of a host whose one path matches every request
+	// (a Service's route), found without trying paths.
+	only *route
 }
 
 type pathRule struct {
@@ -292,6 +295,9 @@ func buildTable(routes []Route, revs map[string]*revision) *table {
 				}
 			}
 			vh.paths = append(vh.paths, pr)
+		}
+		if p := vh.paths; len(p) == 1 && p[0].prefix == "" && len(p[0].headers) == 0 {
+			vh.only = p[0].route // nil for a rewrite
 		}
 		for _, h := range r.Hosts {
 			tb.all[h] = vh
@@ -367,6 +373,9 @@ func (tb *table) find(host string, r *http.Request, external bool) (*target, mis
 	}
 	if external && vh.redirect && !overTLS(r) {
 		return nil, redirect, ""
+	}
+	if vh.only != nil {
+		return vh.only.pick(), found, ""
 	}
 	p := firstMatch(vh.paths, r)
 	if p == nil {
