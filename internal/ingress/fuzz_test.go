@@ -128,8 +128,8 @@ func FuzzTranslate(f *testing.F) {
 		if again := Translate(rev); !reflect.DeepEqual(again, tb) {
 			t.Fatalf("the order of the Ingresses changed the table:\n%+v\n%+v", tb, again)
 		}
-		if err := gateway.CheckRoutes(tb.Routes); err != nil {
-			t.Fatalf("the gateway refuses the table: %v\n%+v", err, tb.Routes)
+		if err := gateway.CheckRoutes(tb.Internal); err != nil {
+			t.Fatalf("the gateway refuses the table: %v\n%+v", err, tb.Internal)
 		}
 		externalHosts := map[string]bool{}
 		for _, ing := range ings {
@@ -159,7 +159,7 @@ func FuzzTranslate(f *testing.F) {
 			}
 		}
 		all := map[string]bool{}
-		for _, r := range tb.Routes {
+		for _, r := range tb.Internal {
 			for _, h := range r.Hosts {
 				all[h] = true
 			}

@@ -56,7 +56,7 @@ func TestTranslate_servedByGateway(t *testing.T) {
 		gw.SetRevision(gateway.RevisionConfig{Namespace: ns, Name: name, Service: b.Service})
 		gw.SetReplicas(rev, []gateway.ReplicaInfo{{Name: name + "-r", Node: "n1", Address: strings.TrimPrefix(replica.URL, "http://")}})
 	}
-	if err := gw.SetRoutes(tb.Routes); err != nil {
+	if err := gw.SetRoutes(tb.Internal); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {

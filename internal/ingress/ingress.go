@@ -43,10 +43,12 @@ const (
 
 // Table is the route table built from every Ingress of the class.
 type Table struct {
-	// Routes holds every rule of every Ingress served, each with its
-	// visibility: give all of it to gateway.Gateway.SetRoutes; the
-	// gateway's External handler serves only the ExternalIP rules.
-	Routes []gateway.Route
+	// Internal holds every rule of every Ingress served (cluster-local
+	// and external), each with its visibility: it is the whole table, for
+	// gateway.Gateway.SetRoutes. The gateway itself serves all of it (the
+	// in-cluster listener); its External handler serves the routes of
+	// External visibility alone (see the method External).
+	Internal []gateway.Route
 	// Backends maps each revision key the routes send traffic to
 	// ("namespace/name") to the Service a split named, so the home can
 	// find its endpoints.
@@ -58,10 +60,11 @@ type Table struct {
 	Problems map[string]nodeapi.Problem
 }
 
-// External returns the routes the external listener serves.
+// External returns the routes the external listener serves: those of
+// Internal with External visibility.
 func (t Table) External() []gateway.Route {
 	var out []gateway.Route
-	for _, r := range t.Routes {
+	for _, r := range t.Internal {
 		if r.Visibility == gateway.External {
 			out = append(out, r)
 		}
@@ -114,7 +117,7 @@ func Translate(ings []*netv1alpha1.Ingress) Table {
 		for _, h := range tr.hosts {
 			owner[h] = k
 		}
-		t.Routes = append(t.Routes, tr.routes...)
+		t.Internal = append(t.Internal, tr.routes...)
 		for rev, b := range tr.backends {
 			if _, seen := t.Backends[rev]; !seen {
 				t.Backends[rev] = b

@@ -80,8 +80,8 @@ func TestTranslate_route(t *testing.T) {
 		{Hosts: []string{"hello.ns.example.com"}, RedirectHTTP: true,
 			Paths: []gateway.Path{{Targets: []gateway.Target{target("ns/hello-00001", 100)}}}},
 	}
-	if !reflect.DeepEqual(tb.Routes, want) {
-		t.Errorf("routes\n%+v\nwant\n%+v", tb.Routes, want)
+	if !reflect.DeepEqual(tb.Internal, want) {
+		t.Errorf("routes\n%+v\nwant\n%+v", tb.Internal, want)
 	}
 	if got := tb.External(); !reflect.DeepEqual(got, want[1:]) {
 		t.Errorf("external routes %+v, want the ExternalIP rule alone", got)
@@ -95,7 +95,7 @@ func TestTranslate_route(t *testing.T) {
 	if len(tb.Problems) != 0 {
 		t.Errorf("problems %v, want none", tb.Problems)
 	}
-	if err := gateway.CheckRoutes(tb.Routes); err != nil {
+	if err := gateway.CheckRoutes(tb.Internal); err != nil {
 		t.Errorf("the gateway refuses the table: %v", err)
 	}
 }
@@ -147,8 +147,8 @@ func TestTranslate_paths(t *testing.T) {
 			{RewriteHost: "hello.ns.example.com", AppendHeaders: map[string]string{"K-Original-Host": "app.example.org"}},
 		}},
 	}
-	if !reflect.DeepEqual(tb.Routes, want) {
-		t.Errorf("routes\n%+v\nwant\n%+v", tb.Routes, want)
+	if !reflect.DeepEqual(tb.Internal, want) {
+		t.Errorf("routes\n%+v\nwant\n%+v", tb.Internal, want)
 	}
 	if _, ok := tb.Backends["ns/hello-00003"]; ok {
 		t.Error("a 0 % split is a backend")
@@ -159,7 +159,7 @@ func TestTranslate_paths(t *testing.T) {
 	if len(tb.Backends) != 2 {
 		t.Errorf("backends %v, want hello-00001 and hello-00002", tb.Backends)
 	}
-	if err := gateway.CheckRoutes(tb.Routes); err != nil {
+	if err := gateway.CheckRoutes(tb.Internal); err != nil {
 		t.Errorf("the gateway refuses the table: %v", err)
 	}
 }
@@ -261,7 +261,7 @@ func TestTranslate_problems(t *testing.T) {
 		tb := Translate([]*netv1alpha1.Ingress{good2, tt.ing, good})
 		p, ok := tb.Problems["ns/x"]
 		if !ok {
-			t.Errorf("%s: no problem; routes %+v", tt.name, tb.Routes)
+			t.Errorf("%s: no problem; routes %+v", tt.name, tb.Internal)
 			continue
 		}
 		if p.Reason != tt.reason || !strings.HasPrefix(p.Message, tt.msg) || p.Generation != 3 {
@@ -274,7 +274,7 @@ func TestTranslate_problems(t *testing.T) {
 			t.Errorf("%s: generations %v, want good and good2 alone", tt.name, tb.Generations)
 		}
 		taken := false // by good2, once x left it
-		for _, r := range tb.Routes {
+		for _, r := range tb.Internal {
 			for _, h := range r.Hosts {
 				if h == "x.ns.example.com" {
 					taken = true
@@ -286,7 +286,7 @@ func TestTranslate_problems(t *testing.T) {
 		if want := tt.name != "host of an older Ingress"; taken != want {
 			t.Errorf("%s: x.ns.example.com served %v, want %v", tt.name, taken, want)
 		}
-		if err := gateway.CheckRoutes(tb.Routes); err != nil {
+		if err := gateway.CheckRoutes(tb.Internal); err != nil {
 			t.Errorf("%s: the gateway refuses the table: %v", tt.name, err)
 		}
 	}
@@ -345,6 +345,10 @@ func TestStatus(t *testing.T) {
 		}, "False", ReasonDomainConflict, "node n2: host taken"},
 		{"refused without generation", []Report{{Node: "n1", Ready: true, Problems: refused(0)}}, "False", ReasonDomainConflict, "node n1: host taken"},
 		{"refused an older generation", []Report{{Node: "n1", Ready: true, Problems: refused(3)}}, "Unknown", ReasonProgramming, "1 of 1 ready gateways do not serve generation 4 yet: n1"},
+		{"a gateway already at a later generation", []Report{
+			{Node: "n1", Ready: true, Ingresses: at(5)}, {Node: "n2", Ready: true, Ingresses: at(4)},
+		}, "True", "", ""},
+		{"refused a later generation", []Report{{Node: "n1", Ready: true, Problems: refused(5)}}, "Unknown", ReasonProgramming, "1 of 1 ready gateways do not serve generation 4 yet: n1"},
 		{"refused by a gateway not ready", []Report{
 			{Node: "n2", Problems: refused(4)}, {Node: "n1", Ready: true, Ingresses: at(4)},
 		}, "True", "", ""},
@@ -401,5 +405,8 @@ func TestReportOf(t *testing.T) {
 	want := Report{Node: "n1", Ready: true, Ingresses: s.Ingresses, Problems: s.Problems}
 	if got := ReportOf(s, true); !reflect.DeepEqual(got, want) {
 		t.Errorf("ReportOf = %+v, want %+v", got, want)
+	}
+	if got := ReadyReports([]nodeapi.State{s}); !reflect.DeepEqual(got, []Report{want}) {
+		t.Errorf("ReadyReports = %+v, want %+v", got, []Report{want})
 	}
 }

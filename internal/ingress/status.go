@@ -45,6 +45,16 @@ func ReportOf(s nodeapi.State, ready bool) Report {
 	return Report{Node: s.Node, Ready: ready, Ingresses: s.Ingresses, Problems: s.Problems}
 }
 
+// ReadyReports are the Reports of the States of gateways known to be
+// ready.
+func ReadyReports(states []nodeapi.State) []Report {
+	out := make([]Report, len(states))
+	for i, s := range states {
+		out[i] = ReportOf(s, true)
+	}
+	return out
+}
+
 // Reasons of LoadBalancerReady besides those of the problems.
 const (
 	// ReasonNoGateway: no gateway is ready, so none can serve the Ingress.
@@ -59,7 +69,8 @@ const (
 // every ready gateway serves this generation, False when a gateway refused
 // it (the reason and message of the problem, from the first node by
 // name), Unknown while there is no ready gateway or some ready gateway has
-// not caught up. The load balancers are always one public and one private
+// not caught up (a gateway that already serves a later generation, seen
+// before ing was, counts as serving it). The load balancers are always one public and one private
 // entry, lb's. Conditions that do not change keep their transition time
 // from ing's current status.
 func Status(ing *netv1alpha1.Ingress, reports []Report, lb LoadBalancer) netv1alpha1.IngressStatus {
@@ -92,7 +103,7 @@ func Status(ing *netv1alpha1.Ingress, reports []Report, lb LoadBalancer) netv1al
 			st.MarkLoadBalancerFailed(p.Reason, "node "+r.Node+": "+p.Message)
 			return *st
 		}
-		if g, ok := r.Ingresses[k]; !ok || g != ing.Generation {
+		if g, ok := r.Ingresses[k]; !ok || g < ing.Generation {
 			behind = append(behind, r.Node)
 		}
 	}
