@@ -197,6 +197,12 @@ func translate(ing *netv1alpha1.Ingress) (translated, *problem) {
 			}
 			r.Paths = append(r.Paths, gp)
 		}
+		if p := r.Paths; len(p) == 1 && (p[0].Prefix == "" || p[0].Prefix == "/") && len(p[0].Headers) == 0 &&
+			len(p[0].AppendHeaders) == 0 && p[0].RewriteHost == "" {
+			// One path for every request: a route of targets, as a
+			// Service's.
+			r.Targets, r.Paths = p[0].Targets, nil
+		}
 		if len(r.Hosts) > 0 {
 			tr.hosts = append(tr.hosts, r.Hosts...)
 			tr.routes = append(tr.routes, r)

@@ -76,9 +76,9 @@ func TestTranslate_route(t *testing.T) {
 	tb := Translate([]*netv1alpha1.Ingress{other, ing})
 	want := []gateway.Route{
 		{Hosts: []string{"hello.ns", "hello.ns.svc", "hello.ns.svc.cluster.local"}, Visibility: gateway.ClusterLocal,
-			Paths: []gateway.Path{{Targets: []gateway.Target{target("ns/hello-00001", 100)}}}},
+			Targets: []gateway.Target{target("ns/hello-00001", 100)}},
 		{Hosts: []string{"hello.ns.example.com"}, RedirectHTTP: true,
-			Paths: []gateway.Path{{Targets: []gateway.Target{target("ns/hello-00001", 100)}}}},
+			Targets: []gateway.Target{target("ns/hello-00001", 100)}},
 	}
 	if !reflect.DeepEqual(tb.Internal, want) {
 		t.Errorf("routes\n%+v\nwant\n%+v", tb.Internal, want)
@@ -137,7 +137,7 @@ func TestTranslate_paths(t *testing.T) {
 	}
 	want := []gateway.Route{
 		{Hosts: []string{"hello.ns", "hello.ns.svc", "hello.ns.svc.cluster.local"}, Visibility: gateway.ClusterLocal,
-			Paths: []gateway.Path{{Targets: []gateway.Target{target("ns/hello-00001", 100)}}}},
+			Targets: []gateway.Target{target("ns/hello-00001", 100)}},
 		{Hosts: []string{"hello.ns.example.com"}, Paths: []gateway.Path{
 			{Prefix: "/api", Headers: map[string]string{"Knative-Serving-Tag": "canary"}, AppendHeaders: map[string]string{"Knative-Serving-Tag": "canary"},
 				Targets: []gateway.Target{target("ns/hello-00002", 100)}},
@@ -408,5 +408,20 @@ func TestReportOf(t *testing.T) {
 	}
 	if got := ReadyReports([]nodeapi.State{s}); !reflect.DeepEqual(got, []Report{want}) {
 		t.Errorf("ReadyReports = %+v, want %+v", got, []Report{want})
+	}
+}
+
+// A rule whose one path takes every request as it is becomes a route of
+// targets; a path that adds headers or matches stays a path.
+func TestTranslate_compactForm(t *testing.T) {
+	ing := kingress("ns", "hello", 0)
+	ing.Spec.Rules[0].HTTP.Paths[0].Path = "/"
+	ing.Spec.Rules[1].HTTP.Paths[0].AppendHeaders = map[string]string{"Knative-Serving-Default-Route": "true"}
+	tb := Translate([]*netv1alpha1.Ingress{ing})
+	if r := tb.Internal[0]; len(r.Paths) != 0 || len(r.Targets) != 1 {
+		t.Errorf("catch-all rule: %+v, want targets alone", r)
+	}
+	if r := tb.Internal[1]; len(r.Paths) != 1 || len(r.Targets) != 0 || r.Paths[0].AppendHeaders["Knative-Serving-Default-Route"] != "true" {
+		t.Errorf("rule with appended headers: %+v, want its path", r)
 	}
 }
