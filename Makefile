@@ -33,7 +33,7 @@ test-unit:
 
 # Every fuzz target for a few seconds; a longer run: make test-fuzz FUZZTIME=10m.
 FUZZTIME ?= 5s
-FUZZ_TARGETS := internal/manifest:FuzzParseAll internal/gateway:FuzzRouteHost internal/testbed:FuzzParse
+FUZZ_TARGETS := internal/manifest:FuzzParseAll internal/gateway:FuzzRouteHost internal/gateway:FuzzTableFind internal/ingress:FuzzTranslate internal/testbed:FuzzParse
 test-fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		$(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s -parallel 1 ./$${t%%:*} || exit 1; \

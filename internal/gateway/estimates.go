@@ -36,7 +36,8 @@ type NodeEstimate struct {
 }
 
 // Estimates returns the figures behind this gateway's choices: for the
-// revisions a host routes to when host is given, else for every revision.
+// revisions a host routes to when host is given (by its first path), else
+// for every revision.
 // ok is false for a host no route serves.
 func (g *Gateway) Estimates(host string) (out []Estimate, ok bool) {
 	if host == "" {
@@ -45,9 +46,13 @@ func (g *Gateway) Estimates(host string) (out []Estimate, ok bool) {
 		}
 		return out, true
 	}
-	rt := (*g.routes.Load())[routeHost(host)]
-	if rt == nil {
+	vh := g.routes.Load().all[routeHost(host)]
+	if vh == nil {
 		return nil, false
+	}
+	rt := vh.firstRoute()
+	if rt == nil {
+		return nil, true
 	}
 	counts := make([]int, len(rt.targets))
 	for _, i := range rt.slots {

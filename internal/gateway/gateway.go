@@ -79,7 +79,7 @@ type Gateway struct {
 	cfg   Config
 	epoch uint64
 
-	routes atomic.Pointer[map[string]*route]
+	routes atomic.Pointer[table]
 
 	mu        sync.Mutex // serialises configuration changes
 	nodes     []string
@@ -124,8 +124,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.epoch = rand.Uint64() | 1
 	g.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
-	empty := map[string]*route{}
-	g.routes.Store(&empty)
+	g.routes.Store(buildTable(nil, nil))
 	return g, nil
 }
 
@@ -222,14 +221,7 @@ func (g *Gateway) SetRoutes(routes []Route) error {
 }
 
 func (g *Gateway) publishRoutesLocked() {
-	table := make(map[string]*route, 4*len(g.routeSpec))
-	for _, r := range g.routeSpec {
-		rt := newRoute(r, g.revs)
-		for _, h := range r.Hosts {
-			table[h] = rt
-		}
-	}
-	g.routes.Store(&table)
+	g.routes.Store(buildTable(g.routeSpec, g.revs))
 }
 
 func (g *Gateway) revision(key string) *revision {
@@ -333,8 +325,11 @@ func (g *Gateway) SetProcessing(key string, perNode map[string]time.Duration) {
 	rev.mu.Unlock()
 }
 
-// ServeHTTP routes, buffers, balances and forwards one request.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP routes, buffers, balances and forwards one request: the
+// in-cluster listener, which serves every route (see External).
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.serve(w, r, false) }
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, external bool) {
 	start := g.now()
 	host := routeHost(r.Host)
 	// A request that nothing was sent for yet is offered again: when the
@@ -343,13 +338,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// connection (it is stopping or has died), so the client need not see
 	// a replica's end.
 	for attempt := 1; ; attempt++ {
-		rt := (*g.routes.Load())[host]
-		if rt == nil {
-			g.cfg.Metrics.requests.WithLabelValues("", "", g.cfg.Node, "none", "404").Inc()
-			http.Error(w, "kantai: no function serves host "+strconv.Quote(r.Host), http.StatusNotFound)
+		t, why, detail := g.routes.Load().find(host, r, external)
+		if t == nil {
+			g.unrouted(w, r, why, host, detail)
 			return
 		}
-		t := rt.pick()
 		rev := t.rev
 		if rev == nil {
 			g.cfg.Metrics.requests.WithLabelValues("", t.revision, g.cfg.Node, "none", "503").Inc()
@@ -497,6 +490,9 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	out.URL = &u
 	out.RequestURI = ""
 	out.Close = false
+	if t.host != "" {
+		out.Host = t.host
+	}
 	out.Header = make(http.Header, len(in.Header)+1+len(t.headers))
 	copyHeader(out.Header, in.Header)
 	for k, v := range t.headers {

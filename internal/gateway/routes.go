@@ -3,17 +3,67 @@ package gateway
 import (
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 )
 
-// Route sends the requests for a set of hosts to revisions, split by
-// percent: one rule of the route table, as a Knative Ingress rule has it.
+// Route sends the requests for a set of hosts to revisions: one rule of
+// the route table, as a Knative Ingress rule has it. A route either splits
+// every request by Targets (a Service's route) or has Paths, tried in
+// order.
 type Route struct {
 	// Hosts are the Host header values the route answers, lower case,
 	// without port.
 	Hosts   []string
 	Targets []Target
+	// Paths are tried in order; the first that matches a request serves
+	// it. A request that matches none gets 404. Empty: Targets serve every
+	// request.
+	Paths []Path
+	// Visibility says which of the gateway's listeners serve the route.
+	Visibility Visibility
+	// RedirectHTTP answers requests that came over plain HTTP to the
+	// External handler with 301 to the same URL over https.
+	RedirectHTTP bool
+}
+
+// Visibility says which listeners serve a route: the gateway itself (its
+// ServeHTTP, the in-cluster listener) serves every route, the handler
+// External returns only the External ones.
+type Visibility uint8
+
+// Visibilities of a route, as a Knative Ingress rule has them.
+const (
+	External Visibility = iota
+	ClusterLocal
+)
+
+func (v Visibility) String() string {
+	if v == ClusterLocal {
+		return "ClusterLocal"
+	}
+	return "External"
+}
+
+// Path is one path rule of a route.
+type Path struct {
+	// Prefix the request's path must start with; empty matches every path.
+	Prefix string
+	// Headers the request must carry, each with exactly this value (one of
+	// its values, when it has several). Names in any case.
+	Headers map[string]string
+	// Targets split the requests the path matches, by percent.
+	Targets []Target
+	// AppendHeaders are set on every request the path matches; a target's
+	// own AppendHeaders win over them.
+	AppendHeaders map[string]string
+	// RewriteHost, instead of Targets, sends the request on as if its Host
+	// were this: the paths of the route that serves that host (on any
+	// listener) are tried, once (a rewrite there is not followed), and the
+	// request is forwarded with that Host and with AppendHeaders added.
+	RewriteHost string
 }
 
 // Target is one share of a route.
@@ -84,26 +134,31 @@ func routeHost(host string) string {
 	return host
 }
 
-// checkRoutes reports the first malformed route: no hosts, percents that
-// do not add up to 100, a host in two routes.
+// CheckRoutes reports the first malformed route, as SetRoutes would: no
+// hosts, percents that do not add up to 100, a path that is not one, a
+// host in two routes.
+func CheckRoutes(routes []Route) error { return checkRoutes(routes) }
+
 func checkRoutes(routes []Route) error {
 	seen := map[string]int{}
 	for i, r := range routes {
 		if len(r.Hosts) == 0 {
 			return fmt.Errorf("route %d: no hosts", i)
 		}
-		total := 0
-		for j, t := range r.Targets {
-			if t.Percent < 0 || t.Percent > 100 {
-				return fmt.Errorf("route %d target %d: percent %d out of 0–100", i, j, t.Percent)
-			}
-			if t.Revision == "" {
-				return fmt.Errorf("route %d target %d: no revision", i, j)
-			}
-			total += t.Percent
+		if r.Visibility > ClusterLocal {
+			return fmt.Errorf("route %d (%s): unknown visibility %d", i, r.Hosts[0], r.Visibility)
 		}
-		if total != 100 {
-			return fmt.Errorf("route %d (%s): percents add up to %d, want 100", i, r.Hosts[0], total)
+		if len(r.Paths) == 0 {
+			if err := checkTargets(r.Targets); err != nil {
+				return fmt.Errorf("route %d (%s): %w", i, r.Hosts[0], err)
+			}
+		} else if len(r.Targets) > 0 {
+			return fmt.Errorf("route %d (%s): both targets and paths", i, r.Hosts[0])
+		}
+		for j, p := range r.Paths {
+			if err := checkPath(p); err != nil {
+				return fmt.Errorf("route %d (%s) path %d: %w", i, r.Hosts[0], j, err)
+			}
 		}
 		for _, h := range r.Hosts {
 			if h != routeHost(h) {
@@ -118,7 +173,277 @@ func checkRoutes(routes []Route) error {
 	return nil
 }
 
-// route is a Route resolved for the request path.
+func checkPath(p Path) error {
+	if p.Prefix != "" && p.Prefix[0] != '/' {
+		return fmt.Errorf("prefix %q does not start with /", p.Prefix)
+	}
+	for name := range p.Headers {
+		if !validHeaderName(name) {
+			return fmt.Errorf("header match: %q is no header name", name)
+		}
+	}
+	for name := range p.AppendHeaders {
+		if !validHeaderName(name) {
+			return fmt.Errorf("appended header %q is no header name", name)
+		}
+	}
+	if p.RewriteHost != "" {
+		if len(p.Targets) > 0 {
+			return fmt.Errorf("both targets and rewriteHost %q", p.RewriteHost)
+		}
+		if p.RewriteHost != routeHost(p.RewriteHost) {
+			return fmt.Errorf("rewriteHost %q is not in normal form (lower case, no port)", p.RewriteHost)
+		}
+		return nil
+	}
+	return checkTargets(p.Targets)
+}
+
+func checkTargets(targets []Target) error {
+	total := 0
+	for j, t := range targets {
+		if t.Percent < 0 || t.Percent > 100 {
+			return fmt.Errorf("target %d: percent %d out of 0–100", j, t.Percent)
+		}
+		if t.Revision == "" {
+			return fmt.Errorf("target %d: no revision", j)
+		}
+		for name := range t.AppendHeaders {
+			if !validHeaderName(name) {
+				return fmt.Errorf("target %d: appended header %q is no header name", j, name)
+			}
+		}
+		total += t.Percent
+	}
+	if total != 100 {
+		return fmt.Errorf("percents add up to %d, want 100", total)
+	}
+	return nil
+}
+
+// validHeaderName reports an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// table is one immutable snapshot of the route table, as the request path
+// reads it: every host (the in-cluster listener) and the external hosts.
+// Both maps share their vhosts, so a route's split counters are the same
+// whichever listener a request came by.
+type table struct {
+	all, external map[string]*vhost
+}
+
+// vhost is a route resolved for the request path.
+type vhost struct {
+	paths    []pathRule
+	redirect bool
+	// only is the split of a host whose one path matches every request
+	// (a Service's route), found without trying paths.
+	only *route
+}
+
+type pathRule struct {
+	prefix  string
+	headers []headerMatch
+	route   *route // nil for a rewrite
+	// rewrite holds, for a RewriteHost path, the paths of the host it
+	// names, their targets carrying this path's headers and the new Host;
+	// rewriteHost is the host, for messages.
+	rewrite     []pathRule
+	rewriteHost string
+}
+
+type headerMatch struct{ name, value string } // name canonical
+
+// buildTable resolves a checked route list against the known revisions.
+func buildTable(routes []Route, revs map[string]*revision) *table {
+	tb := &table{all: make(map[string]*vhost, 4*len(routes)), external: make(map[string]*vhost, 4*len(routes))}
+	byHost := make(map[string]*Route, 4*len(routes))
+	for i := range routes {
+		r := &routes[i]
+		for _, h := range r.Hosts {
+			byHost[h] = r
+		}
+	}
+	for i := range routes {
+		r := &routes[i]
+		vh := &vhost{redirect: r.RedirectHTTP}
+		for _, p := range routePaths(r) {
+			pr := newPathRule(p, nil, "", revs)
+			if p.RewriteHost != "" {
+				pr.rewriteHost = p.RewriteHost
+				// The destination's own rewrites are not followed: no loops.
+				if dest := byHost[p.RewriteHost]; dest != nil {
+					for _, dp := range routePaths(dest) {
+						if dp.RewriteHost == "" {
+							pr.rewrite = append(pr.rewrite, newPathRule(dp, p.AppendHeaders, p.RewriteHost, revs))
+						}
+					}
+				}
+			}
+			vh.paths = append(vh.paths, pr)
+		}
+		if p := vh.paths; len(p) == 1 && p[0].prefix == "" && len(p[0].headers) == 0 {
+			vh.only = p[0].route // nil for a rewrite
+		}
+		for _, h := range r.Hosts {
+			tb.all[h] = vh
+			if r.Visibility == External {
+				tb.external[h] = vh
+			}
+		}
+	}
+	return tb
+}
+
+// routePaths is a route's paths; a route of Targets alone has one that
+// matches every request.
+func routePaths(r *Route) []Path {
+	if len(r.Paths) == 0 {
+		return []Path{{Targets: r.Targets}}
+	}
+	return r.Paths
+}
+
+// newPathRule resolves p; base headers (a rewrite's) come before p's own,
+// and host, when set, replaces the request's Host.
+func newPathRule(p Path, base map[string]string, host string, revs map[string]*revision) pathRule {
+	pr := pathRule{prefix: p.Prefix}
+	if pr.prefix == "/" {
+		pr.prefix = ""
+	}
+	for name, v := range p.Headers {
+		pr.headers = append(pr.headers, headerMatch{name: http.CanonicalHeaderKey(name), value: v})
+	}
+	slices.SortFunc(pr.headers, func(a, b headerMatch) int { return strings.Compare(a.name, b.name) })
+	if p.RewriteHost == "" {
+		pr.route = newRoute(p.Targets, base, p.AppendHeaders, host, revs)
+	}
+	return pr
+}
+
+// matches reports whether a request's path and headers satisfy the rule.
+func (p *pathRule) matches(r *http.Request) bool {
+	if !strings.HasPrefix(r.URL.Path, p.prefix) {
+		return false
+	}
+	for _, m := range p.headers {
+		if !slices.Contains(r.Header[m.name], m.value) {
+			return false
+		}
+	}
+	return true
+}
+
+// miss says why a request found no target.
+type miss uint8
+
+const (
+	found     miss = iota
+	noHost         // no route serves the Host
+	noPath         // the route has no path matching the request
+	redirect       // plain HTTP to a route that redirects to https
+	noRewrite      // a path rewrites the Host to one no route serves
+)
+
+// find returns the target for a request to host (normalised) by the
+// external listener or the in-cluster one, or why there is none; for
+// noRewrite, the rewritten host. It neither allocates nor locks.
+func (tb *table) find(host string, r *http.Request, external bool) (*target, miss, string) {
+	m := tb.all
+	if external {
+		m = tb.external
+	}
+	vh := m[host]
+	if vh == nil {
+		return nil, noHost, ""
+	}
+	if external && vh.redirect && !overTLS(r) {
+		return nil, redirect, ""
+	}
+	if vh.only != nil {
+		return vh.only.pick(), found, ""
+	}
+	p := firstMatch(vh.paths, r)
+	if p == nil {
+		return nil, noPath, ""
+	}
+	if p.route == nil {
+		dest := firstMatch(p.rewrite, r)
+		if dest == nil {
+			if len(p.rewrite) == 0 {
+				return nil, noRewrite, p.rewriteHost
+			}
+			return nil, noPath, p.rewriteHost
+		}
+		p = dest
+	}
+	return p.route.pick(), found, ""
+}
+
+func firstMatch(paths []pathRule, r *http.Request) *pathRule {
+	for i := range paths {
+		if paths[i].matches(r) {
+			return &paths[i]
+		}
+	}
+	return nil
+}
+
+// overTLS reports a request that reached the gateway over TLS, or through
+// a proxy that terminated TLS and says so.
+func overTLS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	v := r.Header["X-Forwarded-Proto"]
+	return len(v) > 0 && strings.EqualFold(v[len(v)-1], "https")
+}
+
+// unrouted answers a request that found no target.
+func (g *Gateway) unrouted(w http.ResponseWriter, r *http.Request, why miss, host, detail string) {
+	code := http.StatusNotFound
+	switch why {
+	case redirect:
+		code = http.StatusMovedPermanently
+		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), code)
+	case noPath:
+		if detail != "" {
+			host = detail
+		}
+		http.Error(w, "kantai: no path of host "+strconv.Quote(host)+" matches "+strconv.Quote(r.URL.Path), code)
+	case noRewrite:
+		http.Error(w, "kantai: host "+strconv.Quote(r.Host)+" is rewritten to "+strconv.Quote(detail)+", which no function serves", code)
+	default:
+		http.Error(w, "kantai: no function serves host "+strconv.Quote(r.Host), code)
+	}
+	g.cfg.Metrics.requests.WithLabelValues("", "", g.cfg.Node, "none", strconv.Itoa(code)).Inc()
+}
+
+// External returns the handler of the gateway's external listener: the
+// same gateway (revisions, replicas, buffers, stats), serving only the
+// routes of External visibility, with their https redirects. The gateway
+// itself is the in-cluster listener's handler: every route, no redirect.
+func (g *Gateway) External() http.Handler { return externalListener{g} }
+
+type externalListener struct{ g *Gateway }
+
+func (l externalListener) ServeHTTP(w http.ResponseWriter, r *http.Request) { l.g.serve(w, r, true) }
+
+// route is a split of targets resolved for the request path.
 type route struct {
 	targets []target
 	// slots spreads 100 consecutive requests over the targets by percent,
@@ -131,23 +456,28 @@ type target struct {
 	revision string
 	rev      *revision // nil while the gateway does not know the revision
 	headers  http.Header
+	host     string // replaces the request's Host when set (a rewrite)
 }
 
-func newRoute(r Route, revs map[string]*revision) *route {
+// newRoute resolves targets; each target's headers are base, then path,
+// then its own, later ones winning.
+func newRoute(targets []Target, base, path map[string]string, host string, revs map[string]*revision) *route {
 	rt := &route{}
-	weights := make([]int, 0, len(r.Targets))
-	for _, t := range r.Targets {
+	weights := make([]int, 0, len(targets))
+	for _, t := range targets {
 		if t.Percent == 0 {
 			continue
 		}
 		var h http.Header
-		if len(t.AppendHeaders) > 0 {
-			h = make(http.Header, len(t.AppendHeaders))
-			for k, v := range t.AppendHeaders {
-				h.Set(k, v)
+		if n := len(base) + len(path) + len(t.AppendHeaders); n > 0 {
+			h = make(http.Header, n)
+			for _, m := range []map[string]string{base, path, t.AppendHeaders} {
+				for k, v := range m {
+					h.Set(k, v)
+				}
 			}
 		}
-		rt.targets = append(rt.targets, target{revision: t.Revision, rev: revs[t.Revision], headers: h})
+		rt.targets = append(rt.targets, target{revision: t.Revision, rev: revs[t.Revision], headers: h, host: host})
 		weights = append(weights, t.Percent)
 	}
 	// Smooth weighted round robin: each slot goes to the target furthest
@@ -174,4 +504,20 @@ func (rt *route) pick() *target {
 	}
 	n := rt.next.Add(1) - 1
 	return &rt.targets[rt.slots[n%100]]
+}
+
+// firstRoute is the split of a host's first path, a rewrite followed; nil
+// when a rewrite leads nowhere.
+func (vh *vhost) firstRoute() *route {
+	if len(vh.paths) == 0 {
+		return nil
+	}
+	p := &vh.paths[0]
+	if p.route == nil {
+		if len(p.rewrite) == 0 {
+			return nil
+		}
+		p = &p.rewrite[0]
+	}
+	return p.route
 }

@@ -43,6 +43,9 @@ type State struct {
 type Problem struct {
 	Reason  string `json:"reason"`
 	Message string `json:"message"`
+	// Generation is the metadata.generation of the Ingress refused, so a
+	// refusal of an older generation is not taken for the current one.
+	Generation int64 `json:"generation,omitempty"`
 }
 
 // Processing is a push of one revision's processing estimates: the
