@@ -17,7 +17,10 @@ type recorder struct {
 	routesErr error
 }
 
-func (r *recorder) SetNodes(n []string) error { r.calls = append(r.calls, fmt.Sprint("nodes ", n)); return nil }
+func (r *recorder) SetNodes(n []string) error {
+	r.calls = append(r.calls, fmt.Sprint("nodes ", n))
+	return nil
+}
 func (r *recorder) SetRevision(c gateway.RevisionConfig) {
 	r.calls = append(r.calls, fmt.Sprintf("revision %s cc=%d", c.Key(), c.ContainerConcurrency))
 }
