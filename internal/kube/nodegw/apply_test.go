@@ -3,9 +3,11 @@ package nodegw
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/client-go/rest"
 
 	"kantai.dev/kantai/internal/gateway"
 	"kantai.dev/kantai/internal/nodeapi"
@@ -99,5 +101,23 @@ func TestApplier_apply(t *testing.T) {
 	step("accepted", desired(3, map[string]int{"ns/r3": 0}, nil), "routes 1", "remove ns/r2")
 	if diff := cmp.Diff(map[string]nodeapi.Problem{}, a.problems); diff != "" {
 		t.Errorf("problems after acceptance (-want,+got):\n%s", diff)
+	}
+}
+
+func TestNew_refusesIncompleteConfig(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no node", Config{Token: "t", Rest: &rest.Config{}}, "node name is empty"},
+		{"no token", Config{Node: "a", Rest: &rest.Config{}}, "token is empty"},
+		{"no API server", Config{Node: "a", Token: "t"}, "no API server"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("New = %v, want an error containing %q", err, tt.want)
+			}
+		})
 	}
 }
