@@ -26,6 +26,8 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	// The first signal drains; a second one kills.
+	context.AfterFunc(ctx, stop)
 	err := run(ctx, os.Args[1:], os.Stderr)
 	stop()
 	if err != nil {

@@ -258,24 +258,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 		"agent", d.Addr(ListenerAgent), "nodeAPI", d.Addr(ListenerNodeAPI), "metrics", d.Addr(ListenerMetrics))
 	gws := map[string]*gateway.Server{}
 	err := d.watch.start(bg, ctx)
-	if err == nil {
+	switch {
+	case err == nil:
 		wg.Add(1)
 		go func() { defer wg.Done(); d.loop(bg) }()
 		// The gateway listeners were opened by New: connections wait in
 		// the backlog until the first route table is in.
 		select {
 		case <-d.firstSync:
-		case <-ctx.Done():
-		}
-		for _, name := range []string{ListenerExternal, ListenerInternal} {
-			srv := gateway.NewServer(d.gw, gateway.ServerOptions{})
-			gws[name] = srv
-			goServe(name+" gateway", func() error { return srv.Serve(d.lns[name]) })
-		}
-		select {
+			for _, name := range []string{ListenerExternal, ListenerInternal} {
+				srv := gateway.NewServer(d.gw, gateway.ServerOptions{})
+				gws[name] = srv
+				goServe(name+" gateway", func() error { return srv.Serve(d.lns[name]) })
+			}
+			select {
+			case <-ctx.Done():
+			case err = <-fatal:
+			}
 		case <-ctx.Done():
 		case err = <-fatal:
 		}
+	case ctx.Err() != nil:
+		err = nil // stopped while the caches synced
 	}
 	d.draining.Store(true)
 	d.log.Info("Draining the gateway listeners", "timeout", d.cfg.DrainTimeout)

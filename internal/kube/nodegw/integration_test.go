@@ -17,6 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -261,11 +262,14 @@ func TestDaemon(t *testing.T) {
 	})
 
 	t.Run("latency peers from the headless Service", func(t *testing.T) {
-		create(t, &corev1.Service{
+		err := k8sClient.Create(ctx, &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: kantaiNamespace, Name: nodegw.DefaultPeersService},
 			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{
 				{Name: nodegw.PortLatency, Port: 9696}, {Name: nodegw.PortNodeAPI, Port: 9697}}},
 		})
+		if err != nil && !apierrors.IsAlreadyExists(err) { // -count=n
+			t.Fatal(err)
+		}
 		create(t, &discoveryv1.EndpointSlice{
 			ObjectMeta:  metav1.ObjectMeta{Namespace: kantaiNamespace, Name: "peers-" + ns, Labels: map[string]string{nodegw.LabelServiceName: nodegw.DefaultPeersService}},
 			AddressType: discoveryv1.AddressTypeIPv4,

@@ -233,3 +233,20 @@ func TestPlan(t *testing.T) {
 		t.Errorf("Plan (-want,+got):\n%s", diff)
 	}
 }
+
+func TestOfKantai(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		pa   *asv1alpha1.PodAutoscaler
+		want bool
+	}{
+		{"not in the cache yet: its private endpoints", nil, true},
+		{"kantai's class", pa("ns", "r", autoscale.ClassKantai), true},
+		{"no class: Knative's KPA", pa("ns", "r", ""), false},
+		{"HPA", pa("ns", "r", "hpa.autoscaling.knative.dev"), false},
+	} {
+		if got := OfKantai(tt.pa); got != tt.want {
+			t.Errorf("%s: OfKantai = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
