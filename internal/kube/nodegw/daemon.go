@@ -282,7 +282,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		err = nil // stopped while the caches synced
 	}
 	d.draining.Store(true)
-	d.log.Info("Draining the gateway listeners", "timeout", d.cfg.DrainTimeout)
+	d.log.Info("Draining the gateway listeners", "timeout", d.cfg.DrainTimeout.String())
 	drainCtx, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout)
 	var dwg sync.WaitGroup
 	for name, srv := range gws {
