@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.PeersService, "peers-service", nodegw.DefaultPeersService, "the gateways' headless Service, whose endpoints are the latency peers")
 	fs.IntVar(&cfg.QueueDepth, "queue-depth", 0, "requests waiting per revision at most (0: the gateway's default)")
 	fs.DurationVar(&cfg.ActivationTimeout, "activation-timeout", nodegw.DefaultActivationTimeout, "how long a request waits for a replica")
+	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "how long the gateway keeps serving, not ready, after SIGTERM before it drains")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", nodegw.DefaultDrainTimeout, "how long the gateway drains on SIGTERM")
 	fs.DurationVar(&cfg.LatencyInterval, "latency-interval", 0, "the latency agent's probing round (0: its default)")
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")

@@ -24,9 +24,14 @@ import (
 	"kantai.dev/kantai/internal/nodeapi"
 )
 
+// shutdownDelay is the binary's: long enough for a check or two on a busy
+// machine.
+const shutdownDelay = 10 * time.Second
+
 // TestBinary runs cmd/kantai-gateway as a process with a kubeconfig and
 // a token file: it becomes ready, its node API holds an Ingress of the
-// class and refuses a wrong token, and on SIGTERM it drains and exits 0.
+// class and refuses a wrong token; on SIGTERM it says it is not ready but
+// still serves for the shutdown delay, then drains and exits 0.
 func TestBinary(t *testing.T) {
 	requireEnv(t)
 	if testing.Short() {
@@ -49,7 +54,8 @@ func TestBinary(t *testing.T) {
 
 	cmd := exec.Command(bin, "--kubeconfig="+testEnv.Kubeconfig, "--token-file="+tokenFile, "--namespace="+kantaiNamespace,
 		"--external-addr=127.0.0.1:0", "--internal-addr=127.0.0.1:0", "--agent-addr=127.0.0.1:0",
-		"--node-api-addr=127.0.0.1:0", "--metrics-addr=127.0.0.1:0", "--drain-timeout=5s")
+		"--node-api-addr=127.0.0.1:0", "--metrics-addr=127.0.0.1:0", "--drain-timeout=5s",
+		"--shutdown-delay="+shutdownDelay.String())
 	cmd.Env = append(os.Environ(), "NODE_NAME="+node, "POD_IP=192.0.2.1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -101,8 +107,8 @@ func TestBinary(t *testing.T) {
 	case <-time.After(long):
 		t.Fatalf("kantai-gateway did not start within %v\n%s", long, logs())
 	}
-	api, metrics := rec["nodeAPI"].(string), rec["metrics"].(string)
-	if rec["node"] != node || api == "" || metrics == "" {
+	api, metrics, ext := rec["nodeAPI"].(string), rec["metrics"].(string), rec["external"].(string)
+	if rec["node"] != node || api == "" || metrics == "" || ext == "" {
 		t.Fatalf("start record %v", rec)
 	}
 
@@ -129,6 +135,21 @@ func TestBinary(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	// Not ready at once; still serving until the delay ends (the delay is
+	// long enough that both checks fall inside it).
+	err = k8stest.Eventually(context.Background(), shutdownDelay, 20*time.Millisecond, func(ctx context.Context) (bool, error) {
+		resp, err := http.Get("http://" + metrics + "/readyz")
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable, nil
+	})
+	if err != nil {
+		t.Errorf("still ready after SIGTERM: %v", err)
+	} else if r := get(t, ext, "nobody."+ns+".example.com"); r.code != http.StatusNotFound {
+		t.Errorf("within the shutdown delay: %d %q, want the gateway's 404", r.code, r.body)
+	}
 	select {
 	case err := <-done:
 		exited = true
@@ -141,7 +162,7 @@ func TestBinary(t *testing.T) {
 	if testing.Verbose() {
 		t.Logf("kantai-gateway's log:\n%s", logs())
 	}
-	for _, msg := range []string{`"msg":"Draining the gateway listeners"`, `"msg":"Stopped"`} {
+	for _, msg := range []string{`"msg":"Not ready; serving until the shutdown delay ends"`, `"msg":"Draining the gateway listeners"`, `"msg":"Stopped"`} {
 		if !strings.Contains(logs(), msg) {
 			t.Errorf("log lacks %s:\n%s", msg, logs())
 		}

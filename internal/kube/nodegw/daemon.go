@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"math"
@@ -16,12 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/rest"
 
 	"kantai.dev/kantai/internal/gateway"
 	"kantai.dev/kantai/internal/latency"
 	"kantai.dev/kantai/internal/nodeapi"
-
-	"k8s.io/client-go/rest"
 )
 
 // Defaults of Config.
@@ -64,6 +64,12 @@ type Config struct {
 	// replica (default DefaultActivationTimeout).
 	QueueDepth        int
 	ActivationTimeout time.Duration
+	// ShutdownDelay is how long the gateway listeners keep serving, while
+	// /readyz says not ready, between the stop signal and the drain: the
+	// time the endpoints' removal takes to reach load balancers and
+	// kube-proxy, which would otherwise send new connections to a closed
+	// port. Default 0.
+	ShutdownDelay time.Duration
 	// DrainTimeout bounds the drain of the gateway listeners at shutdown.
 	DrainTimeout time.Duration
 	// LatencyInterval is the agent's probing round (0: its default);
@@ -187,6 +193,8 @@ func New(cfg Config) (_ *Daemon, err error) {
 		Node: cfg.Node, Nodes: []string{cfg.Node}, Policy: cfg.Policy,
 		QueueDepth: cfg.QueueDepth, ActivationTimeout: cfg.ActivationTimeout,
 		Transport: transport, RTT: d.agent.RTT, Metrics: gateway.NewMetrics(d.reg), Log: d.log,
+		// Nodes draw different random choices.
+		Seed: seedOf(cfg.Node),
 		// A request for a revision with no replica waits in the gateway;
 		// the controller's leader sees it in Stats (Waiting) when it
 		// polls the node API, and scales the revision. Nothing to do
@@ -202,6 +210,12 @@ func New(cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+func seedOf(node string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(node))
+	return h.Sum64()
 }
 
 // Addr is the address a listener (ListenerExternal, ...) listens on.
@@ -282,6 +296,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		err = nil // stopped while the caches synced
 	}
 	d.draining.Store(true)
+	if len(gws) > 0 && d.cfg.ShutdownDelay > 0 {
+		d.log.Info("Not ready; serving until the shutdown delay ends", "delay", d.cfg.ShutdownDelay.String())
+		t := time.NewTimer(d.cfg.ShutdownDelay)
+		select {
+		case <-t.C:
+		case <-fatal:
+			t.Stop()
+		}
+	}
 	d.log.Info("Draining the gateway listeners", "timeout", d.cfg.DrainTimeout.String())
 	drainCtx, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout)
 	var dwg sync.WaitGroup
@@ -373,8 +396,9 @@ func (d *Daemon) loop(ctx context.Context) {
 	}
 }
 
-// selfPeer is the name of a peer entry at this pod's own address, if any
-// (an entry under another name would be a stale node name).
+// selfPeer is the name of a peer entry at this pod's own address under
+// another node's name (the agent skips its own name, not its address),
+// if any: a node must not probe itself.
 func (d *Daemon) selfPeer(peers map[string]string) string {
 	if d.cfg.PodIP == "" {
 		return ""
