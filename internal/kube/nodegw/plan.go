@@ -83,8 +83,9 @@ type Desired struct {
 func Plan(s Snapshot) Desired {
 	table := ingress.Translate(s.Ingresses)
 	d := Desired{
-		// The listeners do not yet serve different tables: both serve
-		// every rule (see Daemon).
+		// The listeners do not serve different tables yet: both serve
+		// every rule, so until the gateway holds a table per listener a
+		// ClusterLocal rule's hosts answer on the external listener too.
 		Routes:      table.Internal,
 		Revisions:   make(map[string]gateway.RevisionConfig, len(table.Backends)),
 		Replicas:    make(map[string][]gateway.ReplicaInfo, len(table.Backends)),
