@@ -32,8 +32,21 @@ func Scheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-// watcher keeps the caches the daemon reads (list and watch only, see
-// config/gateway's ClusterRole) and says when they changed.
+// What a node's gateway reads, and nothing else: it writes nothing.
+// Ingresses of kantai's class become its route table; the Revisions and
+// PodAutoscalers they name give limits, timeouts and the autoscaler class;
+// EndpointSlices give the ready replicas (and the latency peers), Services
+// the ClusterIP of revisions Knative's activator serves, Nodes the node
+// set. hack/generate.sh writes config/gateway/role.yaml from these.
+//
+// +kubebuilder:rbac:groups=networking.internal.knative.dev,resources=ingresses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=serving.knative.dev,resources=revisions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=autoscaling.internal.knative.dev,resources=podautoscalers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes;services,verbs=get;list;watch
+
+// watcher keeps the caches the daemon reads (list and watch only) and
+// says when they changed.
 type watcher struct {
 	cache cache.Cache
 	// changed is poked (never blocking) on every relevant event; one
