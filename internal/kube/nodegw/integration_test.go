@@ -499,3 +499,36 @@ func waitBuffered(t *testing.T, nc *nodeapi.Client, api, addr, host, rev string,
 	t.Fatalf("no request for %s waited within %v", host, long)
 	return nil, time.Time{}
 }
+
+// TestRBACIsReadOnly: the gateway's ServiceAccount reads what the daemon
+// watches and can neither write nor read Secrets, so TestDaemon, which
+// runs as it, proves the ClusterRole is enough and no more than reading.
+func TestRBACIsReadOnly(t *testing.T) {
+	requireEnv(t)
+	ctx := context.Background()
+	c, err := client.New(saConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []client.ObjectList{&netv1alpha1.IngressList{}, &servingv1.RevisionList{}, &asv1alpha1.PodAutoscalerList{},
+		&discoveryv1.EndpointSliceList{}, &corev1.NodeList{}, &corev1.ServiceList{}} {
+		if err := c.List(ctx, l); err != nil {
+			t.Errorf("listing %T as %s: %v", l, serviceAccount, err)
+		}
+	}
+	if err := c.List(ctx, &corev1.SecretList{}, client.InNamespace(kantaiNamespace)); !apierrors.IsForbidden(err) {
+		t.Errorf("listing Secrets: err = %v, want Forbidden", err)
+	}
+	if err := c.List(ctx, &corev1.PodList{}); !apierrors.IsForbidden(err) {
+		t.Errorf("listing Pods: err = %v, want Forbidden", err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: kantaiNamespace, Name: "nope"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}
+	if err := c.Create(ctx, svc); !apierrors.IsForbidden(err) {
+		t.Errorf("creating a Service: err = %v, want Forbidden", err)
+	}
+	ing := &netv1alpha1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: kantaiNamespace, Name: "nope"}}
+	if err := c.Status().Update(ctx, ing); !apierrors.IsForbidden(err) {
+		t.Errorf("writing an Ingress's status: err = %v, want Forbidden", err)
+	}
+}
