@@ -4,6 +4,7 @@
 #   config/crd/bases/*.yaml                  (CRD with schema, CEL rules, printer columns)
 #   config/rbac/role.yaml                    (ClusterRole of the NodeReplicaSet controller)
 #   config/knative/rbac/role.yaml            (ClusterRole and Roles of the PodAutoscaler reconciler)
+#   config/gateway/role.yaml                 (ClusterRole of the gateway DaemonSet, read only)
 # ROOT=<dir> runs it on a copy of the module instead of this checkout.
 set -euo pipefail
 
@@ -19,3 +20,4 @@ controller_gen object paths=./api/...
 controller_gen crd:generateEmbeddedObjectMeta=true paths=./api/... output:crd:dir=config/crd/bases
 controller_gen rbac:roleName=kantai-nrs paths=./internal/controller/nrs/... output:rbac:dir=config/rbac
 controller_gen rbac:roleName=kantai-knative paths=./internal/controller/pa/... output:rbac:dir=config/knative/rbac
+controller_gen rbac:roleName=kantai-gateway paths=./internal/kube/nodegw/... output:rbac:dir=config/gateway

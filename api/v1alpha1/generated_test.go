@@ -30,6 +30,7 @@ func TestGeneratedFilesUpToDate(t *testing.T) {
 		"config/crd/bases/kantai.dev_nodereplicasets.yaml",
 		"config/rbac/role.yaml",
 		"config/knative/rbac/role.yaml",
+		"config/gateway/role.yaml",
 	}
 	for _, f := range generated {
 		if err := os.Remove(filepath.Join(tmp, f)); err != nil {

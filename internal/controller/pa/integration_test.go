@@ -720,7 +720,8 @@ func watchAll(tb testing.TB, ns string, list client.ObjectList, fn func(client.O
 
 // TestKustomizeKnativeOverlay builds config/knative with kubectl's
 // kustomize (skipped without kubectl) and applies every object with a
-// server-side dry run.
+// server-side dry run: the controller, and the gateway DaemonSet with its
+// RBAC and Services (config/gateway).
 func TestKustomizeKnativeOverlay(t *testing.T) {
 	requireEnv(t)
 	kubectl, err := exec.LookPath("kubectl")
@@ -742,7 +743,10 @@ func TestKustomizeKnativeOverlay(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Deployment/kantai-controller", "ConfigMap/config-kantai", "ClusterRole/kantai-knative",
-		"ClusterRole/kantai-nrs", "CustomResourceDefinition/nodereplicasets.kantai.dev"} {
+		"ClusterRole/kantai-nrs", "CustomResourceDefinition/nodereplicasets.kantai.dev",
+		"DaemonSet/kantai-gateway", "ServiceAccount/kantai-gateway", "ClusterRole/kantai-gateway",
+		"ClusterRoleBinding/kantai-gateway", "Service/kantai-gateway", "Service/kantai-gateway-internal",
+		"Service/kantai-gateway-peers"} {
 		if !slices.Contains(kinds, want) {
 			t.Errorf("overlay lacks %s; has %v", want, kinds)
 		}
