@@ -2,9 +2,9 @@ package e2e_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -82,10 +82,30 @@ func TestRevisionPodsRun(t *testing.T) {
 		t.Fatalf("%d pods, want 1", len(pods.Items))
 	}
 	p := pods.Items[0]
-	if !strings.HasPrefix(p.Status.PodIP, fmt.Sprintf("127.%d.", podAddressBase)) {
-		t.Fatalf("pod IP %q is not a process address", p.Status.PodIP)
+	ip, err := netip.ParseAddr(p.Status.PodIP)
+	if err != nil || !addrs.Virtual.Contains(ip) {
+		t.Fatalf("pod IP %q is not in the virtual range %s", p.Status.PodIP, addrs.Virtual)
 	}
-	resp, err := http.Get("http://" + p.Status.PodIP + ":8012/")
+	// Knative's private Service lists the pod (Endpoints refuse loopback
+	// addresses: hence the virtual ones).
+	err = k8stest.Eventually(ctx, long, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		var ep corev1.Endpoints
+		if err := k8sClient.Get(ctx, k8stest.Key(ns, "pods-00001-private"), &ep); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		for _, s := range ep.Subsets {
+			for _, a := range s.Addresses {
+				if a.IP == p.Status.PodIP {
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("the private Service's Endpoints never listed the pod: %v", err)
+	}
+	resp, err := http.Get("http://" + addrs.ToLoopback(ip).String() + ":8012/")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,15 +25,25 @@ import (
 	"kantai.dev/kantai/internal/controller/pa"
 	"kantai.dev/kantai/internal/function"
 	"kantai.dev/kantai/internal/k8stest"
+	"kantai.dev/kantai/internal/linkemu"
 )
 
 const kantaiNamespace = "kantai-system"
 
-// The emulated cluster: two edge nodes and a cloud node, whose pods get
-// addresses 127.85.<node>.<pod>.
+// The emulated cluster: two edge nodes and a cloud node. Pods get virtual
+// addresses 198.18.<node>.<pod>, and listen at 127.85.<node>.<pod>.
 var nodes = []string{"edge-a", "edge-b", "cloud"}
 
-const podAddressBase = 85
+const addressMap = "198.18.0.0/16=127.85.0.0/16"
+
+var addrs = must(linkemu.ParseAddressMap(addressMap))
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
 
 var (
 	scheme    = runtime.NewScheme()
@@ -124,7 +134,10 @@ func runWithEnv(m *testing.M) int {
 			return 1
 		}
 	}
-	k8stest.StartProcessKubelet(ctx, k8sClient, podAddressBase, nodes, runPod, nil)
+	if _, err := k8stest.StartProcessKubelet(ctx, k8sClient, addrs, nodes, runPod, nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 
 	stop, err := startProcess("kantai-controller", env.Dir, []string{"KUBECONFIG=" + env.Kubeconfig},
 		bins["kantai-controller"], "--pod-autoscaler", "--leader-elect=false",

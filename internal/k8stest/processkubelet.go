@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -13,22 +14,28 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"kantai.dev/kantai/internal/linkemu"
 )
 
 // Runner starts what a pod runs, listening on ip (a loopback address of
-// its own), and returns once it serves; stop ends it and returns once it
+// its own, where the pod's virtual address leads), and returns once it
+// serves; stop ends it and returns once it
 // has let go of the address.
 type Runner func(ctx context.Context, pod *corev1.Pod, ip string) (stop func(), err error)
 
 // ProcessKubelet is the kubelet of a set of nodes that nothing else
 // manages (no kwok annotation): for every pod bound to one of them it
 // gives the pod a loopback address of its own, runs it with the Runner,
-// and reports it Running and Ready with that pod IP, so Services,
-// EndpointSlices and anything that dials the pod reach a real listener.
+// and reports it Running and Ready with the virtual address that leads
+// there (see linkemu.AddressMap: the API server refuses loopback
+// addresses in Endpoints), so Services and EndpointSlices list it and a
+// client dialling through the map reaches a real listener.
 // A pod whose Runner fails is reported Failed with the error. Deleted
 // pods are stopped, then removed at once.
 type ProcessKubelet struct {
 	c     client.Client
+	addrs linkemu.AddressMap
 	nodes map[string]int // node → index in the address plan
 	run   Runner
 	log   *slog.Logger
@@ -87,12 +94,16 @@ func ProcessNode(ctx context.Context, c client.Client, name string, labels map[s
 }
 
 // StartProcessKubelet manages the pods of the named nodes until ctx ends.
-// Node i's pods get addresses 127.<base>.<i+1>.<1..254>.
-func StartProcessKubelet(ctx context.Context, c client.Client, base int, nodes []string, run Runner, log *slog.Logger) *ProcessKubelet {
+// Node i's pods get the addresses x.y.<i+1>.<1..254> of the map's /16
+// ranges.
+func StartProcessKubelet(ctx context.Context, c client.Client, addrs linkemu.AddressMap, nodes []string, run Runner, log *slog.Logger) (*ProcessKubelet, error) {
+	if addrs.Loopback.Bits() != 16 || len(nodes) > 254 {
+		return nil, fmt.Errorf("process kubelet: want /16 address ranges and at most 254 nodes, have %s and %d", addrs, len(nodes))
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	k := &ProcessKubelet{c: c, nodes: map[string]int{}, run: run, log: log,
+	k := &ProcessKubelet{c: c, addrs: addrs, nodes: map[string]int{}, run: run, log: log,
 		running: map[types.UID]*runningPod{}, used: map[string]bool{}}
 	for i, n := range nodes {
 		k.nodes[n] = i
@@ -101,7 +112,7 @@ func StartProcessKubelet(ctx context.Context, c client.Client, base int, nodes [
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
-			k.sync(ctx, base)
+			k.sync(ctx)
 			select {
 			case <-ctx.Done():
 				k.stopAll()
@@ -110,10 +121,10 @@ func StartProcessKubelet(ctx context.Context, c client.Client, base int, nodes [
 			}
 		}
 	}()
-	return k
+	return k, nil
 }
 
-// IP returns the address the pod runs at, if it runs.
+// IP returns the loopback address the pod runs at, if it runs.
 func (k *ProcessKubelet) IP(uid types.UID) (string, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -124,7 +135,7 @@ func (k *ProcessKubelet) IP(uid types.UID) (string, bool) {
 	return r.ip, true
 }
 
-func (k *ProcessKubelet) sync(ctx context.Context, base int) {
+func (k *ProcessKubelet) sync(ctx context.Context) {
 	var pods corev1.PodList
 	if err := k.c.List(ctx, &pods); err != nil {
 		return
@@ -145,7 +156,7 @@ func (k *ProcessKubelet) sync(ctx context.Context, base int) {
 		if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
 			continue
 		}
-		r := k.start(ctx, p, base, idx)
+		r := k.start(ctx, p, idx)
 		k.report(ctx, p, r)
 	}
 	// Pods deleted without a grace period never show as terminating.
@@ -163,15 +174,16 @@ func (k *ProcessKubelet) sync(ctx context.Context, base int) {
 }
 
 // start runs the pod once; later calls return how that went.
-func (k *ProcessKubelet) start(ctx context.Context, p *corev1.Pod, base, idx int) *runningPod {
+func (k *ProcessKubelet) start(ctx context.Context, p *corev1.Pod, idx int) *runningPod {
 	k.mu.Lock()
 	if r, ok := k.running[p.UID]; ok {
 		k.mu.Unlock()
 		return r
 	}
 	ip := ""
+	b := k.addrs.Loopback.Addr().As4()
 	for host := 1; host < 255; host++ {
-		a := fmt.Sprintf("127.%d.%d.%d", base, idx+1, host)
+		a := netip.AddrFrom4([4]byte{b[0], b[1], byte(idx + 1), byte(host)}).String()
 		if !k.used[a] {
 			ip = a
 			break
@@ -237,8 +249,8 @@ func (k *ProcessKubelet) report(ctx context.Context, p *corev1.Pod, r *runningPo
 		setCond(&want.Status, corev1.PodReady, corev1.ConditionFalse, now)
 	} else {
 		want.Status.Phase = corev1.PodRunning
-		want.Status.PodIP = r.ip
-		want.Status.PodIPs = []corev1.PodIP{{IP: r.ip}}
+		want.Status.PodIP = k.addrs.ToVirtual(netip.MustParseAddr(r.ip)).String()
+		want.Status.PodIPs = []corev1.PodIP{{IP: want.Status.PodIP}}
 		want.Status.HostIP = "127.0.0.1"
 		want.Status.HostIPs = []corev1.HostIP{{IP: "127.0.0.1"}}
 		if want.Status.StartTime == nil {
