@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		tokenFile string
 		kubecfg   string
 		level     slog.Level
+		emulation string
 	)
 	fs.StringVar(&cfg.Node, "node", os.Getenv("NODE_NAME"), "name of this node (default $NODE_NAME)")
 	fs.StringVar(&cfg.PodIP, "pod-ip", os.Getenv("POD_IP"), "this pod's IP (default $POD_IP)")
@@ -71,6 +72,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", nodegw.DefaultDrainTimeout, "how long the gateway drains on SIGTERM")
 	fs.DurationVar(&cfg.LatencyInterval, "latency-interval", 0, "the latency agent's probing round (0: its default)")
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")
+	fs.StringVar(&emulation, "emulation", "", "emulated clusters on one machine only: a file placing the pods' virtual addresses on loopback and the links between nodes (see docs/kubernetes.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,6 +93,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if cfg.Token = strings.TrimSpace(string(tok)); cfg.Token == "" {
 		return fmt.Errorf("--token-file %s is empty", tokenFile)
+	}
+	if emulation != "" {
+		e, err := nodegw.LoadEmulation(emulation)
+		if err != nil {
+			return fmt.Errorf("--emulation: %w", err)
+		}
+		if cfg.Dial, err = e.Dialer(cfg.Node, cfg.PodIP); err != nil {
+			return fmt.Errorf("--emulation: %w", err)
+		}
 	}
 	// An empty path means the in-cluster configuration.
 	if cfg.Rest, err = clientcmd.BuildConfigFromFlags("", kubecfg); err != nil {

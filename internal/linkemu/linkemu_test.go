@@ -583,40 +583,29 @@ func BenchmarkWrap_throughput(b *testing.B) {
 	}
 }
 
-func TestNetwork_AddAddress(t *testing.T) {
+func TestNetwork_AddPrefix(t *testing.T) {
 	n := NewNetwork()
 	n.AddNode("edge", "127.90.0.1")
 	n.AddNode("cloud", "127.90.0.2")
-	if err := n.AddAddress("edge", "127.90.1.7"); err != nil {
-		t.Fatal(err)
+	for _, c := range []struct{ node, prefix string }{
+		{"edge", "127.90.0.0/16"}, {"cloud", "127.90.2.0/24"},
+	} {
+		if err := n.AddPrefix(c.node, c.prefix); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := n.AddAddress("cloud", "127.90.0.1"); err == nil {
-		t.Error("AddAddress took edge's own address for cloud")
-	}
-	if err := n.AddAddress("cloud", "not-an-ip"); err == nil {
-		t.Error("AddAddress took a malformed address")
+	if err := n.AddPrefix("cloud", "not-a-prefix"); err == nil {
+		t.Error("AddPrefix took a malformed range")
 	}
 	for _, c := range []struct{ ip, node string }{
-		{"127.90.1.7", "edge"}, {"127.90.0.1", "edge"}, {"127.90.0.2", "cloud"},
+		{"127.90.1.7", "edge"},  // edge's range
+		{"127.90.2.7", "cloud"}, // the longer prefix wins
+		{"127.90.0.2", "cloud"}, // a node's own address wins over ranges
+		{"127.91.0.1", ""},      // nobody's
 	} {
 		if got, _ := n.NodeOf(c.ip); got != c.node {
 			t.Errorf("NodeOf(%s) = %q, want %q", c.ip, got, c.node)
 		}
-	}
-	// A pod address can move to another node (a new pod reusing it).
-	if err := n.AddAddress("cloud", "127.90.1.7"); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := n.NodeOf("127.90.1.7"); got != "cloud" {
-		t.Errorf("moved address belongs to %q, want cloud", got)
-	}
-	n.ForgetAddress("127.90.1.7")
-	n.ForgetAddress("127.90.0.2") // a node's own address stays
-	if _, ok := n.NodeOf("127.90.1.7"); ok {
-		t.Error("forgotten address still known")
-	}
-	if got, _ := n.NodeOf("127.90.0.2"); got != "cloud" {
-		t.Errorf("ForgetAddress removed cloud's own address")
 	}
 	if ip, _ := n.IP("edge"); ip != "127.90.0.1" {
 		t.Errorf("edge's own address became %s", ip)

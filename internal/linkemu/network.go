@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sort"
 	"sync"
 	"time"
 )
@@ -23,7 +24,9 @@ type Network struct {
 	nodes map[netip.Addr]string // address → node
 	links map[[2]string]*path   // ordered pair → link
 	down  map[string]bool       // nodes that are down
-	rng   *rand.Rand            // seeds one source per connection; guarded by mu (write lock)
+	// prefixes are address ranges of nodes, longest first.
+	prefixes []nodePrefix
+	rng      *rand.Rand // seeds one source per connection; guarded by mu (write lock)
 }
 
 // ErrUnreachable is the error of a dial over a cut link or to or from a
@@ -84,37 +87,27 @@ func (n *Network) AddNode(name, ip string) {
 	n.nodes[addr] = name
 }
 
-// AddAddress registers one more address of a node, such as a pod's on a
-// Kubernetes node: connections to it cross the node's links. The node's
-// own address (AddNode), from which its dials leave, is unchanged. An
-// address of another node moves to this one.
-func (n *Network) AddAddress(name, ip string) error {
-	addr, err := netip.ParseAddr(ip)
+// AddPrefix says that the addresses of a range belong to a node, such as
+// the pods of a Kubernetes node: connections to them cross the node's
+// links. The node's own address (AddNode), from which its dials leave, is
+// unchanged; a node's own address takes precedence over any range, and a
+// longer prefix over a shorter one.
+func (n *Network) AddPrefix(name, prefix string) error {
+	p, err := netip.ParsePrefix(prefix)
 	if err != nil {
-		return fmt.Errorf("linkemu: address of node %q: %w", name, err)
+		return fmt.Errorf("linkemu: addresses of node %q: %w", name, err)
 	}
-	addr = addr.Unmap()
+	p = p.Masked()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if primary, ok := n.ips[n.nodes[addr]]; ok && primary == addr && n.nodes[addr] != name {
-		return fmt.Errorf("linkemu: %s is node %q's own address", ip, n.nodes[addr])
-	}
-	n.nodes[addr] = name
+	n.prefixes = append(n.prefixes, nodePrefix{p, name})
+	sort.SliceStable(n.prefixes, func(i, j int) bool { return n.prefixes[i].p.Bits() > n.prefixes[j].p.Bits() })
 	return nil
 }
 
-// ForgetAddress removes an address registered with AddAddress.
-func (n *Network) ForgetAddress(ip string) {
-	addr, err := netip.ParseAddr(ip)
-	if err != nil {
-		return
-	}
-	addr = addr.Unmap()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if name, ok := n.nodes[addr]; ok && n.ips[name] != addr {
-		delete(n.nodes, addr)
-	}
+type nodePrefix struct {
+	p    netip.Prefix
+	name string
 }
 
 // SetLink sets the link between nodes a and b, in both directions. Open
@@ -253,8 +246,16 @@ func (n *Network) NodeOf(ip string) (string, bool) {
 	}
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	name, ok := n.nodes[addr.Unmap()]
-	return name, ok
+	addr = addr.Unmap()
+	if name, ok := n.nodes[addr]; ok {
+		return name, true
+	}
+	for _, np := range n.prefixes {
+		if np.p.Contains(addr) {
+			return np.name, true
+		}
+	}
+	return "", false
 }
 
 // IP returns a node's address.
