@@ -11,8 +11,10 @@ import (
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -503,4 +505,21 @@ func (p *Poller) push(ctx context.Context) {
 	}
 	p.mu.Unlock()
 	p.done("push")
+}
+
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch,namespace=kantai-system
+
+// CacheByObject restricts the manager's cache of EndpointSlices to those
+// of the gateways' Service in namespace. Merge it into
+// cache.Options.ByObject.
+func CacheByObject(namespace, service string) map[client.Object]cache.ByObject {
+	if service == "" {
+		service = DefaultService
+	}
+	return map[client.Object]cache.ByObject{
+		&discoveryv1.EndpointSlice{}: {
+			Namespaces: map[string]cache.Config{namespace: {}},
+			Label:      labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: service}),
+		},
+	}
 }
