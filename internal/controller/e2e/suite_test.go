@@ -243,7 +243,9 @@ func startControllers() (stop func(), err error) {
 	if err := mgr.Add(poller); err != nil {
 		return nil, err
 	}
-	r := &pa.Reconciler{Namespace: kantaiNamespace, KnativeNamespace: k8stest.KnativeNamespace, Tick: 500 * time.Millisecond,
+	// No periodic step within a test: a revision at zero can only scale
+	// up on the poller's trigger.
+	r := &pa.Reconciler{Namespace: kantaiNamespace, KnativeNamespace: k8stest.KnativeNamespace, Tick: time.Hour,
 		Gateways: poller, Triggers: poller.RevisionEvents()}
 	if err := r.SetupWithManager(mgr, 4); err != nil {
 		return nil, err
