@@ -59,6 +59,7 @@ type Collector struct {
 
 	order  []string // nodes in order of first reading
 	latest map[string]*reading
+	prev   map[string]*reading // the reading before latest
 	// base is, per revision and node, the reading its last take consumed.
 	base map[string]map[string]mark
 }
@@ -78,7 +79,7 @@ type mark struct {
 
 // New returns an empty Collector.
 func New() *Collector {
-	return &Collector{latest: map[string]*reading{}, base: map[string]map[string]mark{}}
+	return &Collector{latest: map[string]*reading{}, prev: map[string]*reading{}, base: map[string]map[string]mark{}}
 }
 
 // Observe records a node's reading, replacing the previous one. A reading
@@ -100,6 +101,9 @@ func (c *Collector) Observe(node string, st gateway.Stats) {
 			}
 		}
 	}
+	if seen {
+		c.prev[node] = old
+	}
 	c.latest[node] = r
 }
 
@@ -110,6 +114,7 @@ func (c *Collector) Forget(node string) {
 		return
 	}
 	delete(c.latest, node)
+	delete(c.prev, node)
 	c.order = slices.DeleteFunc(c.order, func(n string) bool { return n == node })
 	for rev, m := range c.base {
 		delete(m, node)
@@ -150,6 +155,45 @@ func (c *Collector) Take(revision string) Windows { return c.windows(revision, t
 // Peek returns what Take would, consuming nothing.
 func (c *Collector) Peek(revision string) Windows { return c.windows(revision, false) }
 
+// Recent returns the revision's windows between each node's last two
+// readings (what the latest reading added), consuming nothing: whether a
+// revision has demand now, whatever steps took. A node's first reading
+// counts from the revision's start, unless FirstReadingIsBase.
+func (c *Collector) Recent(revision string) Windows {
+	var w Windows
+	for _, node := range c.order {
+		r := c.latest[node]
+		cur, ok := r.revs[revision]
+		if !ok {
+			continue
+		}
+		w.Waiting += cur.Waiting
+		prev := gateway.Stats{}
+		if p := c.prev[node]; p != nil {
+			prev = gateway.Stats{Epoch: p.epoch, At: p.at}
+			if rs, ok := p.revs[revision]; ok {
+				prev.Revisions = []gateway.RevisionStats{*rs}
+			}
+		} else if c.FirstReadingIsBase {
+			continue
+		}
+		now := gateway.Stats{Node: node, Epoch: r.epoch, At: r.at, Revisions: []gateway.RevisionStats{*cur}}
+		c.appendWindows(&w, node, now.Since(prev))
+	}
+	return w
+}
+
+func (c *Collector) appendWindows(w *Windows, node string, wins []gateway.Window) {
+	for _, win := range wins {
+		w.Demand = append(w.Demand, control.Demand{Origin: node, Concurrency: win.Concurrency})
+		for _, d := range win.Dest {
+			if d.Responses > 0 {
+				w.Service = append(w.Service, control.Service{Node: d.Node, Responses: float64(d.Responses), Mean: d.MeanService})
+			}
+		}
+	}
+}
+
 // TakeAll takes the windows of every revision in the latest readings.
 func (c *Collector) TakeAll() map[string]Windows {
 	out := map[string]Windows{}
@@ -180,14 +224,7 @@ func (c *Collector) windows(revision string, consume bool) Windows {
 			prev = gateway.Stats{Epoch: b.epoch, At: b.at, Revisions: []gateway.RevisionStats{b.rs}}
 		}
 		now := gateway.Stats{Node: node, Epoch: r.epoch, At: r.at, Revisions: []gateway.RevisionStats{*cur}}
-		for _, win := range now.Since(prev) {
-			w.Demand = append(w.Demand, control.Demand{Origin: node, Concurrency: win.Concurrency})
-			for _, d := range win.Dest {
-				if d.Responses > 0 {
-					w.Service = append(w.Service, control.Service{Node: d.Node, Responses: float64(d.Responses), Mean: d.MeanService})
-				}
-			}
-		}
+		c.appendWindows(&w, node, now.Since(prev))
 		if consume {
 			c.setBase(revision, node, mark{epoch: r.epoch, at: r.at, rs: *cur})
 			base = c.base[revision]

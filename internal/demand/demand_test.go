@@ -181,3 +181,32 @@ func TestWindows_Active(t *testing.T) {
 		}
 	}
 }
+
+// TestCollector_Recent: what the latest reading added, whatever was taken;
+// a waiting request counts at once.
+func TestCollector_Recent(t *testing.T) {
+	c := New()
+	c.FirstReadingIsBase = true
+	c.Observe("a", stats("a", 1, 10, rs("ns/r", 0, 50, 0)))
+	if w := c.Recent("ns/r"); w.Active() || len(w.Demand) != 0 {
+		t.Errorf("first reading of a late reader: Recent %+v, want nothing", w)
+	}
+	c.Observe("a", stats("a", 1, 11, rs("ns/r", 0, 51, 0)))
+	c.Take("ns/r")
+	if w := c.Recent("ns/r"); len(w.Demand) != 1 || w.Demand[0].Concurrency != 1 {
+		t.Errorf("Recent after a take %+v, want concurrency 1 over the last second", w)
+	}
+	c.Observe("a", stats("a", 1, 12, rs("ns/r", 0, 51, 0)))
+	if w := c.Recent("ns/r"); w.Active() {
+		t.Errorf("Recent %+v active: nothing happened in the last second", w)
+	}
+	c.Observe("a", stats("a", 1, 13, rs("ns/r", 0, 51, 2)))
+	if w := c.Recent("ns/r"); !w.Active() || w.Waiting != 2 {
+		t.Errorf("Recent %+v, want 2 waiting", w)
+	}
+	// A revision new at a known node counts from its start.
+	c.Observe("a", stats("a", 1, 14, rs("ns/r", 0, 51, 0), rs("ns/q", 13.5, 0.5, 0)))
+	if w := c.Recent("ns/q"); len(w.Demand) != 1 || !approx(w.Demand[0].Concurrency, 1) {
+		t.Errorf("Recent of a new revision %+v, want concurrency 1 since its start", w)
+	}
+}

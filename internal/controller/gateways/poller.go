@@ -267,7 +267,7 @@ func (p *Poller) Poll(ctx context.Context) {
 	p.matrix = m
 	var active []string
 	for _, rev := range p.collector.Revisions() {
-		if p.collector.Peek(rev).Active() {
+		if p.collector.Recent(rev).Active() {
 			active = append(active, rev)
 		}
 	}
