@@ -18,7 +18,7 @@
 
 K8S_BINS_SCRIPT     ?= hack/k8s-bins.sh
 KNATIVE_BINS_SCRIPT ?= hack/knative-bins.sh
-K8S_TEST_PKGS       ?= ./internal/controller/nrs/... ./internal/controller/pa/... ./internal/kube/... ./internal/e2e/... ./api/...
+K8S_TEST_PKGS       ?= ./internal/controller/nrs/... ./internal/controller/pa/... ./internal/controller/e2e/... ./internal/kube/... ./internal/e2e/... ./api/...
 K8S_TEST_FLAGS  ?=
 
 .PHONY: k8s-bins knative-bins generate verify-generated test-k8s bench-k8s

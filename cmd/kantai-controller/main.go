@@ -1,14 +1,20 @@
 // Command kantai-controller runs kantai's Kubernetes controllers in one
-// process, with leader election: the NodeReplicaSet controller always,
-// and with --pod-autoscaler the reconciler of Knative PodAutoscalers of the
-// class autoscaling.kantai.dev (this needs Knative Serving's CRDs).
+// process, with leader election: the NodeReplicaSet controller always;
+// with --pod-autoscaler the reconciler of Knative PodAutoscalers of the
+// class autoscaling.kantai.dev (this needs Knative Serving's CRDs); with
+// --ingress the status reconciler of Knative Ingresses of the class
+// kantai.ingress.networking.knative.dev. Either of the last two runs the
+// gateway poller on the leader, which reads every node gateway's API with
+// the bearer token of --node-token-file.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
 	"os"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -21,8 +27,12 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kantaiv1alpha1 "kantai.dev/kantai/api/v1alpha1"
+	"kantai.dev/kantai/internal/controller/gateways"
+	"kantai.dev/kantai/internal/controller/ingress"
 	"kantai.dev/kantai/internal/controller/nrs"
 	"kantai.dev/kantai/internal/controller/pa"
+	kingress "kantai.dev/kantai/internal/ingress"
+	"kantai.dev/kantai/internal/nodeapi"
 )
 
 func main() {
@@ -57,6 +67,11 @@ func run() error {
 		knativeNS      = flag.String("knative-namespace", pa.DefaultKnativeNamespace, "Knative Serving's namespace (config-autoscaler)")
 		paWorkers      = flag.Int("pa-workers", 4, "PodAutoscalers reconciled in parallel")
 		tick           = flag.Duration("tick", pa.DefaultTick, "how often each PodAutoscaler's control step runs")
+		ingressOn      = flag.Bool("ingress", false, "write the status of Knative Ingresses of the class "+kingress.Class)
+		tokenFile      = flag.String("node-token-file", "", "file holding the bearer token of the node gateways' API (required with --pod-autoscaler or --ingress)")
+		gatewayNS      = flag.String("gateway-namespace", defaultNamespace(), "namespace of the gateway DaemonSet and its Services ("+gateways.DefaultService+", kantai-gateway, kantai-gateway-internal)")
+		clusterDomain  = flag.String("cluster-domain", "cluster.local", "the cluster's DNS domain, in the gateway Services' names in Ingress status")
+		pollInterval   = flag.Duration("gateway-poll-interval", gateways.DefaultInterval, "how often the leader reads every node gateway")
 	)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -72,6 +87,15 @@ func run() error {
 		}
 	}
 
+	var token string
+	if *podAutoscaler || *ingressOn {
+		t, err := readToken(*tokenFile)
+		if err != nil {
+			return err
+		}
+		token = t
+	}
+
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -81,6 +105,9 @@ func run() error {
 	byObject := nrs.CacheByObject()
 	if *podAutoscaler {
 		maps.Copy(byObject, pa.CacheByObject(*namespace, *knativeNS))
+	}
+	if *podAutoscaler || *ingressOn {
+		maps.Copy(byObject, gateways.CacheByObject(*gatewayNS, ""))
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
@@ -101,10 +128,26 @@ func run() error {
 	if err := r.SetupWithManager(mgr, *workers); err != nil {
 		return fmt.Errorf("setting up the NodeReplicaSet controller: %w", err)
 	}
+	var poller *gateways.Poller
+	if *podAutoscaler || *ingressOn {
+		poller = &gateways.Poller{Client: mgr.GetClient(), Namespace: *gatewayNS, Interval: *pollInterval,
+			API: nodeapi.NewClient(token, gateways.DefaultTimeout)}
+		if err := mgr.Add(poller); err != nil {
+			return fmt.Errorf("adding the gateway poller: %w", err)
+		}
+	}
 	if *podAutoscaler {
-		p := &pa.Reconciler{Namespace: *namespace, KnativeNamespace: *knativeNS, Tick: *tick}
+		p := &pa.Reconciler{Namespace: *namespace, KnativeNamespace: *knativeNS, Tick: *tick,
+			Gateways: poller, Triggers: poller.RevisionEvents()}
 		if err := p.SetupWithManager(mgr, *paWorkers); err != nil {
 			return fmt.Errorf("setting up the PodAutoscaler reconciler: %w", err)
+		}
+	}
+	if *ingressOn {
+		ir := &ingress.Reconciler{Gateways: poller, Changes: poller.ViewEvents(),
+			LoadBalancer: kingress.ServiceLoadBalancer(*gatewayNS, *clusterDomain)}
+		if err := ir.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the Ingress reconciler: %w", err)
 		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -114,4 +157,21 @@ func run() error {
 		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// readToken reads the node API's bearer token from a file (a mounted
+// Secret); surrounding white space is dropped.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("--node-token-file is required with --pod-autoscaler or --ingress: the gateway poller needs the node API's token")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--node-token-file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("--node-token-file: %s is empty", path)
+	}
+	return t, nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"kantai.dev/kantai/internal/demand"
 	"kantai.dev/kantai/internal/gateway"
 	"kantai.dev/kantai/internal/latency"
 	"kantai.dev/kantai/internal/linkemu"
@@ -74,6 +75,9 @@ type Fleet struct {
 	routes []gateway.Route // as last published
 	rng    *rand.Rand
 	kick   chan struct{}
+	// demand turns the gateways' readings into windows; the control loop
+	// alone uses it.
+	demand *demand.Collector
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -91,8 +95,6 @@ type node struct {
 	gwSrv     *gateway.Server
 	agent     *latency.Agent
 	transport *http.Transport
-	// lastStats is the gateway's previous reading, for the control loop.
-	lastStats gateway.Stats
 }
 
 // Start brings the fleet up: listeners on every node's address, agents
@@ -140,7 +142,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		opts: opts, tb: tb, log: opts.Log, net: linkemu.NewNetwork(), byName: map[string]*node{},
 		place: place, reg: opts.Registry, metrics: gateway.NewMetrics(opts.Registry),
 		svcs: map[string]*service{}, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed>>7|1)),
-		kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel, loopDone: make(chan struct{}),
+		kick: make(chan struct{}, 1), demand: demand.New(), ctx: ctx, cancel: cancel, loopDone: make(chan struct{}),
 		procs: newProcGroups(opts.Log),
 	}
 	f.net.Seed(opts.Seed)

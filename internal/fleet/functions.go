@@ -332,16 +332,15 @@ type observations struct {
 func (f *Fleet) collect() observations {
 	obs := observations{demand: map[string][]control.Demand{}, service: map[string][]control.Service{}}
 	for _, n := range f.nodes {
-		st := n.gw.Stats()
-		for _, w := range st.Since(n.lastStats) {
-			obs.demand[w.Revision] = append(obs.demand[w.Revision], control.Demand{Origin: n.spec.Name, Concurrency: w.Concurrency})
-			for _, d := range w.Dest {
-				if d.Responses > 0 {
-					obs.service[w.Revision] = append(obs.service[w.Revision], control.Service{Node: d.Node, Responses: float64(d.Responses), Mean: d.MeanService})
-				}
-			}
+		f.demand.Observe(n.spec.Name, n.gw.Stats())
+	}
+	for rev, w := range f.demand.TakeAll() {
+		if len(w.Demand) > 0 {
+			obs.demand[rev] = w.Demand
 		}
-		n.lastStats = st
+		if len(w.Service) > 0 {
+			obs.service[rev] = w.Service
+		}
 	}
 	return obs
 }

@@ -25,9 +25,14 @@
 // Deployment, the ServerlessService, the NodeReplicaSets, the Nodes and the
 // config maps, calls control.Revision.Step, and writes objects.
 //
-// Demand: the gateways that measure demand per origin node are not wired
-// to this home yet. Until they are, every step sees zero demand, so the
-// replicas follow initial-scale (for one stable window after the revision
-// was created), min-scale and max-scale, and a revision with min-scale 0
-// scales to zero one window after creation.
+// Demand: with Gateways set (package gateways, which polls the node
+// gateways on the leader), each step takes the revision's demand per origin
+// node and service times per node since its previous step, and the RTT
+// between nodes; the step's processing estimates go back to every gateway.
+// Triggers reconcile a revision at once when requests wait for it or it
+// has demand, so scaling from zero does not wait for the tick. Without
+// Gateways every step sees zero demand: the replicas follow initial-scale
+// (for one stable window after the revision was created), min-scale and
+// max-scale, and a revision with min-scale 0 scales to zero one window
+// after creation.
 package pa

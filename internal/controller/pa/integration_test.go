@@ -819,8 +819,13 @@ func TestControllerBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("test-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(bin, "--pod-autoscaler", "--leader-elect", "--leader-election-namespace="+kantaiNamespace,
-		"--namespace="+kantaiNamespace, "--metrics-bind-address=0", "--health-probe-bind-address=0")
+		"--namespace="+kantaiNamespace, "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--node-token-file="+tokenFile)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+testEnv.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

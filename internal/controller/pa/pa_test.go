@@ -25,6 +25,7 @@ import (
 	kantaiv1alpha1 "kantai.dev/kantai/api/v1alpha1"
 	"kantai.dev/kantai/internal/autoscale"
 	"kantai.dev/kantai/internal/control"
+	"kantai.dev/kantai/internal/demand"
 )
 
 func readySKS(ready bool) *netv1alpha1.ServerlessService {
@@ -410,5 +411,89 @@ func TestReconcile_Unreachable(t *testing.T) {
 	}
 	if a := p.Status.GetCondition(asv1alpha1.PodAutoscalerConditionActive); a == nil || !a.IsFalse() || a.Reason != ReasonNoTraffic {
 		t.Errorf("Active = %+v, want False NoTraffic", a)
+	}
+}
+
+// fakeGateways hands out one set of windows per Take and records what the
+// steps pushed.
+type fakeGateways struct {
+	windows   []demand.Windows
+	takes     int
+	rtt       map[[2]string]time.Duration
+	processed map[string]map[string]time.Duration
+}
+
+func (f *fakeGateways) Take(rev string) demand.Windows {
+	f.takes++
+	if len(f.windows) == 0 {
+		return demand.Windows{}
+	}
+	w := f.windows[0]
+	f.windows = f.windows[1:]
+	return w
+}
+
+func (f *fakeGateways) RTT(from, to string) (time.Duration, bool) {
+	d, ok := f.rtt[[2]string{from, to}]
+	return d, ok
+}
+
+func (f *fakeGateways) SetProcessing(rev string, perNode map[string]time.Duration) {
+	if f.processed == nil {
+		f.processed = map[string]map[string]time.Duration{}
+	}
+	f.processed[rev] = perNode
+}
+
+// TestReconcile_DemandPlacesAtOrigin: a revision at zero whose gateways
+// report demand entering at n2 gets a replica on n2 (near its origin),
+// not on n1; each reconcile takes the windows once, and the step's
+// processing estimates go back to the gateways for every node.
+func TestReconcile_DemandPlacesAtOrigin(t *testing.T) {
+	ctx := context.Background()
+	created := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	objs := fixture(created)
+	p := objs[0].(*asv1alpha1.PodAutoscaler)
+	set := objs[3].(*kantaiv1alpha1.NodeReplicaSet)
+	set.Spec.Replicas = map[string]int32{}
+	set.Status = kantaiv1alpha1.NodeReplicaSetStatus{}
+	n2 := node("n2", true, nil)
+	objs = append(objs, &n2)
+	clk := clocktesting.NewFakeClock(created.Add(time.Minute))
+	r, c := newFakeReconciler(t, clk, objs...)
+	gw := &fakeGateways{
+		rtt: map[[2]string]time.Duration{{"n2", "n1"}: 40 * time.Millisecond, {"n1", "n2"}: 40 * time.Millisecond},
+		windows: []demand.Windows{{Demand: []control.Demand{{Origin: "n2", Concurrency: 0.4}}, Waiting: 1},
+			{Demand: []control.Demand{{Origin: "n2", Concurrency: 1}},
+				Service: []control.Service{{Node: "n2", Responses: 3, Mean: 7 * time.Millisecond}}}},
+	}
+	r.Gateways = gw
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(p)}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	got := &kantaiv1alpha1.NodeReplicaSet{}
+	if err := c.Get(ctx, req.NamespacedName, got); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int32{"n2": 1}; !cmp.Equal(got.Spec.Replicas, want) {
+		t.Errorf("replicas per node %v, want %v (the demand's origin)", got.Spec.Replicas, want)
+	}
+	if !strings.Contains(got.Annotations[OriginsAnnotation], "n2") {
+		t.Errorf("origins annotation %q does not name n2", got.Annotations[OriginsAnnotation])
+	}
+	clk.Step(time.Second)
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if gw.takes != 2 {
+		t.Errorf("%d Takes for 2 reconciles", gw.takes)
+	}
+	est := gw.processed["ns/r"]
+	if est["n2"] != 7*time.Millisecond {
+		t.Errorf("processing estimates %v, want n2 measured at 7ms", est)
+	}
+	if _, ok := est["n1"]; !ok {
+		t.Errorf("processing estimates %v lack n1", est)
 	}
 }

@@ -20,10 +20,12 @@ import (
 	asv1alpha1 "knative.dev/serving/pkg/apis/autoscaling/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	kantaiv1alpha1 "kantai.dev/kantai/api/v1alpha1"
 	"kantai.dev/kantai/internal/autoscale"
 	"kantai.dev/kantai/internal/control"
+	"kantai.dev/kantai/internal/demand"
 	"kantai.dev/kantai/internal/placement"
 )
 
@@ -41,10 +43,31 @@ type Reconciler struct {
 	Namespace, KnativeNamespace string
 	// Tick is how often each PodAutoscaler is stepped; DefaultTick when 0.
 	Tick time.Duration
+	// Gateways, when set, feeds each step the demand and service the node
+	// gateways measured, and the RTT between nodes, and takes its
+	// processing estimates; without it every step sees zero demand.
+	Gateways Gateways
+	// Triggers, when set, are events naming PodAutoscalers to reconcile at
+	// once (a revision with waiting requests must not wait for its tick).
+	Triggers <-chan event.GenericEvent
 
 	mu      sync.Mutex
 	started time.Time // first reconcile of this process (it leads from then)
 	states  map[types.UID]*revState
+}
+
+// Gateways is what the reconciler learns from, and tells, the node
+// gateways (package gateways polls them on the leader).
+type Gateways interface {
+	// Take returns the revision's demand and service windows since its
+	// previous Take, and marks them consumed: each window feeds exactly
+	// one step.
+	Take(revision string) demand.Windows
+	// RTT is the measured round-trip time between two nodes.
+	RTT(from, to string) (time.Duration, bool)
+	// SetProcessing hands over a step's processing estimates per node, to
+	// push to every gateway; it does not wait.
+	SetProcessing(revision string, perNode map[string]time.Duration)
 }
 
 // revState is one PodAutoscaler's control state across reconciles.
@@ -304,12 +327,23 @@ func (r *Reconciler) reconcileNodeReplicaSet(ctx context.Context, pa *asv1alpha1
 	if err != nil {
 		return nil, "", err
 	}
-	out := rev.Step(control.Input{
+	in := control.Input{
 		Now:         now,
 		Nodes:       ControlNodes(nodes.Items, &d.Spec.Template, cfg.NodeCapacity, used),
 		Replicas:    Replicas(set),
 		Unreachable: pa.Spec.Reachability == asv1alpha1.ReachabilityUnreachable,
-	})
+	}
+	revKey := pa.Namespace + "/" + pa.Name // the revision's key at the gateways
+	if r.Gateways != nil {
+		// Taken just before the step that consumes it: a reconcile that
+		// fails earlier leaves the windows to the next one.
+		w := r.Gateways.Take(revKey)
+		in.Demand, in.Service, in.RTT = w.Demand, w.Service, r.Gateways.RTT
+	}
+	out := rev.Step(in)
+	if r.Gateways != nil {
+		r.Gateways.SetProcessing(revKey, out.Processing)
+	}
 	if out.Unplaced > 0 {
 		ctrl.LoggerFrom(ctx).Info("Replicas without a node", "unplaced", out.Unplaced, "nodes", describeNodes(nodes.Items, &d.Spec.Template, cfg.NodeCapacity, used))
 	}

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	kantaiv1alpha1 "kantai.dev/kantai/api/v1alpha1"
 	"kantai.dev/kantai/internal/autoscale"
@@ -73,7 +74,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error
 	if r.Namespace == "" {
 		r.Namespace = DefaultNamespace
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("podautoscaler").
 		For(&asv1alpha1.PodAutoscaler{}, builder.WithPredicates(predicate.NewPredicateFuncs(OfClass))).
 		Owns(&netv1alpha1.ServerlessService{}).
@@ -82,8 +83,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allOfClass), builder.WithPredicates(nodeChanged())).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.allOfClass),
 			builder.WithPredicates(predicate.NewPredicateFuncs(r.isConfig))).
-		WithOptions(controllerOptions(maxConcurrent)).
-		Complete(r)
+		WithOptions(controllerOptions(maxConcurrent))
+	if r.Triggers != nil {
+		// The events name the PodAutoscaler (namespace and name of its
+		// revision); Reconcile checks the class.
+		b = b.WatchesRawSource(source.Channel(r.Triggers, &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(r)
 }
 
 // paForDeployment maps a revision's Deployment to its PodAutoscaler,
