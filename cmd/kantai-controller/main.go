@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"strings"
 
@@ -32,6 +33,7 @@ import (
 	"kantai.dev/kantai/internal/controller/nrs"
 	"kantai.dev/kantai/internal/controller/pa"
 	kingress "kantai.dev/kantai/internal/ingress"
+	"kantai.dev/kantai/internal/kube/emulated"
 	"kantai.dev/kantai/internal/nodeapi"
 )
 
@@ -70,6 +72,7 @@ func run() error {
 		ingressOn      = flag.Bool("ingress", false, "write the status of Knative Ingresses of the class "+kingress.Class)
 		tokenFile      = flag.String("node-token-file", "", "file holding the bearer token of the node gateways' API (required with --pod-autoscaler or --ingress)")
 		gatewayNS      = flag.String("gateway-namespace", defaultNamespace(), "namespace of the gateway DaemonSet and its Services ("+gateways.DefaultService+", kantai-gateway, kantai-gateway-internal)")
+		emulation      = flag.String("emulation", "", "emulated clusters on one machine only: the file that places the pods' virtual addresses on loopback (see docs/kubernetes.md)")
 		clusterDomain  = flag.String("cluster-domain", "cluster.local", "the cluster's DNS domain, in the gateway Services' names in Ingress status")
 		pollInterval   = flag.Duration("gateway-poll-interval", gateways.DefaultInterval, "how often the leader reads every node gateway")
 	)
@@ -130,8 +133,19 @@ func run() error {
 	}
 	var poller *gateways.Poller
 	if *podAutoscaler || *ingressOn {
-		poller = &gateways.Poller{Client: mgr.GetClient(), Namespace: *gatewayNS, Interval: *pollInterval,
-			API: nodeapi.NewClient(token, gateways.DefaultTimeout)}
+		api := nodeapi.NewClient(token, gateways.DefaultTimeout)
+		if *emulation != "" {
+			c, err := emulated.Load(*emulation)
+			if err != nil {
+				return fmt.Errorf("--emulation: %w", err)
+			}
+			dial, err := c.AddressDialer()
+			if err != nil {
+				return fmt.Errorf("--emulation: %w", err)
+			}
+			api.HTTP.Transport = &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 2}
+		}
+		poller = &gateways.Poller{Client: mgr.GetClient(), Namespace: *gatewayNS, Interval: *pollInterval, API: api}
 		if err := mgr.Add(poller); err != nil {
 			return fmt.Errorf("adding the gateway poller: %w", err)
 		}

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"kantai.dev/kantai/internal/kube/emulated"
 	"kantai.dev/kantai/internal/kube/nodegw"
 	"kantai.dev/kantai/internal/nodeapi"
 )
@@ -95,7 +96,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--token-file %s is empty", tokenFile)
 	}
 	if emulation != "" {
-		e, err := nodegw.LoadEmulation(emulation)
+		e, err := emulated.Load(emulation)
 		if err != nil {
 			return fmt.Errorf("--emulation: %w", err)
 		}

@@ -1,4 +1,4 @@
-package nodegw
+package emulated
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-func TestLoadEmulation(t *testing.T) {
+func TestLoad(t *testing.T) {
 	const good = `addressMap: 198.18.0.0/16=127.86.0.0/16
 nodes:
 - {name: edge, pods: 127.86.1.0/24}
@@ -33,7 +33,7 @@ links:
 			if err := os.WriteFile(path, []byte(c.text), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			e, err := LoadEmulation(path)
+			e, err := Load(path)
 			switch {
 			case c.err == "" && err != nil:
 				t.Fatal(err)
@@ -47,7 +47,7 @@ links:
 }
 
 // A pod's virtual address is dialled at its loopback place.
-func TestEmulation_Dialer(t *testing.T) {
+func TestCluster_Dialer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.86.2.9:0")
 	if err != nil {
 		t.Fatal(err)
@@ -60,8 +60,8 @@ func TestEmulation_Dialer(t *testing.T) {
 			close(accepted)
 		}
 	}()
-	e := &Emulation{AddressMap: "198.18.0.0/16=127.86.0.0/16",
-		Nodes: []EmulatedNode{{Name: "edge", Pods: "127.86.1.0/24"}, {Name: "cloud", Pods: "127.86.2.0/24"}}}
+	e := &Cluster{AddressMap: "198.18.0.0/16=127.86.0.0/16",
+		Nodes: []Node{{Name: "edge", Pods: "127.86.1.0/24"}, {Name: "cloud", Pods: "127.86.2.0/24"}}}
 	dial, err := e.Dialer("edge", "198.18.1.1")
 	if err != nil {
 		t.Fatal(err)
