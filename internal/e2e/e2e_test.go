@@ -15,6 +15,7 @@ import (
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	kantaiv1alpha1 "kantai.dev/kantai/api/v1alpha1"
 	"kantai.dev/kantai/internal/k8stest"
 )
 
@@ -113,5 +114,107 @@ func TestRevisionPodsRun(t *testing.T) {
 	resp.Body.Close()
 	if want := "Ohayo from " + p.Name + " in " + p.Spec.NodeName; !strings.Contains(string(body), want) {
 		t.Fatalf("pod answered %q, want %q", body, want)
+	}
+}
+
+// gatewayAddr is the loopback address of node's gateway pod (its external
+// listener's host).
+func gatewayAddr(t *testing.T, node string) string {
+	t.Helper()
+	var pods corev1.PodList
+	if err := k8sClient.List(context.Background(), &pods, client.InNamespace(kantaiNamespace),
+		client.MatchingLabels{"app.kubernetes.io/name": "kantai-gateway"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == node && p.Status.PodIP != "" {
+			return addrs.ToLoopback(netip.MustParseAddr(p.Status.PodIP)).String()
+		}
+	}
+	t.Fatalf("no gateway pod on %s", node)
+	return ""
+}
+
+type answer struct {
+	code       int
+	body, node string
+}
+
+func request(t *testing.T, gw, host string) answer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+gw+":18080/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	c := &http.Client{Timeout: 2 * time.Minute}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("request to %s via %s: %v", host, gw, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return answer{code: resp.StatusCode, body: strings.TrimSpace(string(body)), node: resp.Header.Get("X-Kantai-Node")}
+}
+
+// TestServiceThroughGateways is kantai on Kubernetes end to end: a
+// Knative Service of kantai's classes, at initial-scale 0, becomes Ready
+// through the gateways' reports; a request entering at edge-a's gateway
+// is buffered, the leader sees it waiting there and places a replica on
+// edge-a, and the request is answered by it. A request entering at
+// edge-b is answered too, by a replica within 10 ms.
+func TestServiceThroughGateways(t *testing.T) {
+	requireEnv(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	created := time.Now()
+	createService(t, ns, "hello", "Konnichiwa", map[string]string{"autoscaling.knative.dev/initial-scale": "0"})
+	svc := &servingv1.Service{}
+	err := k8stest.Eventually(ctx, long, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		if err := k8sClient.Get(ctx, k8stest.Key(ns, "hello"), svc); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return svc.IsReady(), nil
+	})
+	if err != nil {
+		t.Fatalf("Service not Ready: %v (conditions %+v)", err, svc.Status.Conditions)
+	}
+	ready := time.Since(created)
+	var set kantaiv1alpha1.NodeReplicaSet
+	if err := k8sClient.Get(ctx, k8stest.Key(ns, "hello-00001"), &set); err != nil {
+		t.Fatal(err)
+	}
+	for node, n := range set.Spec.Replicas {
+		if n != 0 {
+			t.Fatalf("initial-scale 0 but %d replicas on %s", n, node)
+		}
+	}
+
+	host := "hello." + ns + ".example.com"
+	start := time.Now()
+	a := request(t, gatewayAddr(t, "edge-a"), host)
+	first := time.Since(start)
+	if a.code != http.StatusOK || !strings.HasPrefix(a.body, "Konnichiwa from hello-00001") || !strings.HasSuffix(a.body, "in edge-a") {
+		t.Fatalf("first request at edge-a: %d %q (node %s), want Konnichiwa from a replica in edge-a", a.code, a.body, a.node)
+	}
+	t.Logf("Service Ready %v after create (no replica); first request at edge-a answered after %v (scale from zero at the origin)",
+		ready.Round(time.Millisecond), first.Round(time.Millisecond))
+	if err := k8sClient.Get(ctx, k8stest.Key(ns, "hello-00001"), &set); err != nil {
+		t.Fatal(err)
+	}
+	if set.Spec.Replicas["edge-a"] < 1 {
+		t.Errorf("NodeReplicaSet replicas %v, want one on edge-a, where the demand came from", set.Spec.Replicas)
+	}
+
+	b := request(t, gatewayAddr(t, "edge-b"), host)
+	if b.code != http.StatusOK || !strings.HasPrefix(b.body, "Konnichiwa from") {
+		t.Fatalf("request at edge-b: %d %q", b.code, b.body)
+	}
+	t.Logf("request at edge-b: %q", b.body)
+	if strings.HasSuffix(b.body, "in cloud") {
+		t.Errorf("request at edge-b served in the cloud (30 ms away) though edge-a's replica is 10 ms away: %q", b.body)
+	}
+	if u := request(t, gatewayAddr(t, "cloud"), "nobody."+ns+".example.com"); u.code != http.StatusNotFound {
+		t.Errorf("unknown host: %d %q, want 404", u.code, u.body)
 	}
 }

@@ -2,8 +2,11 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -20,10 +24,12 @@ import (
 	asv1alpha1 "knative.dev/serving/pkg/apis/autoscaling/v1alpha1"
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kantaiv1alpha1 "kantai.dev/kantai/api/v1alpha1"
 	"kantai.dev/kantai/internal/controller/pa"
 	"kantai.dev/kantai/internal/function"
+	"kantai.dev/kantai/internal/ingress"
 	"kantai.dev/kantai/internal/k8stest"
 	"kantai.dev/kantai/internal/linkemu"
 )
@@ -37,6 +43,23 @@ var nodes = []string{"edge-a", "edge-b", "cloud"}
 const addressMap = "198.18.0.0/16=127.85.0.0/16"
 
 var addrs = must(linkemu.ParseAddressMap(addressMap))
+
+// emulation is the cluster the gateways and the controller are told of:
+// the edges are 10 ms apart, and 30 ms from the cloud.
+const emulation = `addressMap: ` + addressMap + `
+nodes:
+- {name: edge-a, pods: 127.85.1.0/24}
+- {name: edge-b, pods: 127.85.2.0/24}
+- {name: cloud, pods: 127.85.3.0/24}
+links:
+- {a: edge-a, b: edge-b, latency: 10ms}
+- {a: edge-a, b: cloud, latency: 30ms}
+- {a: edge-b, b: cloud, latency: 30ms}
+`
+
+const nodeToken = "e2e-node-token"
+
+var tokenFile, emulationFile string
 
 func must[T any](v T, err error) T {
 	if err != nil {
@@ -76,6 +99,7 @@ func TestMain(m *testing.M) {
 }
 
 func runWithEnv(m *testing.M) int {
+	ctrllog.SetLogger(logr.Discard())
 	start := time.Now()
 	dir, err := os.MkdirTemp("", "kantai-e2e-bin")
 	if err != nil {
@@ -83,7 +107,7 @@ func runWithEnv(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	for _, cmd := range []string{"kantai", "kantai-controller"} {
+	for _, cmd := range []string{"kantai", "kantai-controller", "kantai-gateway"} {
 		bins[cmd] = filepath.Join(dir, cmd)
 		if out, err := exec.Command("go", "build", "-o", bins[cmd], "kantai.dev/kantai/cmd/"+cmd).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", cmd, err, out)
@@ -139,9 +163,39 @@ func runWithEnv(m *testing.M) int {
 		return 1
 	}
 
+	// The gateways' DaemonSet, as config/gateway has it, with the token
+	// Secret the gateways and the controller share.
+	tokenFile = filepath.Join(env.Dir, "node-token")
+	if err := os.WriteFile(tokenFile, []byte(nodeToken), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: kantaiNamespace, Name: "kantai-node-token"},
+		StringData: map[string]string{"token": nodeToken}}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	emulationFile = filepath.Join(env.Dir, "emulation.yaml")
+	if err := os.WriteFile(emulationFile, []byte(emulation), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	gw := filepath.Join("..", "..", "config", "gateway")
+	if err := k8stest.ApplyFiles(ctx, k8sClient, nil, filepath.Join(gw, "service_account.yaml"), filepath.Join(gw, "role.yaml"),
+		filepath.Join(gw, "role_binding.yaml"), filepath.Join(gw, "services.yaml"), filepath.Join(gw, "daemonset.yaml")); err != nil {
+		fmt.Fprintln(os.Stderr, "installing the gateway DaemonSet:", err)
+		return 1
+	}
+	if err := k8stest.SetConfig(ctx, k8sClient, k8stest.KnativeNamespace, "config-network",
+		map[string]string{"ingress-class": ingress.Class}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+
 	stop, err := startProcess("kantai-controller", env.Dir, []string{"KUBECONFIG=" + env.Kubeconfig},
-		bins["kantai-controller"], "--pod-autoscaler", "--leader-elect=false",
+		bins["kantai-controller"], "--pod-autoscaler", "--ingress", "--leader-elect=false",
 		"--namespace="+kantaiNamespace, "--knative-namespace="+k8stest.KnativeNamespace,
+		"--gateway-namespace="+kantaiNamespace, "--node-token-file="+tokenFile, "--emulation="+emulationFile,
 		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--tick=500ms")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -154,8 +208,33 @@ func runWithEnv(m *testing.M) int {
 
 // runPod is the process kubelet's Runner: a revision's pod runs kantai's
 // built-in function where queue-proxy would listen (8012, the port
-// Knative's private Service targets).
+// Knative's private Service targets); a gateway pod runs the
+// kantai-gateway binary as the DaemonSet says, listening on the pod's
+// loopback address, dialling through the emulated links.
 func runPod(ctx context.Context, pod *corev1.Pod, ip string) (func(), error) {
+	if pod.Labels["app.kubernetes.io/name"] == "kantai-gateway" {
+		virtual := addrs.ToVirtual(netip.MustParseAddr(ip)).String()
+		args, env, err := containerCommand(ctx, pod, virtual, testEnv.Dir)
+		if err != nil {
+			return nil, err
+		}
+		// Knative's controller holds *:8080 (its probe port), so the
+		// gateway listens on 18080 and 18081 here.
+		args = append(args, "--kubeconfig="+testEnv.Kubeconfig, "--emulation="+emulationFile, "--shutdown-delay=0",
+			"--external-addr="+ip+":18080", "--internal-addr="+ip+":18081", "--agent-addr="+ip+":9696",
+			"--node-api-addr="+ip+":9697", "--metrics-addr="+ip+":9698", "--latency-interval=500ms")
+		name := "gateway-" + pod.Spec.NodeName
+		stop, exited, err := startProcessDone(name, testEnv.Dir, env, bins["kantai-gateway"], args...)
+		if err != nil {
+			return nil, err
+		}
+		if err := waitReady(ctx, "http://"+ip+":9698/readyz", exited); err != nil {
+			stop()
+			out, _ := os.ReadFile(filepath.Join(testEnv.Dir, name+".log"))
+			return nil, fmt.Errorf("gateway on %s: %w\n%s", pod.Spec.NodeName, err, out)
+		}
+		return stop, nil
+	}
 	if _, ok := pod.Labels["serving.knative.dev/revision"]; ok {
 		target := ""
 		for _, c := range pod.Spec.Containers {
@@ -185,9 +264,16 @@ func runPod(ctx context.Context, pod *corev1.Pod, ip string) (func(), error) {
 // startProcess runs bin with its output in dir/name.log; stop ends it
 // (SIGTERM, then SIGKILL after 10 s) and waits.
 func startProcess(name, dir string, env []string, bin string, args ...string) (stop func(), err error) {
+	stop, _, err = startProcessDone(name, dir, env, bin, args...)
+	return stop, err
+}
+
+// startProcessDone is startProcess that also returns a channel closed
+// when the process has exited.
+func startProcessDone(name, dir string, env []string, bin string, args ...string) (stop func(), exited <-chan struct{}, err error) {
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -195,7 +281,7 @@ func startProcess(name, dir string, env []string, bin string, args ...string) (s
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
@@ -210,7 +296,25 @@ func startProcess(name, dir string, env []string, bin string, args ...string) (s
 				<-done
 			}
 		})
-	}, nil
+	}, done, nil
+}
+
+// waitReady returns once url answers 200, or fails once exited is closed.
+func waitReady(ctx context.Context, url string, exited <-chan struct{}) error {
+	c := &http.Client{Timeout: time.Second}
+	return k8stest.Eventually(ctx, 60*time.Second, 50*time.Millisecond, func(ctx context.Context) (bool, error) {
+		select {
+		case <-exited:
+			return false, errors.New("exited before it was ready")
+		default:
+		}
+		resp, err := c.Get(url)
+		if err != nil {
+			return false, nil //nolint:nilerr // not up yet
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
 }
 
 // waitListening returns once addr accepts connections.
