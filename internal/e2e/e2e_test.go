@@ -75,12 +75,17 @@ func TestRevisionPodsRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("revision not Ready: %v (conditions %+v)", err, rev.Status.Conditions)
 	}
+	// One pod in the end (the control step may move a replica, making
+	// the new one before it stops the old one).
 	var pods corev1.PodList
-	if err := k8sClient.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"serving.knative.dev/revision": "pods-00001"}); err != nil {
-		t.Fatal(err)
-	}
-	if len(pods.Items) != 1 {
-		t.Fatalf("%d pods, want 1", len(pods.Items))
+	err = k8stest.Eventually(ctx, long, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		if err := k8sClient.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"serving.knative.dev/revision": "pods-00001"}); err != nil {
+			return false, err
+		}
+		return len(pods.Items) == 1 && pods.Items[0].DeletionTimestamp == nil && pods.Items[0].Status.PodIP != "", nil
+	})
+	if err != nil {
+		t.Fatalf("%d pods, want 1 running: %v", len(pods.Items), err)
 	}
 	p := pods.Items[0]
 	ip, err := netip.ParseAddr(p.Status.PodIP)
@@ -216,5 +221,75 @@ func TestServiceThroughGateways(t *testing.T) {
 	}
 	if u := request(t, gatewayAddr(t, "cloud"), "nobody."+ns+".example.com"); u.code != http.StatusNotFound {
 		t.Errorf("unknown host: %d %q, want 404", u.code, u.body)
+	}
+}
+
+// TestRollout: a new template makes revision 2; once it is Ready the Route
+// sends the Service's host to it, through the same Ingress at a new
+// generation that every gateway must serve before it is Ready again;
+// Knative then marks revision 1 unreachable and kantai takes its
+// replicas away.
+func TestRollout(t *testing.T) {
+	requireEnv(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createService(t, ns, "roll", "One", map[string]string{"autoscaling.knative.dev/initial-scale": "0"})
+	waitServiceReady(t, ns, "roll", "roll-00001")
+	host := "roll." + ns + ".example.com"
+	if a := request(t, gatewayAddr(t, "edge-b"), host); a.code != http.StatusOK || !strings.HasPrefix(a.body, "One from roll-00001") {
+		t.Fatalf("before the rollout: %d %q", a.code, a.body)
+	}
+
+	svc := &unstructured.Unstructured{}
+	svc.SetAPIVersion("serving.knative.dev/v1")
+	svc.SetKind("Service")
+	if err := k8sClient.Get(ctx, k8stest.Key(ns, "roll"), svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedSlice(svc.Object, []any{map[string]any{
+		"image": "example.local/hello:v2",
+		"env":   []any{map[string]any{"name": "TARGET", "value": "Two"}},
+	}}, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8sClient.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	waitServiceReady(t, ns, "roll", "roll-00002")
+	if a := request(t, gatewayAddr(t, "edge-b"), host); a.code != http.StatusOK || !strings.HasPrefix(a.body, "Two from roll-00002") || !strings.HasSuffix(a.body, "in edge-b") {
+		t.Fatalf("after the rollout: %d %q, want Two from a replica of roll-00002 in edge-b", a.code, a.body)
+	}
+	// Revision 1 is no longer routed: Knative marks its PodAutoscaler
+	// unreachable and its replicas go.
+	err := k8stest.Eventually(ctx, long, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
+		var set kantaiv1alpha1.NodeReplicaSet
+		if err := k8sClient.Get(ctx, k8stest.Key(ns, "roll-00001"), &set); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		for _, n := range set.Spec.Replicas {
+			if n > 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("revision 1 kept replicas after it stopped being routed: %v", err)
+	}
+}
+
+// waitServiceReady waits until the Service is Ready with rev as its
+// latest ready revision.
+func waitServiceReady(t *testing.T, ns, name, rev string) {
+	t.Helper()
+	svc := &servingv1.Service{}
+	err := k8stest.Eventually(context.Background(), long, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		if err := k8sClient.Get(ctx, k8stest.Key(ns, name), svc); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return svc.IsReady() && svc.Status.LatestReadyRevisionName == rev && svc.Status.ObservedGeneration == svc.Generation, nil
+	})
+	if err != nil {
+		t.Fatalf("Service %s not Ready at %s: %v (conditions %+v)", name, rev, err, svc.Status.Conditions)
 	}
 }
