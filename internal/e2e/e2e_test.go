@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	kantaiv1alpha1 "kantai.dev/kantai/api/v1alpha1"
 	"kantai.dev/kantai/internal/k8stest"
+	"kantai.dev/kantai/internal/nodeapi"
 )
 
 const long = 3 * time.Minute
@@ -291,5 +293,88 @@ func waitServiceReady(t *testing.T, ns, name, rev string) {
 	})
 	if err != nil {
 		t.Fatalf("Service %s not Ready at %s: %v (conditions %+v)", name, rev, err, svc.Status.Conditions)
+	}
+}
+
+// TestGatewayOnEveryNode: the DaemonSet of config/gateway yields one
+// gateway per node, the tainted one included, each answering its node API
+// (with the shared token) as its own node, and all three listed as peers.
+func TestGatewayOnEveryNode(t *testing.T) {
+	requireEnv(t)
+	ctx := context.Background()
+	api := nodeapi.NewClient(nodeToken, 5*time.Second)
+	api.HTTP.Transport = &http.Transport{DialContext: addrs.Dialer((&net.Dialer{}).DialContext)}
+	var pods corev1.PodList
+	err := k8stest.Eventually(ctx, long, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		if err := k8sClient.List(ctx, &pods, client.InNamespace(kantaiNamespace),
+			client.MatchingLabels{"app.kubernetes.io/name": "kantai-gateway"}); err != nil {
+			return false, err
+		}
+		return len(pods.Items) == len(nodes), nil
+	})
+	if err != nil {
+		t.Fatalf("%d gateway pods, want %d: %v", len(pods.Items), len(nodes), err)
+	}
+	seen := map[string]bool{}
+	for _, p := range pods.Items {
+		seen[p.Spec.NodeName] = true
+		st, err := api.State(ctx, net.JoinHostPort(p.Status.PodIP, "9697"))
+		if err != nil {
+			t.Errorf("node API of the gateway on %s: %v", p.Spec.NodeName, err)
+			continue
+		}
+		if st.Node != p.Spec.NodeName {
+			t.Errorf("the gateway on %s says it is on %q", p.Spec.NodeName, st.Node)
+		}
+	}
+	for _, n := range nodes {
+		if !seen[n] {
+			t.Errorf("no gateway on %s", n)
+		}
+	}
+}
+
+// TestSplit: a Service whose traffic block sends 90 % to revision 1 and
+// 10 % to revision 2 splits 100 requests at a gateway exactly so.
+func TestSplit(t *testing.T) {
+	requireEnv(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createService(t, ns, "split", "One", map[string]string{"autoscaling.knative.dev/min-scale": "1"})
+	waitServiceReady(t, ns, "split", "split-00001")
+	svc := &unstructured.Unstructured{}
+	svc.SetAPIVersion("serving.knative.dev/v1")
+	svc.SetKind("Service")
+	if err := k8sClient.Get(ctx, k8stest.Key(ns, "split"), svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedSlice(svc.Object, []any{map[string]any{
+		"image": "example.local/hello:v2",
+		"env":   []any{map[string]any{"name": "TARGET", "value": "Two"}},
+	}}, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedSlice(svc.Object, []any{
+		map[string]any{"revisionName": "split-00001", "percent": int64(90)},
+		map[string]any{"latestRevision": true, "percent": int64(10)},
+	}, "spec", "traffic"); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8sClient.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	waitServiceReady(t, ns, "split", "split-00002")
+	gw := gatewayAddr(t, "edge-a")
+	host := "split." + ns + ".example.com"
+	counts := map[string]int{}
+	for range 100 {
+		a := request(t, gw, host)
+		if a.code != http.StatusOK {
+			t.Fatalf("%d %q", a.code, a.body)
+		}
+		counts[strings.Fields(a.body)[0]]++
+	}
+	if counts["One"] != 90 || counts["Two"] != 10 {
+		t.Errorf("100 requests split %v, want One 90, Two 10", counts)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/clientcmd"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	netv1alpha1 "knative.dev/networking/pkg/apis/networking/v1alpha1"
 	asv1alpha1 "knative.dev/serving/pkg/apis/autoscaling/v1alpha1"
@@ -60,6 +61,34 @@ links:
 const nodeToken = "e2e-node-token"
 
 var tokenFile, emulationFile string
+
+// kubeconfigs of kantai's ServiceAccounts, by name.
+var kubeconfigs = map[string]string{}
+
+// impersonating writes a kubeconfig that acts as the ServiceAccount
+// kantai-system/sa.
+func impersonating(env *k8stest.Env, sa string) (string, error) {
+	cfg, err := clientcmd.LoadFromFile(env.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range cfg.AuthInfos {
+		a.Impersonate = "system:serviceaccount:" + kantaiNamespace + ":" + sa
+	}
+	path := filepath.Join(env.Dir, sa+".kubeconfig")
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+// taint adds a taint to a node.
+func taint(ctx context.Context, node string, t corev1.Taint) error {
+	n := &corev1.Node{}
+	if err := k8sClient.Get(ctx, k8stest.Key("", node), n); err != nil {
+		return err
+	}
+	orig := n.DeepCopy()
+	n.Spec.Taints = append(n.Spec.Taints, t)
+	return k8sClient.Patch(ctx, n, client.MergeFrom(orig))
+}
 
 func must[T any](v T, err error) T {
 	if err != nil {
@@ -158,6 +187,12 @@ func runWithEnv(m *testing.M) int {
 			return 1
 		}
 	}
+	// The cloud node is reserved for other work: revisions, which do not
+	// tolerate the taint, never run there; the gateway does.
+	if err := taint(ctx, "cloud", corev1.Taint{Key: "dedicated", Value: "batch", Effect: corev1.TaintEffectNoSchedule}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if _, err := k8stest.StartProcessKubelet(ctx, k8sClient, addrs, nodes, runPod, nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -180,7 +215,24 @@ func runWithEnv(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	gw := filepath.Join("..", "..", "config", "gateway")
+	// kantai's components act as their ServiceAccounts with the RBAC of
+	// config/, so a missing permission fails these tests.
+	root := filepath.Join("..", "..", "config")
+	if err := k8stest.ApplyFiles(ctx, k8sClient, nil,
+		filepath.Join(root, "rbac", "service_account.yaml"), filepath.Join(root, "rbac", "role.yaml"),
+		filepath.Join(root, "rbac", "role_binding.yaml"),
+		filepath.Join(root, "knative", "rbac", "role.yaml"), filepath.Join(root, "knative", "rbac", "role_binding.yaml"),
+	); err != nil {
+		fmt.Fprintln(os.Stderr, "installing RBAC:", err)
+		return 1
+	}
+	for _, sa := range []string{"kantai-controller", "kantai-gateway"} {
+		if kubeconfigs[sa], err = impersonating(env, sa); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	gw := filepath.Join(root, "gateway")
 	if err := k8stest.ApplyFiles(ctx, k8sClient, nil, filepath.Join(gw, "service_account.yaml"), filepath.Join(gw, "role.yaml"),
 		filepath.Join(gw, "role_binding.yaml"), filepath.Join(gw, "services.yaml"), filepath.Join(gw, "daemonset.yaml")); err != nil {
 		fmt.Fprintln(os.Stderr, "installing the gateway DaemonSet:", err)
@@ -192,7 +244,7 @@ func runWithEnv(m *testing.M) int {
 		return 1
 	}
 
-	stop, err := startProcess("kantai-controller", env.Dir, []string{"KUBECONFIG=" + env.Kubeconfig},
+	stop, err := startProcess("kantai-controller", env.Dir, []string{"KUBECONFIG=" + kubeconfigs["kantai-controller"]},
 		bins["kantai-controller"], "--pod-autoscaler", "--ingress", "--leader-elect=false",
 		"--namespace="+kantaiNamespace, "--knative-namespace="+k8stest.KnativeNamespace,
 		"--gateway-namespace="+kantaiNamespace, "--node-token-file="+tokenFile, "--emulation="+emulationFile,
@@ -220,7 +272,7 @@ func runPod(ctx context.Context, pod *corev1.Pod, ip string) (func(), error) {
 		}
 		// Knative's controller holds *:8080 (its probe port), so the
 		// gateway listens on 18080 and 18081 here.
-		args = append(args, "--kubeconfig="+testEnv.Kubeconfig, "--emulation="+emulationFile, "--shutdown-delay=0",
+		args = append(args, "--kubeconfig="+kubeconfigs["kantai-gateway"], "--emulation="+emulationFile, "--shutdown-delay=0",
 			"--external-addr="+ip+":18080", "--internal-addr="+ip+":18081", "--agent-addr="+ip+":9696",
 			"--node-api-addr="+ip+":9697", "--metrics-addr="+ip+":9698", "--latency-interval=500ms")
 		name := "gateway-" + pod.Spec.NodeName
