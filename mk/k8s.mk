@@ -21,7 +21,7 @@ KNATIVE_BINS_SCRIPT ?= hack/knative-bins.sh
 K8S_TEST_PKGS       ?= ./internal/controller/nrs/... ./internal/controller/pa/... ./internal/controller/e2e/... ./internal/kube/... ./internal/e2e/... ./api/...
 K8S_TEST_FLAGS  ?=
 
-.PHONY: k8s-bins knative-bins generate verify-generated test-k8s bench-k8s
+.PHONY: k8s-bins knative-bins generate verify-generated test-k8s bench-k8s bench-e2e
 
 k8s-bins:
 	@$(K8S_BINS_SCRIPT) >/dev/null
@@ -43,3 +43,9 @@ test-k8s:
 bench-k8s:
 	KUBEBUILDER_ASSETS="$$($(K8S_BINS_SCRIPT))" && export KUBEBUILDER_ASSETS && \
 	go test -count=1 -timeout 30m -run '^$$' -bench BenchmarkConverge -benchtime=1x ./internal/controller/nrs/
+
+# Cold start on the emulated cluster: create → Ready → first answer from zero.
+bench-e2e:
+	KUBEBUILDER_ASSETS="$$($(K8S_BINS_SCRIPT))" && export KUBEBUILDER_ASSETS && \
+	KNATIVE_ASSETS="$$($(KNATIVE_BINS_SCRIPT))" && export KNATIVE_ASSETS && \
+	go test -count=1 -timeout 20m -run '^$$' -bench BenchmarkColdStart -benchtime=5x ./internal/e2e/

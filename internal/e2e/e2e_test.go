@@ -24,7 +24,7 @@ import (
 const long = 3 * time.Minute
 
 // newNamespace creates a namespace for one test.
-func newNamespace(t *testing.T) string {
+func newNamespace(t testing.TB) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}
 	if err := k8sClient.Create(context.Background(), ns); err != nil {
@@ -35,7 +35,7 @@ func newNamespace(t *testing.T) string {
 
 // createService creates a Knative Service running the built-in function
 // with TARGET=target and the given template annotations.
-func createService(t *testing.T, ns, name, target string, ann map[string]string) {
+func createService(t testing.TB, ns, name, target string, ann map[string]string) {
 	t.Helper()
 	svc := &unstructured.Unstructured{}
 	svc.SetAPIVersion("serving.knative.dev/v1")
@@ -126,7 +126,7 @@ func TestRevisionPodsRun(t *testing.T) {
 
 // gatewayAddr is the loopback address of node's gateway pod (its external
 // listener's host).
-func gatewayAddr(t *testing.T, node string) string {
+func gatewayAddr(t testing.TB, node string) string {
 	t.Helper()
 	var pods corev1.PodList
 	if err := k8sClient.List(context.Background(), &pods, client.InNamespace(kantaiNamespace),
@@ -147,7 +147,7 @@ type answer struct {
 	body, node string
 }
 
-func request(t *testing.T, gw, host string) answer {
+func request(t testing.TB, gw, host string) answer {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, "http://"+gw+":18080/", nil)
 	if err != nil {
