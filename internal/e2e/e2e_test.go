@@ -2,11 +2,14 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -377,4 +380,158 @@ func TestSplit(t *testing.T) {
 	if counts["One"] != 90 || counts["Two"] != 10 {
 		t.Errorf("100 requests split %v, want One 90, Two 10", counts)
 	}
+}
+
+// TestRestartUnderLoad: while clients send requests through edge-a's
+// gateway, the revision scales down from three replicas to one and the
+// gateway's pod is deleted and replaced by the DaemonSet. Every request
+// the gateways accepted is answered 200: scale-down drains, the old
+// gateway drains; a client sees only a refused connection (no gateway
+// listening between the two pods) or a documented 503 + Retry-After (the
+// old gateway draining, the new one not knowing the revision yet).
+func TestRestartUnderLoad(t *testing.T) {
+	requireEnv(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createService(t, ns, "load", "Load", map[string]string{
+		"autoscaling.knative.dev/initial-scale": "3", "autoscaling.knative.dev/min-scale": "1",
+		"autoscaling.knative.dev/window": "10s",
+	})
+	waitServiceReady(t, ns, "load", "load-00001")
+	host := "load." + ns + ".example.com"
+
+	var (
+		mu                       sync.Mutex
+		answered, refused, other int
+		turned                   int
+		lost                     []string
+	)
+	addr := gatewayAddr(t, "edge-a")
+	current := func() string { mu.Lock(); defer mu.Unlock(); return addr }
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{}}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodGet, "http://"+current()+":18080/", nil)
+				req.Host = host
+				resp, err := c.Do(req)
+				if err != nil {
+					mu.Lock()
+					if errors.Is(err, syscall.ECONNREFUSED) {
+						refused++
+					} else {
+						lost = append(lost, err.Error())
+					}
+					mu.Unlock()
+					// The gateway is being replaced: find its new pod.
+					if a, ok := lookupGateway("edge-a"); ok {
+						mu.Lock()
+						addr = a
+						mu.Unlock()
+					}
+					time.Sleep(20 * time.Millisecond) // back off before retrying, as a client would
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				switch {
+				case resp.StatusCode == http.StatusOK:
+					answered++
+				case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+					// A documented turn-away (a gateway draining, or one
+					// just started that does not know the revision yet):
+					// nothing was done, the client may retry.
+					turned++
+				default:
+					other++
+					lost = append(lost, resp.Status)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+
+	// Replace edge-a's gateway while the load runs.
+	var pods corev1.PodList
+	if err := k8sClient.List(ctx, &pods, client.InNamespace(kantaiNamespace), client.MatchingLabels{"app.kubernetes.io/name": "kantai-gateway"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range pods.Items {
+		if p := &pods.Items[i]; p.Spec.NodeName == "edge-a" {
+			if err := k8sClient.Delete(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			err := k8stest.Eventually(ctx, long, 50*time.Millisecond, func(ctx context.Context) (bool, error) {
+				var now corev1.PodList
+				if err := k8sClient.List(ctx, &now, client.InNamespace(kantaiNamespace), client.MatchingLabels{"app.kubernetes.io/name": "kantai-gateway"}); err != nil {
+					return false, err
+				}
+				for _, q := range now.Items {
+					if q.Spec.NodeName == "edge-a" && q.UID != p.UID && q.Status.PodIP != "" {
+						return true, nil
+					}
+				}
+				return false, nil
+			})
+			if err != nil {
+				t.Fatalf("no new gateway on edge-a: %v", err)
+			}
+		}
+	}
+	// The revision scales down to its one replica under the same load.
+	err := k8stest.Eventually(ctx, long, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		var pods corev1.PodList
+		if err := k8sClient.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"serving.knative.dev/revision": "load-00001"}); err != nil {
+			return false, err
+		}
+		mu.Lock()
+		n := answered
+		mu.Unlock()
+		return len(pods.Items) == 1 && n > 100, nil
+	})
+	if err != nil {
+		t.Fatalf("no scale-down to one replica under load: %v", err)
+	}
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("answered %d; while the gateway was replaced: refused %d, turned away with 503 + Retry-After %d", answered, refused, turned)
+	if len(lost) > 0 || other > 0 {
+		t.Errorf("%d requests lost or failed after the gateway took them: %v", len(lost), lost)
+	}
+}
+
+// lookupGateway returns the loopback address of node's running gateway
+// pod, if there is one.
+func lookupGateway(node string) (string, bool) {
+	var pods corev1.PodList
+	if err := k8sClient.List(context.Background(), &pods, client.InNamespace(kantaiNamespace),
+		client.MatchingLabels{"app.kubernetes.io/name": "kantai-gateway"}); err != nil {
+		return "", false
+	}
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == node && p.Status.PodIP != "" && p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
+			return addrs.ToLoopback(netip.MustParseAddr(p.Status.PodIP)).String(), true
+		}
+	}
+	return "", false
 }

@@ -182,6 +182,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
 		http.Error(w, "kantai: gateway shutting down", http.StatusServiceUnavailable)
 		return
 	}

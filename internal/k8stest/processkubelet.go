@@ -31,8 +31,10 @@ type Runner func(ctx context.Context, pod *corev1.Pod, ip string) (stop func(), 
 // there (see linkemu.AddressMap: the API server refuses loopback
 // addresses in Endpoints), so Services and EndpointSlices list it and a
 // client dialling through the map reaches a real listener.
-// A pod whose Runner fails is reported Failed with the error. Deleted
-// pods are stopped, then removed at once.
+// A pod whose Runner fails is reported Failed with the error. A deleted
+// pod keeps running for DrainDelay (at most its termination grace period),
+// as a Knative pod's queue-proxy keeps serving while the endpoints that
+// list it are updated, and is then stopped and removed.
 type ProcessKubelet struct {
 	c     client.Client
 	addrs linkemu.AddressMap
@@ -40,10 +42,14 @@ type ProcessKubelet struct {
 	run   Runner
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	running map[types.UID]*runningPod
-	used    map[string]bool // addresses in use
+	mu          sync.Mutex
+	running     map[types.UID]*runningPod
+	used        map[string]bool // addresses in use
+	terminating map[types.UID]bool
 }
+
+// DrainDelay is how long a deleted pod keeps running.
+const DrainDelay = 3 * time.Second
 
 type runningPod struct {
 	ip   string
@@ -104,7 +110,7 @@ func StartProcessKubelet(ctx context.Context, c client.Client, addrs linkemu.Add
 		log = slog.New(slog.DiscardHandler)
 	}
 	k := &ProcessKubelet{c: c, addrs: addrs, nodes: map[string]int{}, run: run, log: log,
-		running: map[types.UID]*runningPod{}, used: map[string]bool{}}
+		running: map[types.UID]*runningPod{}, used: map[string]bool{}, terminating: map[types.UID]bool{}}
 	for i, n := range nodes {
 		k.nodes[n] = i
 	}
@@ -149,8 +155,7 @@ func (k *ProcessKubelet) sync(ctx context.Context) {
 		}
 		seen[p.UID] = true
 		if p.DeletionTimestamp != nil {
-			k.stop(p.UID)
-			_ = k.c.Delete(ctx, p, client.GracePeriodSeconds(0), client.Preconditions{UID: &p.UID})
+			k.terminate(ctx, p)
 			continue
 		}
 		if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
@@ -171,6 +176,35 @@ func (k *ProcessKubelet) sync(ctx context.Context) {
 	for _, uid := range gone {
 		k.stop(uid)
 	}
+}
+
+// terminate stops a deleted pod after its drain delay, then removes it.
+func (k *ProcessKubelet) terminate(ctx context.Context, p *corev1.Pod) {
+	k.mu.Lock()
+	if k.terminating[p.UID] {
+		k.mu.Unlock()
+		return
+	}
+	k.terminating[p.UID] = true
+	k.mu.Unlock()
+	delay := DrainDelay
+	if g := p.Spec.TerminationGracePeriodSeconds; g != nil && time.Duration(*g)*time.Second < delay {
+		delay = time.Duration(*g) * time.Second
+	}
+	uid, pod := p.UID, p.DeepCopy()
+	go func() {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		k.stop(uid)
+		_ = k.c.Delete(context.WithoutCancel(ctx), pod, client.GracePeriodSeconds(0), client.Preconditions{UID: &uid})
+		k.mu.Lock()
+		delete(k.terminating, uid)
+		k.mu.Unlock()
+	}()
 }
 
 // start runs the pod once; later calls return how that went.
