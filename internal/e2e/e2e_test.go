@@ -16,10 +16,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"knative.dev/networking/pkg/apis/networking"
+	netv1alpha1 "knative.dev/networking/pkg/apis/networking/v1alpha1"
+	"knative.dev/pkg/apis"
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kantaiv1alpha1 "kantai.dev/kantai/api/v1alpha1"
+	"kantai.dev/kantai/internal/ingress"
 	"kantai.dev/kantai/internal/k8stest"
 	"kantai.dev/kantai/internal/nodeapi"
 )
@@ -313,10 +318,15 @@ func TestGatewayOnEveryNode(t *testing.T) {
 			client.MatchingLabels{"app.kubernetes.io/name": "kantai-gateway"}); err != nil {
 			return false, err
 		}
+		for _, p := range pods.Items {
+			if p.Status.PodIP == "" || p.Status.Phase != corev1.PodRunning {
+				return false, nil
+			}
+		}
 		return len(pods.Items) == len(nodes), nil
 	})
 	if err != nil {
-		t.Fatalf("%d gateway pods, want %d: %v", len(pods.Items), len(nodes), err)
+		t.Fatalf("%d gateway pods, want %d running: %v", len(pods.Items), len(nodes), err)
 	}
 	seen := map[string]bool{}
 	for _, p := range pods.Items {
@@ -534,4 +544,47 @@ func lookupGateway(node string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// TestUnsupportedIngress: an Ingress of kantai's class asking for TLS,
+// which the gateways do not terminate, gets LoadBalancerReady False
+// naming why, and is not served; the other Ingresses are unaffected.
+func TestUnsupportedIngress(t *testing.T) {
+	requireEnv(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ing := &netv1alpha1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "secure",
+			Annotations: map[string]string{networking.IngressClassAnnotationKey: ingress.Class}},
+		Spec: netv1alpha1.IngressSpec{
+			TLS: []netv1alpha1.IngressTLS{{Hosts: []string{"secure." + ns + ".example.com"}, SecretName: "cert", SecretNamespace: ns}},
+			Rules: []netv1alpha1.IngressRule{{
+				Hosts: []string{"secure." + ns + ".example.com"}, Visibility: netv1alpha1.IngressVisibilityExternalIP,
+				HTTP: &netv1alpha1.HTTPIngressRuleValue{Paths: []netv1alpha1.HTTPIngressPath{{Splits: []netv1alpha1.IngressBackendSplit{{
+					IngressBackend: netv1alpha1.IngressBackend{ServiceNamespace: ns, ServiceName: "secure-00001", ServicePort: intstr.FromInt32(80)},
+					Percent:        100,
+				}}}}},
+			}},
+		},
+	}
+	if err := k8sClient.Create(ctx, ing); err != nil {
+		t.Fatal(err)
+	}
+	var cond *apis.Condition
+	err := k8stest.Eventually(ctx, long, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		if err := k8sClient.Get(ctx, k8stest.Key(ns, "secure"), ing); err != nil {
+			return false, err
+		}
+		cond = ing.Status.GetCondition(netv1alpha1.IngressConditionLoadBalancerReady)
+		return ing.Status.ObservedGeneration == ing.Generation && cond != nil && cond.IsFalse(), nil
+	})
+	if err != nil {
+		t.Fatalf("no LoadBalancerReady False: %v (status %+v)", err, ing.Status)
+	}
+	if cond.Reason != "TLSNotSupported" {
+		t.Errorf("LoadBalancerReady False %s %q, want reason TLSNotSupported", cond.Reason, cond.Message)
+	}
+	if a := request(t, gatewayAddr(t, "edge-a"), "secure."+ns+".example.com"); a.code != http.StatusNotFound {
+		t.Errorf("the refused Ingress's host: %d %q, want 404", a.code, a.body)
+	}
 }

@@ -254,6 +254,25 @@ func runWithEnv(m *testing.M) int {
 		return 1
 	}
 	defer stop()
+	// Every test may enter at any node's gateway.
+	err = k8stest.Eventually(ctx, 3*time.Minute, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		var pods corev1.PodList
+		if err := k8sClient.List(ctx, &pods, client.InNamespace(kantaiNamespace),
+			client.MatchingLabels{"app.kubernetes.io/name": "kantai-gateway"}); err != nil {
+			return false, err
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" {
+				running++
+			}
+		}
+		return running == len(nodes), nil
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "the gateways did not start:", err)
+		return 1
+	}
 	fmt.Printf("cluster with Knative and kantai up in %v (logs in %s)\n", time.Since(start).Round(time.Millisecond), env.Dir)
 	return m.Run()
 }
