@@ -12,6 +12,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -48,6 +50,50 @@ type front struct {
 var fronts = []front{
 	{"gateway", startGatewayFront},
 	{"httputil", startHTTPUtilFront},
+	{"external", startExternalFront},
+}
+
+// envConformanceFront names a proxy program to run the suite against as
+// well (the "external" front; skipped when unset), started like a child
+// of kantai bench proxy: the backend's address in
+// KANTAI_PROXYBENCH_BACKEND, "proxybench-listening ADDR" printed once
+// listening, exit when its standard input closes. hack/fasthttp-eval is
+// one.
+const envConformanceFront = "KANTAI_CONFORMANCE_FRONT"
+
+func startExternalFront(t *testing.T, backend string) string {
+	t.Helper()
+	prog := os.Getenv(envConformanceFront)
+	if prog == "" {
+		t.Skip(envConformanceFront + " not set")
+	}
+	cmd := exec.Command(prog)
+	cmd.Env = append(os.Environ(), "KANTAI_PROXYBENCH_BACKEND="+backend)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", prog, err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if addr, ok := strings.CutPrefix(sc.Text(), "proxybench-listening "); ok {
+			go func() { _, _ = io.Copy(io.Discard, stdout) }()
+			return addr
+		}
+	}
+	t.Fatalf("%s exited before listening", prog)
+	return ""
 }
 
 func confServerOptions() ServerOptions {
@@ -119,16 +165,18 @@ type confBackend struct {
 
 	step chan struct{}
 	got  chan string
+	quit chan struct{} // closed before the server, so no handler waits on
 }
 
 func newConfBackend(t *testing.T) *confBackend {
 	t.Helper()
 	b := &confBackend{paths: make(chan string, 64), ended: make(chan error, 1),
-		step: make(chan struct{}), got: make(chan string)}
+		step: make(chan struct{}), got: make(chan string), quit: make(chan struct{})}
 	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(b.serve))
 	b.srv.Config.ErrorLog = confDiscardLog
 	b.srv.Start()
 	t.Cleanup(b.srv.Close)
+	t.Cleanup(func() { close(b.quit) })
 	b.addr = strings.TrimPrefix(b.srv.URL, "http://")
 	return b
 }
@@ -198,7 +246,9 @@ func (b *confBackend) serve(w http.ResponseWriter, r *http.Request) {
 	case p == "/lockstep":
 		rc := http.NewResponseController(w)
 		for i := 0; ; i++ {
-			if _, ok := <-b.step; !ok {
+			select {
+			case <-b.step:
+			case <-b.quit:
 				return
 			}
 			fmt.Fprintf(w, "chunk%d;", i)
@@ -211,7 +261,11 @@ func (b *confBackend) serve(w http.ResponseWriter, r *http.Request) {
 		for {
 			line, err := br.ReadString(';')
 			if line != "" {
-				b.got <- line
+				select {
+				case b.got <- line:
+				case <-b.quit:
+					return
+				}
 			}
 			if err != nil {
 				break
@@ -314,6 +368,29 @@ func get(path string, extra ...string) string {
 	return "GET " + path + " HTTP/1.1\r\nHost: " + confHost + "\r\n" + strings.Join(extra, "") + "\r\n"
 }
 
+// recv and send bound a step that waits for the backend, so that a proxy
+// that holds data back fails the case instead of hanging the suite.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(60 * time.Second):
+		t.Fatalf("waited a minute for %s", what)
+		panic("unreachable")
+	}
+}
+
+func send[T any](t *testing.T, ch chan<- T, what string) {
+	t.Helper()
+	var zero T
+	select {
+	case ch <- zero:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("waited a minute for %s", what)
+	}
+}
+
 type seenRequest struct {
 	Host   string
 	Header http.Header
@@ -330,10 +407,10 @@ func decodeSeen(t *testing.T, body string) seenRequest {
 
 type confCase struct {
 	name string
-	// gatewayOnly marks behaviours the reference does not have; the
-	// reason is in the comment at the case.
-	gatewayOnly bool
-	run         func(t *testing.T, addr string, b *confBackend)
+	// notReference marks behaviours httputil.ReverseProxy does not have;
+	// the reason is in the comment at the case.
+	notReference bool
+	run          func(t *testing.T, addr string, b *confBackend)
 }
 
 func TestConformance(t *testing.T) {
@@ -341,7 +418,7 @@ func TestConformance(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			for _, cc := range confCases {
 				t.Run(cc.name, func(t *testing.T) {
-					if cc.gatewayOnly && f.name != "gateway" {
+					if cc.notReference && f.name == "httputil" {
 						t.Skip("the reference does not have this behaviour")
 					}
 					b := newConfBackend(t)
@@ -399,7 +476,7 @@ var confCases = []confCase{
 		for i := 0; i < 3; i++ {
 			s := fmt.Sprintf("part%d;", i)
 			c.send(fmt.Sprintf("%x\r\n%s\r\n", len(s), s))
-			if got := <-b.got; got != s {
+			if got := recv(t, b.got, "the replica reading a chunk"); got != s {
 				t.Fatalf("backend read %q, want %q", got, s)
 			}
 		}
@@ -413,15 +490,15 @@ var confCases = []confCase{
 		// next.
 		c := confDial(t, addr)
 		c.send(get("/lockstep"))
-		b.step <- struct{}{}
+		send(t, b.step, "the replica writing")
 		resp, err := http.ReadResponse(c.br, &http.Request{Method: "GET"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		// Not closed: that would read to the end, which never comes.
 		for i := 0; i < 3; i++ {
 			if i > 0 {
-				b.step <- struct{}{}
+				send(t, b.step, "the replica writing")
 			}
 			want := fmt.Sprintf("chunk%d;", i)
 			got := make([]byte, len(want))
@@ -429,7 +506,6 @@ var confCases = []confCase{
 				t.Fatalf("read %q, %v; want %q", got, err, want)
 			}
 		}
-		close(b.step)
 	}},
 	{name: "expect 100-continue", run: func(t *testing.T, addr string, b *confBackend) {
 		c := confDial(t, addr)
@@ -449,7 +525,7 @@ var confCases = []confCase{
 	// httputil.ReverseProxy clones the request, and the clone's trailer
 	// map is not the one net/http fills at the end of the body: request
 	// trailers never reach the replica through it.
-	{name: "request trailers", gatewayOnly: true, run: func(t *testing.T, addr string, b *confBackend) {
+	{name: "request trailers", notReference: true, run: func(t *testing.T, addr string, b *confBackend) {
 		c := confDial(t, addr)
 		c.send("POST /trailers HTTP/1.1\r\nHost: " + confHost + "\r\nTransfer-Encoding: chunked\r\nTrailer: X-Req-Trailer\r\n\r\n" +
 			"5\r\nhello\r\n0\r\nX-Req-Trailer: sent\r\n\r\n")
@@ -542,7 +618,7 @@ var confCases = []confCase{
 	}},
 	// httputil's SetXForwarded replaces a client's X-Forwarded-For; the
 	// gateway appends to it, as its Director-based default does.
-	{name: "X-Forwarded-For appended", gatewayOnly: true, run: func(t *testing.T, addr string, b *confBackend) {
+	{name: "X-Forwarded-For appended", notReference: true, run: func(t *testing.T, addr string, b *confBackend) {
 		c := confDial(t, addr)
 		c.send(get("/headers", "X-Forwarded-For: 192.0.2.7\r\n"))
 		_, body := c.read("GET")
@@ -558,7 +634,7 @@ var confCases = []confCase{
 	// behind the chunked body is never read as a request. The reference's
 	// plain http.Server keeps the connection open and serves the smuggled
 	// request, hence gateway-only.
-	{name: "content-length with transfer-encoding", gatewayOnly: true, run: func(t *testing.T, addr string, b *confBackend) {
+	{name: "content-length with transfer-encoding", notReference: true, run: func(t *testing.T, addr string, b *confBackend) {
 		c := confDial(t, addr)
 		smuggled := get("/smuggled")
 		c.send("POST /echo HTTP/1.1\r\nHost: " + confHost + "\r\nContent-Length: " + strconv.Itoa(5+len(smuggled)) +
@@ -570,7 +646,7 @@ var confCases = []confCase{
 		if !c.closed() {
 			t.Errorf("the connection stayed open after a request with both framings")
 		}
-		if p := <-b.paths; p != "/echo" {
+		if p := recv(t, b.paths, "the replica's first request"); p != "/echo" {
 			t.Errorf("the replica saw %s first", p)
 		}
 		select {
@@ -630,7 +706,7 @@ var confCases = []confCase{
 		}
 		waitFor(t, func() bool { return b.bigWritten.Load() >= 1<<20 })
 		c.c.Close()
-		if err := <-b.ended; err == nil {
+		if err := recv(t, b.ended, "the replica's end"); err == nil {
 			t.Errorf("the replica wrote all %d bytes to a client that read none", total)
 		}
 		if w := b.bigWritten.Load(); w >= total {
