@@ -133,7 +133,8 @@ within 1.5×). Exits 1 if a target is missed.`,
 	cmd.Flags().BoolVar(&opts.NoNginx, "no-nginx", false, "leave nginx out (its targets show NOT MEASURED)")
 	cmd.Flags().Float64Var(&opts.MaxOtherCores, "max-other-cores", 0.10, "re-run a run when other programs use more CPU than this (negative: never)")
 	cmd.Flags().StringVar(&jsonOut, "json", "", "also write the result as JSON to this file")
-	cmd.Flags().StringArrayVar(&opts.External, "external", nil, "also measure a proxy program built elsewhere, name=path (repeatable; see internal/proxybench startProgram)")
+	cmd.Flags().IntVar(&opts.ProxyProcs, "proxy-procs", 1, "GOMAXPROCS of the Go proxies, nginx runs one worker process (negative: inherit)")
+	cmd.Flags().StringArrayVar(&opts.External, "external", nil, `also measure a proxy program built elsewhere, "name=path" or "name=ENV=V ... path" (repeatable; see internal/proxybench startProgram)`)
 	cmd.Flags().StringArrayVar(&opts.Variants, "variant", nil, `also measure a kantai gateway run with these environment settings (repeatable), e.g. --variant "GOMAXPROCS=1 GOGC=400"`)
 	return cmd
 }

@@ -441,7 +441,12 @@ func copyHeader(dst, src http.Header) {
 		for v != "" {
 			var name string
 			name, v, _ = strings.Cut(v, ",")
-			if name = trimSpace(name); name != "" {
+			switch name = trimSpace(name); {
+			case name == "" || strings.EqualFold(name, "close"):
+			case strings.EqualFold(name, "keep-alive") || strings.EqualFold(name, "upgrade"):
+				// Hop-by-hop already, and not copied: no need to
+				// canonicalise (which allocates) to delete them.
+			default:
 				delete(dst, http.CanonicalHeaderKey(name))
 			}
 		}
@@ -476,8 +481,10 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	rev.mu.Lock()
 	timeout, startTimeout, local := rev.timeout, rev.start, rep.node == rev.view.Origin
 	var dest destStats
+	var rtt time.Duration // the view's snapshot, refreshed by Refresh
 	if rep.node >= 0 {
 		dest = rev.dest[rep.node]
+		rtt = rev.view.Nodes[rep.node].RTT
 	}
 	rev.mu.Unlock()
 	fl := flightPool.Get().(*flight)
@@ -492,9 +499,10 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	// (headers included) from its write loop after returning the response,
 	// and nothing tells us reliably when that is over.
 	out := in.WithContext(httptrace.WithClientTrace(ctx, &fl.trace))
-	u := rep.url
+	x := &outParts{url: rep.url} // one allocation for the URL and X-Forwarded values
+	u := &x.url
 	u.Path, u.RawPath, u.RawQuery = in.URL.Path, in.URL.RawPath, in.URL.RawQuery
-	out.URL = &u
+	out.URL = u
 	out.RequestURI = ""
 	out.Close = false
 	out.Header = make(http.Header, len(in.Header)+3+len(t.headers))
@@ -503,8 +511,8 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 		out.Header[k] = v
 	}
 	// The client's claims of proto and host are replaced; its
-	// X-Forwarded-For is extended. One allocation holds both values.
-	fwd := make([]string, 2)
+	// X-Forwarded-For is extended.
+	fwd := x.fwd[:]
 	fwd[1] = in.Host
 	out.Header["X-Forwarded-Host"] = fwd[1:2:2]
 	if in.TLS != nil {
@@ -562,10 +570,8 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 		fl.rearm(errRevTimeout, timeout-done.Sub(fl.armed))
 	}
 	service := done.Sub(sent)
-	if !local {
-		if rtt, ok := g.cfg.RTT(rep.info.Node); ok {
-			service = max(service-rtt, 0)
-		}
+	if !local && rtt > 0 {
+		service = max(service-rtt, 0)
 	}
 	h := w.Header()
 	copyHeader(h, resp.Header)
@@ -609,6 +615,13 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	}
 	rev.release(rep, g.now(), service)
 	return false
+}
+
+// outParts are the parts of an outbound request the gateway allocates,
+// together.
+type outParts struct {
+	url url.URL
+	fwd [2]string // X-Forwarded-For, X-Forwarded-Host
 }
 
 // Header values the gateway sets, shared by every request (the transport

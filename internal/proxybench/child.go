@@ -113,15 +113,11 @@ func serveChild(role, backend string) error {
 }
 
 // newKantaiGateway is the gateway of a one-node fleet with one function
-// whose single replica is the backend. A nil rt is a plain http.Transport
-// with generous idle connections.
+// whose single replica is the backend. A nil rt is the transport the
+// fleet's gateways use.
 func newKantaiGateway(backend string, rt http.RoundTripper, reg *prometheus.Registry) (*gateway.Gateway, error) {
 	if rt == nil {
-		rt = &http.Transport{
-			MaxIdleConns:        1024,
-			MaxIdleConnsPerHost: 256,
-			IdleConnTimeout:     90 * time.Second,
-		}
+		rt = gateway.NewTransport(nil) // as the fleet's gateways
 	}
 	g, err := gateway.New(gateway.Config{
 		Node:      benchNode,

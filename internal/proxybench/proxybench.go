@@ -52,10 +52,16 @@ type Options struct {
 	// ("GOMAXPROCS=1 GOGC=400"); they are measured in the same rounds,
 	// named "kantai " + the settings, and compared with nginx.
 	Variants []string `json:"variants,omitempty"`
-	// External adds proxies built elsewhere, each "name=program": the
-	// program is started like the package's own children (see
-	// startProgram) and measured in the same rounds.
+	// External adds proxies built elsewhere, each "name=program" or
+	// "name=ENV=V ... program": the program is started like the package's
+	// own children (see startProgram), with those settings, and measured
+	// in the same rounds.
 	External []string `json:"external,omitempty"`
+	// ProxyProcs is the GOMAXPROCS of the Go proxies (kantai, httputil,
+	// variants and external programs that set none of their own), so
+	// that they get the CPU allowance of nginx's single worker process
+	// (default 1; negative: inherit this process's setting).
+	ProxyProcs int `json:"proxy_procs"`
 }
 
 func (o Options) withDefaults() Options {
@@ -79,6 +85,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Reruns <= 0 {
 		o.Reruns = 2
+	}
+	if o.ProxyProcs == 0 {
+		o.ProxyProcs = 1
 	}
 	return o
 }
@@ -251,8 +260,16 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 		res.Notes = append(res.Notes, "nginx: "+nginxRes.Note)
 	}
 
+	// procs gives a proxy child the GOMAXPROCS of the comparison unless
+	// its own settings name one.
+	procs := func(env []string) []string {
+		if opts.ProxyProcs < 0 || slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "GOMAXPROCS=") }) {
+			return env
+		}
+		return append(slices.Clip(env), fmt.Sprintf("GOMAXPROCS=%d", opts.ProxyProcs))
+	}
 	for _, role := range []string{roleHTTPUtil, roleKantai} {
-		s, err := startChild(ctx, role, backend.addr, nil)
+		s, err := startChild(ctx, role, backend.addr, procs(nil))
 		if err != nil {
 			return res, err
 		}
@@ -260,11 +277,12 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 		targets = append(targets, target{name: role, addr: s.addr, srv: s})
 	}
 	res.Targets = append(res.Targets,
-		TargetResult{Name: TargetHTTPUtil, Measured: true, Note: "httputil.ReverseProxy, MaxIdleConnsPerHost 256, no buffer pool, " + procsNote(nil)},
-		TargetResult{Name: TargetKantai, Measured: true, Note: "gateway.New: node1, hello.default, 1 replica, policy kantai, " + procsNote(nil)})
+		TargetResult{Name: TargetHTTPUtil, Measured: true, Note: "httputil.ReverseProxy, MaxIdleConnsPerHost 256, no buffer pool, " + procsNote(procs(nil))},
+		TargetResult{Name: TargetKantai, Measured: true, Note: "gateway.New: node1, hello.default, 1 replica, policy kantai, " + procsNote(procs(nil))})
 	for _, v := range opts.Variants {
 		env := strings.Fields(v)
 		name := TargetKantai + " " + strings.Join(env, " ")
+		env = procs(env)
 		s, err := startChild(ctx, roleKantai, backend.addr, env)
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", name, err)
@@ -274,17 +292,19 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 		res.Targets = append(res.Targets, TargetResult{Name: name, Measured: true, Note: "as kantai, " + procsNote(env)})
 	}
 	for _, e := range opts.External {
-		name, exe, ok := strings.Cut(e, "=")
-		if !ok || name == "" || exe == "" {
-			return res, fmt.Errorf("external target %q: want name=program", e)
+		name, rest, _ := strings.Cut(e, "=")
+		fields := strings.Fields(rest)
+		if name == "" || len(fields) == 0 {
+			return res, fmt.Errorf("external target %q: want name=program or name=ENV=V ... program", e)
 		}
-		s, err := startProgram(ctx, exe, name, backend.addr, nil)
+		exe, env := fields[len(fields)-1], procs(fields[:len(fields)-1])
+		s, err := startProgram(ctx, exe, name, backend.addr, env)
 		if err != nil {
 			return res, fmt.Errorf("external target %s: %w", name, err)
 		}
 		servers = append(servers, s)
 		targets = append(targets, target{name: name, addr: s.addr, srv: s})
-		res.Targets = append(res.Targets, TargetResult{Name: name, Measured: true, Note: exe + ", " + procsNote(nil)})
+		res.Targets = append(res.Targets, TargetResult{Name: name, Measured: true, Note: exe + ", " + strings.Join(env, " ")})
 	}
 
 	for _, t := range targets {
@@ -293,8 +313,8 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 		}
 	}
 
-	fmt.Fprintf(out, "proxy overhead: %d rounds, %v per run (+%v warm-up), open loop %d req/s, closed loop c=%d, %d CPUs, %s\n",
-		opts.Rounds, opts.Duration, opts.Warmup, opts.Rate, opts.Concurrency, res.CPUs, res.GoVersion)
+	fmt.Fprintf(out, "proxy overhead: %d rounds, %v per run (+%v warm-up), open loop %d req/s, closed loop c=%d, %d CPUs, %s, Go proxies at %s\n",
+		opts.Rounds, opts.Duration, opts.Warmup, opts.Rate, opts.Concurrency, res.CPUs, res.GoVersion, procsNote(procs(nil)))
 	for round := 1; round <= opts.Rounds; round++ {
 		for _, t := range targets {
 			if err := ctx.Err(); err != nil {
