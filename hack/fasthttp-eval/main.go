@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -69,11 +70,22 @@ func envDuration(name string) time.Duration {
 var hop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
+// dropHop deletes the hop-by-hop headers and those a Connection header
+// names (read before it goes).
+func dropHop(connection []byte, del func(string)) {
+	for _, name := range strings.Split(string(connection), ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			del(name)
+		}
+	}
+	for _, h := range hop {
+		del(h)
+	}
+}
+
 func proxy(ctx *fasthttp.RequestCtx, hc *fasthttp.HostClient) {
 	req := &ctx.Request
-	for _, h := range hop {
-		req.Header.Del(h)
-	}
+	dropHop(req.Header.Peek("Connection"), req.Header.Del)
 	if ip, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
 		prior := req.Header.Peek("X-Forwarded-For")
 		if len(prior) > 0 {
@@ -89,7 +101,5 @@ func proxy(ctx *fasthttp.RequestCtx, hc *fasthttp.HostClient) {
 		ctx.Error("replica did not answer: "+err.Error(), fasthttp.StatusBadGateway)
 		return
 	}
-	for _, h := range hop {
-		resp.Header.Del(h)
-	}
+	dropHop(resp.Header.Peek("Connection"), resp.Header.Del)
 }
