@@ -8,6 +8,14 @@
 // It speaks the protocol of kantai bench proxy's children: the backend's
 // address in KANTAI_PROXYBENCH_BACKEND, "proxybench-listening ADDR" on
 // standard output once listening, exit when standard input closes.
+// FASTHTTP_EVAL_STREAM=1 streams bodies both ways (without it, fasthttp
+// reads whole bodies into memory); FASTHTTP_EVAL_READ_TIMEOUT bounds the
+// reading of a request (a Go duration; the suite's slow client needs one).
+//
+//	cd hack/fasthttp-eval && go build -o /tmp/fasthttp-eval .
+//	KANTAI_CONFORMANCE_FRONT=/tmp/fasthttp-eval FASTHTTP_EVAL_STREAM=1 \
+//	  FASTHTTP_EVAL_READ_TIMEOUT=2s go test -run TestConformance/external ./internal/gateway
+//	bin/kantai bench proxy --external "fasthttp=FASTHTTP_EVAL_STREAM=1 /tmp/fasthttp-eval"
 package main
 
 import (
