@@ -28,9 +28,10 @@ import (
 // replica rely on, run against the gateway behind its Server and, as a
 // reference, against httputil.ReverseProxy behind a plain http.Server with
 // the same limits. Clients speak raw HTTP/1.1 over TCP where the framing
-// matters. Nothing waits on a clock: every step blocks on the peer's bytes
-// or on an event of the backend, with a generous deadline that only stops
-// a test that would hang.
+// matters. No step waits on a clock of its own: each blocks on the peer's
+// bytes or on an event of the backend, with a generous deadline that only
+// stops a test that would hang (the slow client's end is the server's
+// header timeout, the behaviour under test).
 
 // confHost is the host the suite's requests carry; the gateway routes it.
 const confHost = "conf.default"
@@ -736,7 +737,8 @@ var confCases = []confCase{
 		// 256 MiB up and 256 MiB down. The client, the proxy and the
 		// replica share this process; each moves data through fixed
 		// buffers, so what is allocated while it flows is the proxy's own
-		// per-request cost, not the body.
+		// per-request cost, not the body. An external front's memory is
+		// not seen here; "client stops reading" catches one that buffers.
 		size := int64(256 << 20)
 		if testing.Short() {
 			size = 32 << 20
