@@ -172,14 +172,7 @@ func (f *Fleet) startNodes() error {
 		f.nodes = append(f.nodes, n)
 		f.byName[spec.Name] = n
 		dial := f.net.Dialer(spec.Name)
-		n.transport = &http.Transport{
-			DialContext:         dial,
-			MaxIdleConns:        0,
-			MaxIdleConnsPerHost: 512,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-			ForceAttemptHTTP2:   false,
-		}
+		n.transport = gateway.NewTransport(dial)
 		peers := map[string]string{}
 		for _, o := range f.tb.Nodes {
 			if o.Name != spec.Name {

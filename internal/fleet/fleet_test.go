@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 
 // smallTestbed is the seed's testbed with its own addresses and ports, so
 // tests do not collide with a fleet a developer runs.
-func smallTestbed(t *testing.T, base int) *testbed.Testbed {
+func smallTestbed(t testing.TB, base int) *testbed.Testbed {
 	t.Helper()
 	tb := testbed.Default()
 	for i := range tb.Nodes {
@@ -35,7 +35,7 @@ func smallTestbed(t *testing.T, base int) *testbed.Testbed {
 	return tb
 }
 
-func startFleet(t *testing.T, tb *testbed.Testbed) *Fleet {
+func startFleet(t testing.TB, tb *testbed.Testbed) *Fleet {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {

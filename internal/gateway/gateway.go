@@ -434,7 +434,12 @@ func copyHeader(dst, src http.Header) {
 		for v != "" {
 			var name string
 			name, v, _ = strings.Cut(v, ",")
-			if name = trimSpace(name); name != "" {
+			switch name = trimSpace(name); {
+			case name == "" || strings.EqualFold(name, "close"):
+			case strings.EqualFold(name, "keep-alive") || strings.EqualFold(name, "upgrade"):
+				// Hop-by-hop already, and not copied: no need to
+				// canonicalise (which allocates) to delete them.
+			default:
 				delete(dst, http.CanonicalHeaderKey(name))
 			}
 		}
@@ -469,8 +474,10 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	rev.mu.Lock()
 	timeout, startTimeout, local := rev.timeout, rev.start, rep.node == rev.view.Origin
 	var dest destStats
+	var rtt time.Duration // the view's snapshot, refreshed by Refresh
 	if rep.node >= 0 {
 		dest = rev.dest[rep.node]
+		rtt = rev.view.Nodes[rep.node].RTT
 	}
 	rev.mu.Unlock()
 	fl := flightPool.Get().(*flight)
@@ -485,24 +492,41 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	// (headers included) from its write loop after returning the response,
 	// and nothing tells us reliably when that is over.
 	out := in.WithContext(httptrace.WithClientTrace(ctx, &fl.trace))
-	u := rep.url
+	x := &outParts{url: rep.url} // one allocation for the URL and X-Forwarded values
+	u := &x.url
 	u.Path, u.RawPath, u.RawQuery = in.URL.Path, in.URL.RawPath, in.URL.RawQuery
-	out.URL = &u
+	out.URL = u
 	out.RequestURI = ""
 	out.Close = false
 	if t.host != "" {
 		out.Host = t.host
 	}
-	out.Header = make(http.Header, len(in.Header)+1+len(t.headers))
+	out.Header = make(http.Header, len(in.Header)+3+len(t.headers))
 	copyHeader(out.Header, in.Header)
 	for k, v := range t.headers {
 		out.Header[k] = v
+	}
+	// The client's claims of proto and host are replaced; its
+	// X-Forwarded-For is extended.
+	fwd := x.fwd[:]
+	fwd[1] = in.Host
+	out.Header["X-Forwarded-Host"] = fwd[1:2:2]
+	if in.TLS != nil {
+		out.Header["X-Forwarded-Proto"] = protoHTTPS
+	} else {
+		out.Header["X-Forwarded-Proto"] = protoHTTP
 	}
 	if host, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
 		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
 			host = prior[len(prior)-1] + ", " + host
 		}
-		out.Header["X-Forwarded-For"] = []string{host}
+		fwd[0] = host
+		out.Header["X-Forwarded-For"] = fwd[0:1:1]
+	}
+	upgrade := upgradeType(in.Header)
+	if upgrade != "" {
+		out.Header["Connection"] = connectionUpgrade
+		out.Header["Upgrade"] = in.Header["Upgrade"]
 	}
 	if in.ContentLength == 0 {
 		out.Body = nil // lets the transport reuse connections freely
@@ -542,15 +566,28 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 		fl.rearm(errRevTimeout, timeout-done.Sub(fl.armed))
 	}
 	service := done.Sub(sent)
-	if !local {
-		if rtt, ok := g.cfg.RTT(rep.info.Node); ok {
-			service = max(service-rtt, 0)
-		}
+	if !local && rtt > 0 {
+		service = max(service-rtt, 0)
 	}
 	h := w.Header()
 	copyHeader(h, resp.Header)
 	h[HeaderReplica] = rep.header
 	h[HeaderNode] = rep.nodeHeader
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, "101").Inc()
+		fl.disarm() // the connection is the client's and the replica's now
+		switchProtocols(w, resp, upgrade)
+		rev.release(rep, g.now(), service)
+		return false
+	}
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		h["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
 	w.WriteHeader(resp.StatusCode)
 	if dest.latency != nil {
 		dest.latency.Observe(now.Sub(start).Seconds())
@@ -566,11 +603,100 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	copyBody(w, resp.Body, *bp, resp.ContentLength < 0)
 	g.bufs.Put(bp)
 	resp.Body.Close()
+	if len(resp.Trailer) > 0 {
+		copyTrailer(h, resp.Trailer, announced)
+	}
 	if context.Cause(ctx) == errRevTimeout {
 		g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, "504").Inc()
 	}
 	rev.release(rep, g.now(), service)
 	return false
+}
+
+// outParts are the parts of an outbound request the gateway allocates,
+// together.
+type outParts struct {
+	url url.URL
+	fwd [2]string // X-Forwarded-For, X-Forwarded-Host
+}
+
+// Header values the gateway sets, shared by every request (the transport
+// only reads them).
+var (
+	protoHTTP         = []string{"http"}
+	protoHTTPS        = []string{"https"}
+	connectionUpgrade = []string{"Upgrade"}
+)
+
+// upgradeType returns the protocol a request asks to switch to, when its
+// Connection header lists "upgrade" (RFC 9110 §7.8); else "".
+func upgradeType(h http.Header) string {
+	up := h["Upgrade"]
+	if len(up) == 0 || up[0] == "" {
+		return ""
+	}
+	for _, v := range h["Connection"] {
+		for v != "" {
+			var name string
+			name, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(trimSpace(name), "upgrade") {
+				return up[0]
+			}
+		}
+	}
+	return ""
+}
+
+// copyTrailer sets a response's trailers once its body is through: those
+// announced before the headers went out under their names, the others
+// with net/http's TrailerPrefix.
+func copyTrailer(h, trailer http.Header, announced int) {
+	prefix := ""
+	if len(trailer) != announced {
+		delete(h, "Trailer")
+		prefix = http.TrailerPrefix
+	}
+	for k, v := range trailer {
+		h[prefix+k] = v
+	}
+}
+
+// switchProtocols completes an upgrade the replica accepted (101): the
+// answer goes to the client on its own connection, taken from net/http,
+// and bytes are then copied both ways until either side closes.
+func switchProtocols(w http.ResponseWriter, resp *http.Response, upgrade string) {
+	back, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok || upgrade == "" || !strings.EqualFold(resp.Header.Get("Upgrade"), upgrade) {
+		resp.Body.Close()
+		http.Error(w, "kantai: replica switched to protocol "+strconv.Quote(resp.Header.Get("Upgrade"))+
+			", the client asked for "+strconv.Quote(upgrade), http.StatusBadGateway)
+		return
+	}
+	defer back.Close()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "kantai: cannot switch protocols on this connection", http.StatusInternalServerError)
+		return
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Time{})
+	h := w.Header()
+	h["Connection"] = connectionUpgrade
+	h["Upgrade"] = resp.Header["Upgrade"]
+	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	_ = h.Write(brw)
+	_, _ = brw.WriteString("\r\n")
+	if brw.Flush() != nil {
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(back, brw.Reader); done <- struct{}{} }() // bytes read ahead first
+	go func() { _, _ = io.Copy(conn, back); done <- struct{}{} }()
+	<-done
+	// One side is gone: closing both ends the other copy.
+	conn.Close()
+	back.Close()
+	<-done
 }
 
 // flight is one forwarded request's timer and trace hooks. It is pooled
@@ -628,6 +754,13 @@ func (fl *flight) rearm(cause error, d time.Duration) {
 	fl.cause = cause
 	fl.mu.Unlock()
 	fl.timer.Reset(d)
+}
+
+// disarm stops the timer for good: the request outlives its timeout (a
+// switched protocol). The flight is then left to the garbage collector.
+func (fl *flight) disarm() {
+	fl.timer.Stop()
+	fl.clean = false
 }
 
 func (fl *flight) done() {

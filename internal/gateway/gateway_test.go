@@ -520,6 +520,11 @@ func TestCopyHeader(t *testing.T) {
 	if len(dst) != 1 || dst.Get("Content-Type") != "text/plain" {
 		t.Errorf("copyHeader kept %v, want only Content-Type", dst)
 	}
+	// The usual Connection tokens are dropped without canonicalising.
+	src = http.Header{"Connection": {"Keep-Alive, upgrade, close"}, "Content-Type": {"text/plain"}}
+	if n := testing.AllocsPerRun(100, func() { clear(dst); copyHeader(dst, src) }); n != 0 {
+		t.Errorf("copyHeader allocated %.0f times for the usual Connection tokens, want 0", n)
+	}
 }
 
 // A replica that refuses connections (it has just died) costs the client

@@ -212,7 +212,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 //  4. once nothing is in flight, idle connections get DrainGrace to send
 //     one last request (answered as in 3) or close; then the rest close.
 //
-// If ctx ends first, the connections still open are closed.
+// If ctx ends first, the connections still open are closed. A connection
+// switched to another protocol (a websocket) belongs to its handler: it
+// still counts as open, so Shutdown waits for it only as long as for an
+// idle connection, and leaves it to end with its process.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	s.mu.Lock()

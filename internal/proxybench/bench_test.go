@@ -75,7 +75,7 @@ func BenchmarkGateway_ServeHTTP(b *testing.B) {
 		}
 	})
 
-	backend, err := startChild(context.Background(), roleBackend, "")
+	backend, err := startChild(context.Background(), roleBackend, "", nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -113,15 +113,11 @@ func serveChild(role, backend string) error {
 }
 
 // newKantaiGateway is the gateway of a one-node fleet with one function
-// whose single replica is the backend. A nil rt is a plain http.Transport
-// with generous idle connections.
+// whose single replica is the backend. A nil rt is the transport the
+// fleet's gateways use.
 func newKantaiGateway(backend string, rt http.RoundTripper, reg *prometheus.Registry) (*gateway.Gateway, error) {
 	if rt == nil {
-		rt = &http.Transport{
-			MaxIdleConns:        1024,
-			MaxIdleConnsPerHost: 256,
-			IdleConnTimeout:     90 * time.Second,
-		}
+		rt = gateway.NewTransport(nil) // as the fleet's gateways
 	}
 	g, err := gateway.New(gateway.Config{
 		Node:      benchNode,
@@ -192,13 +188,21 @@ func (s *server) stop() {
 
 // startChild re-executes this program as one of the Go servers and waits
 // for its listening address.
-func startChild(ctx context.Context, role, backend string) (*server, error) {
+func startChild(ctx context.Context, role, backend string, env []string) (*server, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("%s: finding this program: %w", role, err)
 	}
+	return startProgram(ctx, exe, role, backend, env)
+}
+
+// startProgram starts exe as a server of the comparison: it finds the
+// role and the backend's address in its environment, prints readyTag and
+// its address once listening, and exits when its standard input closes.
+// An external target (Options.External) is such a program.
+func startProgram(ctx context.Context, exe, role, backend string, env []string) (*server, error) {
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), envRole+"="+role, envBackend+"="+backend)
+	cmd.Env = append(append(os.Environ(), envRole+"="+role, envBackend+"="+backend), env...)
 	setParentDeathSignal(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -34,12 +34,13 @@ func TestRun_structure(t *testing.T) {
 	res, err := Run(context.Background(), Options{
 		Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Rounds: 1,
 		Rate: 500, Concurrency: 4, NoNginx: true, MaxOtherCores: -1,
+		Variants: []string{"GOMAXPROCS=1"},
 	}, &out)
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{TargetDirect, TargetNginx, TargetHTTPUtil, TargetKantai}
+	want := []string{TargetDirect, TargetNginx, TargetHTTPUtil, TargetKantai, "kantai GOMAXPROCS=1"}
 	if len(res.Targets) != len(want) {
 		t.Fatalf("targets = %d, want %d", len(res.Targets), len(want))
 	}
@@ -75,8 +76,11 @@ func TestRun_structure(t *testing.T) {
 	if r := res.Ratios[1]; r.Name != "kantai/nginx" || r.Measured {
 		t.Errorf("kantai/nginx ratio without nginx: %+v", r)
 	}
-	if len(res.Checks) != 6 {
-		t.Fatalf("checks = %d, want 6", len(res.Checks))
+	if r := res.Ratios[len(res.Ratios)-1]; r.Name != "kantai GOMAXPROCS=1/kantai" || !r.Measured {
+		t.Errorf("variant/kantai ratio not computed: %+v", r)
+	}
+	if len(res.Checks) != 8 {
+		t.Fatalf("checks = %d, want 8", len(res.Checks))
 	}
 	for _, c := range res.Checks {
 		nginx := strings.Contains(c.Ratio, "nginx")

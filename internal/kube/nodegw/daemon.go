@@ -182,13 +182,8 @@ func New(cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.reg.MustRegister(d.agent)
-	transport := &http.Transport{
-		DialContext:         cfg.Dial,
-		Proxy:               nil,
-		MaxIdleConnsPerHost: 512,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
+	// The same forwarding transport as the emulated fleet's gateways.
+	transport := gateway.NewTransport(cfg.Dial)
 	d.gw, err = gateway.New(gateway.Config{
 		Node: cfg.Node, Nodes: []string{cfg.Node}, Policy: cfg.Policy,
 		QueueDepth: cfg.QueueDepth, ActivationTimeout: cfg.ActivationTimeout,
