@@ -172,6 +172,10 @@ func TestManifestsServerSideDryRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// config/prometheus needs the Prometheus Operator's PodMonitor CRD.
+	if err := installPodMonitorCRD(ctx); err != nil {
+		t.Fatal(err)
+	}
 	root := filepath.Join("..", "..", "..", "config")
 	n := 0
 	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
@@ -208,4 +212,35 @@ func TestManifestsServerSideDryRun(t *testing.T) {
 		t.Errorf("applied %d objects, expected at least 8", n)
 	}
 	t.Logf("%d objects accepted by server-side dry run", n)
+}
+
+// prometheusOperator is the release whose CRDs config/prometheus is
+// checked against.
+const prometheusOperator = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+
+// installPodMonitorCRD installs the PodMonitor CRD from the operator's
+// module (downloaded through the Go module proxy) and waits until it is
+// served.
+func installPodMonitorCRD(ctx context.Context) error {
+	out, err := exec.Command("go", "mod", "download", "-json", prometheusOperator).Output()
+	if err != nil {
+		return fmt.Errorf("downloading %s: %w", prometheusOperator, err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		return fmt.Errorf("locating %s: %v (%s)", prometheusOperator, err, out)
+	}
+	crd := filepath.Join(mod.Dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_podmonitors.yaml")
+	if err := k8stest.ApplyFiles(ctx, k8sClient, nil, crd); err != nil {
+		return err
+	}
+	return k8stest.Eventually(ctx, time.Minute, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		probe := &unstructured.Unstructured{}
+		probe.SetAPIVersion("monitoring.coreos.com/v1")
+		probe.SetKind("PodMonitor")
+		probe.SetNamespace("default")
+		probe.SetName("probe")
+		_ = unstructured.SetNestedField(probe.Object, map[string]any{}, "spec", "selector")
+		return k8sClient.Create(ctx, probe, client.DryRunAll) == nil, nil
+	})
 }
