@@ -20,6 +20,7 @@ import (
 	"knative.dev/networking/pkg/apis/networking"
 	netv1alpha1 "knative.dev/networking/pkg/apis/networking/v1alpha1"
 	"knative.dev/pkg/apis"
+	asv1alpha1 "knative.dev/serving/pkg/apis/autoscaling/v1alpha1"
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -64,6 +65,10 @@ func createService(t testing.TB, ns, name, target string, ann map[string]string)
 	if err := k8sClient.Create(context.Background(), svc); err != nil {
 		t.Fatalf("creating Service %s: %v", name, err)
 	}
+	// The nodes' capacity is shared by every test: give it back.
+	t.Cleanup(func() {
+		_ = k8sClient.Delete(context.Background(), svc, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	})
 }
 
 // TestRevisionPodsRun checks the harness itself: a revision of kantai's
@@ -238,12 +243,14 @@ func TestServiceThroughGateways(t *testing.T) {
 // sends the Service's host to it, through the same Ingress at a new
 // generation that every gateway must serve before it is Ready again;
 // Knative then marks revision 1 unreachable and kantai takes its
-// replicas away.
+// replicas away, min-scale notwithstanding.
 func TestRollout(t *testing.T) {
 	requireEnv(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
-	createService(t, ns, "roll", "One", map[string]string{"autoscaling.knative.dev/initial-scale": "0"})
+	// min-scale 1 on both revisions: only Knative marking revision 1
+	// unreachable lets kantai take its last replica away.
+	createService(t, ns, "roll", "One", map[string]string{"autoscaling.knative.dev/min-scale": "1"})
 	waitServiceReady(t, ns, "roll", "roll-00001")
 	host := "roll." + ns + ".example.com"
 	if a := request(t, gatewayAddr(t, "edge-b"), host); a.code != http.StatusOK || !strings.HasPrefix(a.body, "One from roll-00001") {
@@ -266,25 +273,36 @@ func TestRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitServiceReady(t, ns, "roll", "roll-00002")
-	if a := request(t, gatewayAddr(t, "edge-b"), host); a.code != http.StatusOK || !strings.HasPrefix(a.body, "Two from roll-00002") || !strings.HasSuffix(a.body, "in edge-b") {
-		t.Fatalf("after the rollout: %d %q, want Two from a replica of roll-00002 in edge-b", a.code, a.body)
+	if a := request(t, gatewayAddr(t, "edge-b"), host); a.code != http.StatusOK || !strings.HasPrefix(a.body, "Two from roll-00002") {
+		t.Fatalf("after the rollout: %d %q, want Two from a replica of roll-00002", a.code, a.body)
 	}
 	// Revision 1 is no longer routed: Knative marks its PodAutoscaler
-	// unreachable and its replicas go.
-	err := k8stest.Eventually(ctx, long, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
+	// unreachable and its replicas go despite min-scale 1; revision 2
+	// keeps its one.
+	count := func(rev string) (int32, error) {
 		var set kantaiv1alpha1.NodeReplicaSet
-		if err := k8sClient.Get(ctx, k8stest.Key(ns, "roll-00001"), &set); err != nil {
-			return false, client.IgnoreNotFound(err)
+		if err := k8sClient.Get(ctx, k8stest.Key(ns, rev), &set); err != nil {
+			return 0, err
 		}
-		for _, n := range set.Spec.Replicas {
-			if n > 0 {
-				return false, nil
-			}
+		var n int32
+		for _, c := range set.Spec.Replicas {
+			n += c
 		}
-		return true, nil
+		return n, nil
+	}
+	pa := &asv1alpha1.PodAutoscaler{}
+	err := k8stest.Eventually(ctx, long, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
+		if err := k8sClient.Get(ctx, k8stest.Key(ns, "roll-00001"), pa); err != nil {
+			return false, err
+		}
+		n, err := count("roll-00001")
+		return pa.Spec.Reachability == asv1alpha1.ReachabilityUnreachable && n == 0, client.IgnoreNotFound(err)
 	})
 	if err != nil {
-		t.Fatalf("revision 1 kept replicas after it stopped being routed: %v", err)
+		t.Fatalf("revision 1 (reachability %q) kept replicas after it stopped being routed: %v", pa.Spec.Reachability, err)
+	}
+	if n, err := count("roll-00002"); err != nil || n != 1 {
+		t.Errorf("revision 2 has %d replicas (%v), want its min-scale 1", n, err)
 	}
 }
 
