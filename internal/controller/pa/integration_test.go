@@ -862,3 +862,43 @@ func TestControllerBinary(t *testing.T) {
 	}
 	deleteService(t, ns, "binary", rev)
 }
+
+// TestGatewayDaemonSetOnKwok: the gateway DaemonSet of config/gateway
+// yields one pod per node, the tainted node included (the gateways
+// tolerate every taint, since a node without one drops the traffic that
+// internalTrafficPolicy Local sends it).
+func TestGatewayDaemonSetOnKwok(t *testing.T) {
+	requireEnv(t)
+	ctx := context.Background()
+	gw := filepath.Join("..", "..", "..", "config", "gateway")
+	if err := k8stest.ApplyFiles(ctx, k8sClient, nil, filepath.Join(gw, "service_account.yaml"), filepath.Join(gw, "daemonset.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: kantaiNamespace, Name: "kantai-gateway"}}
+		_ = k8sClient.Delete(context.Background(), ds, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	})
+	var pods corev1.PodList
+	err := k8stest.Eventually(ctx, long, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		if err := k8sClient.List(ctx, &pods, client.InNamespace(kantaiNamespace), client.MatchingLabels{"app.kubernetes.io/name": "kantai-gateway"}); err != nil {
+			return false, err
+		}
+		nodes := map[string]bool{}
+		for _, p := range pods.Items {
+			if p.Spec.NodeName != "" {
+				nodes[p.Spec.NodeName] = true
+			}
+		}
+		return len(nodes) == 3 && nodes[nodeA] && nodes[nodeB] && nodes[nodeTainted], nil
+	})
+	if err != nil {
+		var names []string
+		for _, p := range pods.Items {
+			names = append(names, p.Name+"@"+p.Spec.NodeName)
+		}
+		t.Fatalf("gateway pods %v, want one on each of %s, %s, %s: %v", names, nodeA, nodeB, nodeTainted, err)
+	}
+	if len(pods.Items) != 3 {
+		t.Errorf("%d gateway pods for 3 nodes", len(pods.Items))
+	}
+}

@@ -89,6 +89,7 @@ func runWithEnv(m *testing.M) int {
 		Scheduler:         true,
 		GarbageCollector:  true,
 		Endpoints:         true,
+		DaemonSets:        true,
 		Kwok:              true,
 	})
 	if err != nil {
