@@ -215,6 +215,27 @@ func (f *Fleet) Replicas() []ReplicaStatus {
 // LatencyKnown reports whether every directed pair has been measured.
 func (f *Fleet) LatencyKnown() bool { return f.LatencySamples() > 0 }
 
+// LatencyReady reports whether every pair of nodes has an RTT to route
+// by: measured at least minSamples times in a full mesh; in a fleet whose
+// agents use coordinates (beyond the full-mesh size, where each pair is
+// probed now and then), known at all, measured or estimated.
+func (f *Fleet) LatencyReady(minSamples int) bool {
+	m := f.Latency()
+	coords := len(f.nodes) > 0 && f.nodes[0].agent.CoordinateMode()
+	for _, a := range f.nodes {
+		for _, b := range f.nodes {
+			if a == b {
+				continue
+			}
+			e, ok := m[a.spec.Name][b.spec.Name]
+			if !ok || !e.Known() || (!coords && e.Samples < minSamples) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // LatencySamples is the fewest probes behind any directed pair's estimate:
 // placement decisions made on one or two jittery samples can be far off.
 func (f *Fleet) LatencySamples() int {

@@ -26,7 +26,8 @@ type Env struct {
 	GatewayPort     int
 	AgentPort       int
 	Log             *slog.Logger
-	// ReadyTimeout bounds the wait for latency measurements and replicas.
+	// ReadyTimeout bounds the wait for latency measurements and replicas;
+	// default 30 s plus half a second per node.
 	ReadyTimeout time.Duration
 }
 
@@ -54,7 +55,9 @@ func (e *Env) Start(ctx context.Context, sc *scenario.Scenario, policy scenario.
 	}
 	timeout := e.ReadyTimeout
 	if timeout == 0 {
-		timeout = 30 * time.Second
+		// Larger fleets take longer until every pair is known (a few
+		// probes per node per second, spread in time).
+		timeout = 30*time.Second + time.Duration(len(tb.Nodes))*500*time.Millisecond
 	}
 	f, err := fleet.Start(ctx, fleet.Options{Testbed: tb, FunctionCommand: e.FunctionCommand,
 		GatewayPort: e.GatewayPort, AgentPort: e.AgentPort, Log: e.Log, LatencyInterval: probeInterval})
@@ -66,7 +69,7 @@ func (e *Env) Start(ctx context.Context, sc *scenario.Scenario, policy scenario.
 		inst.hosts[fn.Name] = fn.Name + "." + fn.Namespace + "." + tb.Domain
 	}
 	inst.hosts[""] = inst.hosts[fns[0].Name]
-	if err := waitFor(ctx, timeout, "latency measurements", func() bool { return f.LatencySamples() >= minSamples }); err != nil {
+	if err := waitFor(ctx, timeout, "latency measurements", func() bool { return f.LatencyReady(minSamples) }); err != nil {
 		inst.Close()
 		return nil, err
 	}
