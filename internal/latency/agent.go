@@ -134,7 +134,6 @@ type Agent struct {
 	failures map[string]uint64 // failed probes per peer, while it is a peer
 	probes   uint64            // probes sent, ever
 	spikes   uint64            // samples left out as spikes, ever
-	pruned   time.Time         // when the view was last pruned
 	inFlight map[string]bool
 	changed  chan struct{} // peers changed: the schedule must be read again
 
@@ -377,12 +376,18 @@ func (a *Agent) Coordinate() PeerCoord {
 }
 
 func (a *Agent) freshnessLocked() freshness {
-	f := freshness{staleAfter: a.cfg.StaleAfter, estimate: !a.plan.mesh, coordStaleAfter: coordStaleAfter(a.cfg.Interval, len(a.peers), a.cfg.ProbesPerRound)}
+	return freshnessFor(a.cfg, len(a.peers), a.plan.mesh)
+}
+
+// freshnessFor is the freshness of an agent configured with cfg (defaults
+// filled in) that has peers peers and probes them as a full mesh or not.
+func freshnessFor(cfg Config, peers int, mesh bool) freshness {
+	f := freshness{staleAfter: cfg.StaleAfter, estimate: !mesh, coordStaleAfter: coordStaleAfter(cfg.Interval, peers, cfg.ProbesPerRound)}
 	if f.staleAfter == 0 {
-		f.staleAfter = staleIntervals * a.cfg.Interval
+		f.staleAfter = staleIntervals * cfg.Interval
 		if f.estimate {
 			// A neighbour waits Neighbors/ProbesPerRound rounds for its turn.
-			f.staleAfter = staleIntervals * a.cfg.Interval * time.Duration((a.cfg.Neighbors+a.cfg.ProbesPerRound-1)/a.cfg.ProbesPerRound)
+			f.staleAfter = staleIntervals * cfg.Interval * time.Duration((cfg.Neighbors+cfg.ProbesPerRound-1)/cfg.ProbesPerRound)
 		}
 	}
 	return f
@@ -425,8 +430,7 @@ func (a *Agent) Handler() http.Handler {
 		}
 		now := a.clk.Now()
 		a.mu.Lock()
-		c := a.view.coord
-		resp := pingResponse{Node: a.cfg.Node, Row: a.view.report(now, a.freshnessLocked()), Coord: &c, Coords: a.view.gossip(gossipSize)}
+		resp := a.view.ping(now, a.freshnessLocked())
 		var buf bytes.Buffer
 		err := json.NewEncoder(&buf).Encode(resp) // under the lock: resp shares coordinates with the view
 		a.mu.Unlock()
@@ -586,18 +590,10 @@ func (a *Agent) probe(parent context.Context, peer string, p peerAddr) {
 	spike := false
 	if err == nil {
 		var took bool
-		if took, err = a.view.observe(peer, rtt, now, pr.Coord, a.rng); err == nil {
+		if took, err = a.view.answer(peer, rtt, now, pr, a.freshnessLocked(), a.cfg.Interval, a.rng); err == nil {
 			spike = !took
 			if spike {
 				a.spikes++
-			}
-			a.view.merge(peer, pr.Row)
-			if f := a.freshnessLocked(); f.estimate && now.Sub(a.pruned) >= a.cfg.Interval {
-				a.view.prune(now, f.coordStaleAfter)
-				a.pruned = now
-			}
-			for node, c := range pr.Coords {
-				a.view.learn(node, c)
 			}
 		}
 	}

@@ -42,7 +42,8 @@ type view struct {
 	coord   PeerCoord // own; Updated is zero until the first update
 	coords  map[string]PeerCoord
 	filt    map[string][]time.Duration
-	gossipC int // rotating cursor over coords for gossip
+	gossipC int       // rotating cursor over coords for gossip
+	pruned  time.Time // when other rows were last pruned
 }
 
 func newView(self string, alpha float64, viv VivaldiConfig) *view {
@@ -121,6 +122,34 @@ func (v *view) observe(peer string, rtt time.Duration, now time.Time, remote *Pe
 		v.coord = PeerCoord{Coord: v.viv.Update(v.coord.Coord, remote.Coord, median, rng), Updated: now}
 	}
 	return took, nil
+}
+
+// answer takes in a successful probe's outcome: the round trip, then the
+// answer pr of peer (its own row and the coordinates it sent). In
+// coordinate mode it prunes old rows, at most once per interval. It
+// reports whether the sample went into the smoothed RTT (see observe).
+func (v *view) answer(peer string, rtt time.Duration, now time.Time, pr pingResponse, f freshness, interval time.Duration, rng *rand.Rand) (bool, error) {
+	took, err := v.observe(peer, rtt, now, pr.Coord, rng)
+	if err != nil {
+		return false, err
+	}
+	v.merge(peer, pr.Row)
+	if f.estimate && now.Sub(v.pruned) >= interval {
+		v.prune(now, f.coordStaleAfter)
+		v.pruned = now
+	}
+	for node, c := range pr.Coords {
+		v.learn(node, c)
+	}
+	return took, nil
+}
+
+// ping is the node's answer to a /ping: its measured row, its coordinate
+// and the next gossipSize coordinates it knows. The answer shares the
+// coordinates' vectors with the view.
+func (v *view) ping(now time.Time, f freshness) pingResponse {
+	c := v.coord
+	return pingResponse{Node: v.self, Row: v.report(now, f), Coord: &c, Coords: v.gossip(gossipSize)}
 }
 
 // prune drops the entries of other nodes' rows not updated within maxAge,
