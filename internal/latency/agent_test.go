@@ -678,6 +678,9 @@ func TestAgent_coordinateMode(t *testing.T) {
 	}
 	fx := startFleet(t, n, ips, func(c *Config) {
 		c.MeshLimit, c.ProbesPerRound, c.Neighbors = 4, 1, 2
+		// The drifting neighbour set, not a sweep, and measurements
+		// that give way to estimates after six rounds.
+		c.SweepLimit, c.StaleAfter = -1, 6*time.Second
 	})
 	// One round: every agent probes exactly one peer.
 	round := func() map[string]event {
@@ -771,7 +774,19 @@ kantai_latency_probes_total{from="a"} %d
 			t.Errorf("/ping row carries a→%s = %+v", p, e)
 		}
 	}
-	if pr.Coord == nil || pr.Coord.Updated.IsZero() || len(pr.Coords) != 5 {
-		t.Errorf("/ping coordinates: own %+v, %d others; want a moved one and all 5", pr.Coord, len(pr.Coords))
+	if want := gossipFor(5, 1); pr.Coord == nil || pr.Coord.Updated.IsZero() || len(pr.Coords) != want {
+		t.Errorf("/ping coordinates: own %+v, %d others; want a moved one and %d", pr.Coord, len(pr.Coords), want)
+	}
+	// A probe's request carries the prober's measurement of the path,
+	// which the answering node pools with its own.
+	before := a.Matrix()["a"]["b"]
+	resp, err = http.Get("http://" + a.addr + "/ping?from=b&rtt=0.5&n=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	after := a.Matrix()["a"]["b"]
+	if after.Estimated || after.RTT <= before.RTT || after.Samples != before.Samples+3 && before.Samples > 0 {
+		t.Errorf("a→b = %+v after b said 500 ms over 3 samples, before %+v; want the two pooled", after, before)
 	}
 }

@@ -26,6 +26,15 @@ const (
 	// after each full pass, so over time a node measures many peers, near
 	// and far, as [1] recommends, while holding only a few connections.
 	DefaultNeighbors = 8
+	// sweepRounds sets where a small fleet is swept (Config.SweepLimit):
+	// when every peer can be probed within this many intervals (at most
+	// 120 peers at three probes per interval), the neighbour set is the
+	// whole fleet, so a
+	// node measures every path, each in its turn, and an estimate is only
+	// a stop-gap until the first sweep is done. It is below the sixty
+	// intervals a measurement is kept for (see Config.StaleAfter), so
+	// a swept fleet's matrix is all measured.
+	sweepRounds = 40
 )
 
 // planner decides when to probe which peer. It is pure: the caller passes
@@ -45,6 +54,7 @@ type planner struct {
 	meshLimit int
 	perRound  int
 	nbSize    int
+	sweep     int // sweep up to this many peers (see Config.SweepLimit)
 	rng       *rand.Rand
 
 	peers  []string // sorted
@@ -61,10 +71,10 @@ type planner struct {
 // chosen for being near.
 const nearSample = 16
 
-func newPlanner(self string, interval, jitter time.Duration, meshLimit, perRound, neighbors int, rng *rand.Rand) *planner {
+func newPlanner(self string, interval, jitter time.Duration, meshLimit, perRound, neighbors, sweep int, rng *rand.Rand) *planner {
 	return &planner{
 		self: self, interval: interval, jitter: min(jitter, interval/2), meshLimit: meshLimit,
-		perRound: perRound, nbSize: neighbors, rng: rng, due: map[string]time.Time{},
+		perRound: perRound, nbSize: neighbors, sweep: sweep, rng: rng, due: map[string]time.Time{},
 	}
 }
 
@@ -214,6 +224,9 @@ func (p *planner) others() int {
 // are near (§5.5 of [1], see Coord).
 func (p *planner) fillNeighbors() {
 	want := min(p.nbSize, p.others())
+	if p.others() <= p.sweep {
+		want = p.others()
+	}
 	for len(p.nb) < want {
 		c := p.randomPeer()
 		if p.near != nil && p.rng.IntN(2) == 0 {

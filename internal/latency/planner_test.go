@@ -33,7 +33,7 @@ func names(n int) []string {
 
 func TestPlanner_meshSpreadsProbes(t *testing.T) {
 	const n, rounds = 1000, 5
-	p := newPlanner("self", time.Second, 100*time.Millisecond, -1, 3, 8, rand.New(rand.NewPCG(1, 2)))
+	p := newPlanner("self", time.Second, 100*time.Millisecond, -1, 3, 8, 0, rand.New(rand.NewPCG(1, 2)))
 	p.setPeers(names(n), t0)
 	times, peers := drive(p, t0.Add(rounds*time.Second))
 	if len(times) != n*rounds {
@@ -76,8 +76,8 @@ func TestPlanner_meshSpreadsProbes(t *testing.T) {
 }
 
 func TestPlanner_phasesDifferPerProber(t *testing.T) {
-	a := newPlanner("a", time.Second, 0, -1, 3, 8, rand.New(rand.NewPCG(1, 2)))
-	b := newPlanner("b", time.Second, 0, -1, 3, 8, rand.New(rand.NewPCG(1, 2)))
+	a := newPlanner("a", time.Second, 0, -1, 3, 8, 0, rand.New(rand.NewPCG(1, 2)))
+	b := newPlanner("b", time.Second, 0, -1, 3, 8, 0, rand.New(rand.NewPCG(1, 2)))
 	a.setPeers([]string{"x"}, t0)
 	b.setPeers([]string{"x"}, t0)
 	ta, _ := a.next()
@@ -89,7 +89,7 @@ func TestPlanner_phasesDifferPerProber(t *testing.T) {
 
 func TestPlanner_coordinateMode(t *testing.T) {
 	const n, rounds = 200, 300
-	p := newPlanner("self", time.Second, 100*time.Millisecond, 16, 3, 8, rand.New(rand.NewPCG(3, 4)))
+	p := newPlanner("self", time.Second, 100*time.Millisecond, 16, 3, 8, 0, rand.New(rand.NewPCG(3, 4)))
 	p.setPeers(names(n), t0)
 	if p.mesh {
 		t.Fatal("200 peers probed as a mesh")
@@ -128,7 +128,7 @@ func TestPlanner_coordinateMode(t *testing.T) {
 }
 
 func TestPlanner_setPeers(t *testing.T) {
-	p := newPlanner("self", time.Second, 100*time.Millisecond, 4, 2, 2, rand.New(rand.NewPCG(5, 6)))
+	p := newPlanner("self", time.Second, 100*time.Millisecond, 4, 2, 2, 0, rand.New(rand.NewPCG(5, 6)))
 	p.setPeers([]string{"a", "b", "c"}, t0)
 	if !p.mesh {
 		t.Fatal("4 nodes with a mesh limit of 4 not probed as a mesh")
@@ -162,7 +162,7 @@ func TestPlanner_setPeers(t *testing.T) {
 }
 
 func TestPlanner_lateWakeUp(t *testing.T) {
-	p := newPlanner("self", time.Second, 100*time.Millisecond, -1, 3, 8, rand.New(rand.NewPCG(7, 8)))
+	p := newPlanner("self", time.Second, 100*time.Millisecond, -1, 3, 8, 0, rand.New(rand.NewPCG(7, 8)))
 	p.setPeers([]string{"a", "b"}, t0)
 	// The loop wakes ten rounds late: each peer fires once, and its next
 	// moment is in the future, in the current round or the next.

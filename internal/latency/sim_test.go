@@ -169,7 +169,7 @@ func simulate(w *world, cfg simConfig) simResult {
 	for i := range nodes {
 		nrng := rand.New(rand.NewPCG(cfg.seed, uint64(i)))
 		nd := &simNode{
-			plan:  newPlanner(names[i], time.Second, 100*time.Millisecond, DefaultMeshLimit, cfg.perRound, DefaultNeighbors, nrng),
+			plan:  newPlanner(names[i], time.Second, 100*time.Millisecond, DefaultMeshLimit, cfg.perRound, DefaultNeighbors, sweepRounds*cfg.perRound, nrng),
 			coord: viv.NewCoord(),
 			filt:  map[int][]float64{},
 		}

@@ -21,6 +21,7 @@ type freshness struct {
 	staleAfter      time.Duration // measured entries
 	coordStaleAfter time.Duration // estimated entries: age of the older coordinate
 	estimate        bool          // coordinate mode
+	gossip          int           // coordinates per /ping answer besides the node's own
 }
 
 // filterSize is how many recent samples per peer feed the coordinate: the
@@ -144,12 +145,12 @@ func (v *view) answer(peer string, rtt time.Duration, now time.Time, pr pingResp
 	return took, nil
 }
 
-// ping is the node's answer to a /ping: its measured row, its coordinate
-// and the next gossipSize coordinates it knows. The answer shares the
+// ping is the node's answer to a /ping from node to: its measured row, its coordinate
+// and the next f.gossip coordinates it knows. The answer shares the
 // coordinates' vectors with the view.
-func (v *view) ping(now time.Time, f freshness) pingResponse {
+func (v *view) ping(now time.Time, f freshness, to string) pingResponse {
 	c := v.coord
-	return pingResponse{Node: v.self, Row: v.report(now, f), Coord: &c, Coords: v.gossip(gossipSize)}
+	return pingResponse{Node: v.self, Row: v.report(now, f, to), Coord: &c, Coords: v.gossip(f.gossip)}
 }
 
 // prune drops the entries of other nodes' rows not updated within maxAge,
@@ -170,6 +171,26 @@ func (v *view) prune(now time.Time, maxAge time.Duration) {
 			delete(v.m, from)
 		}
 	}
+}
+
+// heard records what peer measured of the path to this node, as it said
+// in a probe: RTT in seconds and its sample count. A round trip is the
+// same path both ways, so the two nodes' measurements are of one quantity
+// and ownEntry pools them. It goes into peer's row, as peer's own report
+// of its row would; values that are not plausible are ignored.
+func (v *view) heard(peer string, rtt float64, samples int, now time.Time) {
+	if peer == v.self || !v.members[peer] || samples <= 0 || !(rtt > 0) || rtt > MaxRTT.Seconds() {
+		return
+	}
+	row := v.m[peer]
+	if row == nil {
+		row = Row{}
+		v.m[peer] = row
+	}
+	if old, ok := row[v.self]; ok && old.Updated.After(now) {
+		return
+	}
+	row[v.self] = Entry{RTT: rtt, Samples: samples, Updated: now}
 }
 
 // fail records a failed probe to peer, keeping the last good values.
@@ -237,10 +258,29 @@ func (v *view) gossip(n int) map[string]PeerCoord {
 // while it is fresh or the last probe failed; otherwise, in coordinate
 // mode, the estimate; otherwise the old measurement, stale.
 func (v *view) ownEntry(peer string, now time.Time, f freshness) (Entry, bool) {
+	return v.ownEntryWith(peer, now, f, nil)
+}
+
+// ownEntryWith is ownEntry with the residuals for estimates given, or
+// computed when needed if rs is nil.
+func (v *view) ownEntryWith(peer string, now time.Time, f freshness, rs []residual) (Entry, bool) {
 	e, ok := v.m[v.self][peer]
-	fresh := ok && (e.Failures > 0 || now.Sub(e.Updated) <= f.staleAfter)
+	keep := f.staleAfter
+	fresh := ok && (e.Failures > 0 || now.Sub(e.Updated) <= keep)
+	if rev, rok := v.m[peer][v.self]; f.estimate && rok && rev.Samples > 0 && !rev.Estimated && now.Sub(rev.Updated) <= keep && (!ok || e.Failures == 0) {
+		// The peer's measurement of the same round trip.
+		if !fresh || e.Samples == 0 {
+			e = Entry{RTT: rev.RTT, Jitter: rev.Jitter, Samples: rev.Samples, Updated: rev.Updated}
+		} else {
+			e = pool(e, rev)
+		}
+		ok, fresh = true, true
+	}
 	if f.estimate && (!fresh || e.Samples == 0) {
-		if est, ok := v.estimate(peer, now, f); ok {
+		if rs == nil {
+			rs = v.residuals(now, f)
+		}
+		if est, ok := v.estimateWith(peer, now, f, rs); ok {
 			if e.Failures > 0 {
 				// Never measured and the last probe failed: the
 				// estimate, marked stale, with the failures.
@@ -249,35 +289,96 @@ func (v *view) ownEntry(peer string, now time.Time, f freshness) (Entry, bool) {
 			return est, true
 		}
 	}
-	if ok && now.Sub(e.Updated) > f.staleAfter {
+	if ok && now.Sub(e.Updated) > keep {
 		e.Stale = true
 	}
 	return e, ok
 }
 
-// estimate computes the path to peer from the two coordinates.
+// poolCap bounds the weight of one side's mean when two are pooled: an
+// exponentially weighted mean with gain 1/8 counts about fifteen samples.
+const poolCap = 15
+
+// pool combines the node's measurement e of a path with the peer's
+// measurement rev of the same path, weighting each mean by its sample
+// count (at most poolCap).
+func pool(e, rev Entry) Entry {
+	we, wr := float64(min(e.Samples, poolCap)), float64(min(rev.Samples, poolCap))
+	e.RTT = (we*e.RTT + wr*rev.RTT) / (we + wr)
+	e.Samples += rev.Samples
+	if rev.Updated.After(e.Updated) {
+		e.Updated = rev.Updated
+	}
+	return e
+}
+
+// estimate computes the path to peer from the two coordinates, corrected
+// by the residuals of the node's recent measurements to nodes alike (see
+// correction).
 func (v *view) estimate(peer string, now time.Time, f freshness) (Entry, bool) {
+	return v.estimateWith(peer, now, f, v.residuals(now, f))
+}
+
+func (v *view) estimateWith(peer string, now time.Time, f freshness, rs []residual) (Entry, bool) {
 	pc, ok := v.coords[peer]
-	if !ok || v.coord.Updated.IsZero() {
+	if !ok || v.coord.Updated.IsZero() || len(pc.Vec) != len(v.coord.Vec) {
 		return Entry{}, false
 	}
-	d, ok := v.coord.Distance(pc.Coord)
-	if !ok {
-		return Entry{}, false
+	d := v.coord.distance(pc.Coord)
+	if c := defaultCorrection.of(pc.Coord, d, rs); d+c > 0 {
+		d += c
 	}
 	updated := v.coord.Updated
 	if pc.Updated.Before(updated) {
 		updated = pc.Updated
 	}
-	return Entry{RTT: d.Seconds(), Estimated: true, Updated: updated, Stale: now.Sub(updated) > f.coordStaleAfter}, true
+	return Entry{RTT: seconds(d).Seconds(), Estimated: true, Updated: updated, Stale: now.Sub(updated) > f.coordStaleAfter}, true
+}
+
+// maxResiduals bounds the measurements an estimate is corrected with.
+const maxResiduals = 128
+
+// residuals returns the node's measurements that count for correcting
+// estimates: successful, younger than staleAfter and to a node whose
+// coordinate is known; the most recent maxResiduals of them.
+func (v *view) residuals(now time.Time, f freshness) []residual {
+	if v.coord.Updated.IsZero() {
+		return nil
+	}
+	keep := f.staleAfter
+	type rec struct {
+		r  residual
+		at time.Time
+	}
+	var recs []rec
+	for peer, e := range v.m[v.self] {
+		pc, ok := v.coords[peer]
+		if !ok || e.Samples == 0 || e.Failures > 0 || now.Sub(e.Updated) > keep || len(pc.Vec) != len(v.coord.Vec) {
+			continue
+		}
+		recs = append(recs, rec{residual{coord: pc.Coord, value: e.RTT - v.coord.distance(pc.Coord), weight: float64(min(e.Samples, 8))}, e.Updated})
+	}
+	if len(recs) > maxResiduals {
+		slices.SortFunc(recs, func(a, b rec) int { return b.at.Compare(a.at) })
+		recs = recs[:maxResiduals]
+	}
+	out := make([]residual, len(recs))
+	for i, r := range recs {
+		out[i] = r.r
+	}
+	return out
 }
 
 // row returns the node's own row for every member, staleness applied and,
 // in coordinate mode, estimates filled in.
 func (v *view) row(now time.Time, f freshness) Row {
 	out := make(Row, len(v.members))
+	var rs []residual
+	if f.estimate {
+		rs = v.residuals(now, f)
+	}
 	for peer := range v.members {
-		if e, ok := v.ownEntry(peer, now, f); ok {
+		if e, ok := v.ownEntryWith(peer, now, f, rs); ok {
 			out[peer] = e
 		}
 	}
@@ -285,18 +386,22 @@ func (v *view) row(now time.Time, f freshness) Row {
 }
 
 // report returns the measured part of the node's own row, the answer to a
-// /ping: in full-mesh mode every measured path, in coordinate mode the
-// paths measured within staleAfter, so an answer stays small in a large
-// fleet. Estimates are never passed on: any node with the two coordinates
-// can compute them.
-func (v *view) report(now time.Time, f freshness) Row {
+// /ping from node to: in full-mesh mode every measured path; in coordinate
+// mode only the path to the asker, if measured within the time a
+// measurement is kept, so that an answer stays small (on a slow link its
+// size adds to the round trip the asker times) and the asker can pool it
+// with its own (see heard). Estimates are never passed on: any node with
+// the two coordinates can compute them.
+func (v *view) report(now time.Time, f freshness, to string) Row {
 	out := Row{}
-	for peer, e := range v.m[v.self] {
-		age := now.Sub(e.Updated)
-		if f.estimate && age > f.staleAfter {
-			continue
+	if f.estimate {
+		if e, ok := v.m[v.self][to]; ok && e.Samples > 0 && now.Sub(e.Updated) <= f.staleAfter {
+			out[to] = e
 		}
-		if age > f.staleAfter {
+		return out
+	}
+	for peer, e := range v.m[v.self] {
+		if now.Sub(e.Updated) > f.staleAfter {
 			e.Stale = true
 		}
 		out[peer] = e

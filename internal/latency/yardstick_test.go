@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -99,9 +101,9 @@ type yardstickConfig struct {
 }
 
 type yardstickResult struct {
-	at     []int
-	own    []Accuracy // every agent's own row (what its gateway uses)
-	merged []Accuracy // the agents' views merged, as kantai get latency shows them
+	at                  []int
+	own                 []Accuracy // every agent's own row (what its gateway uses)
+	merged              []Accuracy // the agents' views merged, as kantai get latency shows them
 	probesPerNodeSecond float64
 }
 
@@ -111,11 +113,20 @@ type ysNode struct {
 	plan *planner
 	rng  *rand.Rand
 	next time.Time
+	// the size of the node's /ping answer in bytes, and when it was taken
+	size  int
+	sized time.Time
 }
 
 // simulateTestbed runs the agents of truth's fleet for cfg.seconds of
 // virtual time.
 func simulateTestbed(truth *testbedTruth, cfg yardstickConfig) yardstickResult {
+	return simulateTestbedHook(truth, cfg, nil)
+}
+
+// simulateTestbedHook is simulateTestbed; done, if set, sees the nodes at
+// the end.
+func simulateTestbedHook(truth *testbedTruth, cfg yardstickConfig, done func([]*ysNode)) yardstickResult {
 	ac := cfg.agent
 	if ac.Interval == 0 {
 		ac.Interval = DefaultInterval
@@ -133,6 +144,9 @@ func simulateTestbed(truth *testbedTruth, cfg yardstickConfig) yardstickResult {
 		ac.Neighbors = DefaultNeighbors
 	}
 	ac.Neighbors = max(ac.Neighbors, ac.ProbesPerRound)
+	if ac.SweepLimit == 0 {
+		ac.SweepLimit = sweepRounds * ac.ProbesPerRound
+	}
 	ac.Vivaldi = ac.Vivaldi.withDefaults()
 
 	names := slices.Sorted(slices.Values(truth.names))
@@ -141,7 +155,7 @@ func simulateTestbed(truth *testbedTruth, cfg yardstickConfig) yardstickResult {
 	for k, name := range names {
 		rng := rand.New(rand.NewPCG(cfg.seed, uint64(k)))
 		nd := &ysNode{i: truth.index[name], view: newView(name, ac.Alpha, ac.Vivaldi), rng: rng}
-		nd.plan = newPlanner(name, ac.Interval, ac.Jitter, ac.MeshLimit, ac.ProbesPerRound, ac.Neighbors, rng)
+		nd.plan = newPlanner(name, ac.Interval, ac.Jitter, ac.MeshLimit, ac.ProbesPerRound, ac.Neighbors, ac.SweepLimit, rng)
 		nd.plan.near = func(peer string) (time.Duration, bool) {
 			if pc, ok := nd.view.coords[peer]; ok {
 				return nd.view.coord.Distance(pc.Coord)
@@ -193,18 +207,27 @@ func simulateTestbed(truth *testbedTruth, cfg yardstickConfig) yardstickResult {
 		}
 		for _, peer := range nd.plan.take(now) {
 			p := byName[peer]
-			pr := p.view.ping(now, f)
-			body, err := json.Marshal(pr)
-			if err != nil {
-				panic(err)
+			if e := nd.view.m[nd.view.self][peer]; e.Samples > 0 {
+				p.view.heard(nd.view.self, e.RTT, e.Samples, now)
 			}
-			rtt := probeRTT(truth.links[nd.i][p.i], reqBytes, len(body)+200, cfg.noise, noise)
+			pr := p.view.ping(now, f, nd.view.self)
+			if now.Sub(p.sized) >= 5*time.Second { // the size moves slowly; encoding every answer would dominate the run
+				body, err := json.Marshal(pr)
+				if err != nil {
+					panic(err)
+				}
+				p.size, p.sized = len(body)+200, now // + the status line and headers
+			}
+			rtt := probeRTT(truth.links[nd.i][p.i], reqBytes, p.size, cfg.noise, noise)
 			if _, err := nd.view.answer(peer, rtt, now, pr, f, ac.Interval, nd.rng); err != nil {
 				panic(err)
 			}
 			probes++
 		}
 		nd.next, _ = nd.plan.next()
+	}
+	if done != nil {
+		done(nodes)
 	}
 	res.probesPerNodeSecond = float64(probes) / float64(len(nodes)) / float64(cfg.seconds)
 	return res
@@ -220,11 +243,21 @@ func BenchmarkYardstick100(b *testing.B) {
 	truth := loadTruth(b, "../../examples/testbeds/regions-100.yaml")
 	seeds := []uint64{1, 2, 3}
 	var runs []yardstickResult
+	var ac Config
+	if v := os.Getenv("YS_NEIGHBORS"); v != "" {
+		ac.Neighbors, _ = strconv.Atoi(v)
+	}
+	if v := os.Getenv("YS_SWEEP"); v != "" {
+		ac.SweepLimit, _ = strconv.Atoi(v)
+	}
+	if v := os.Getenv("YS_STALE"); v != "" {
+		ac.StaleAfter, _ = time.ParseDuration(v)
+	}
 	for range b.N {
 		runs = runs[:0]
 		for _, s := range seeds {
 			runs = append(runs, simulateTestbed(truth, yardstickConfig{
-				seconds: 300, checkpoints: []int{80, 300}, seed: s, noise: idleMachine,
+				seconds: 300, checkpoints: []int{80, 300}, seed: s, noise: idleMachine, agent: ac,
 			}))
 		}
 	}
