@@ -258,12 +258,6 @@ func (v *view) gossip(n int) map[string]PeerCoord {
 // while it is fresh or the last probe failed; otherwise, in coordinate
 // mode, the estimate; otherwise the old measurement, stale.
 func (v *view) ownEntry(peer string, now time.Time, f freshness) (Entry, bool) {
-	return v.ownEntryWith(peer, now, f, nil)
-}
-
-// ownEntryWith is ownEntry with the residuals for estimates given, or
-// computed when needed if rs is nil.
-func (v *view) ownEntryWith(peer string, now time.Time, f freshness, rs []residual) (Entry, bool) {
 	e, ok := v.m[v.self][peer]
 	keep := f.staleAfter
 	fresh := ok && (e.Failures > 0 || now.Sub(e.Updated) <= keep)
@@ -277,10 +271,7 @@ func (v *view) ownEntryWith(peer string, now time.Time, f freshness, rs []residu
 		ok, fresh = true, true
 	}
 	if f.estimate && (!fresh || e.Samples == 0) {
-		if rs == nil {
-			rs = v.residuals(now, f)
-		}
-		if est, ok := v.estimateWith(peer, now, f, rs); ok {
+		if est, ok := v.estimate(peer, now, f); ok {
 			if e.Failures > 0 {
 				// Never measured and the last probe failed: the
 				// estimate, marked stale, with the failures.
@@ -312,73 +303,29 @@ func pool(e, rev Entry) Entry {
 	return e
 }
 
-// estimate computes the path to peer from the two coordinates, corrected
-// by the residuals of the node's recent measurements to nodes alike (see
-// correction).
+// estimate computes the path to peer from the two coordinates.
 func (v *view) estimate(peer string, now time.Time, f freshness) (Entry, bool) {
-	return v.estimateWith(peer, now, f, v.residuals(now, f))
-}
-
-func (v *view) estimateWith(peer string, now time.Time, f freshness, rs []residual) (Entry, bool) {
 	pc, ok := v.coords[peer]
-	if !ok || v.coord.Updated.IsZero() || len(pc.Vec) != len(v.coord.Vec) {
+	if !ok || v.coord.Updated.IsZero() {
 		return Entry{}, false
 	}
-	d := v.coord.distance(pc.Coord)
-	if c := defaultCorrection.of(pc.Coord, d, rs); d+c > 0 {
-		d += c
+	d, ok := v.coord.Distance(pc.Coord)
+	if !ok {
+		return Entry{}, false
 	}
 	updated := v.coord.Updated
 	if pc.Updated.Before(updated) {
 		updated = pc.Updated
 	}
-	return Entry{RTT: seconds(d).Seconds(), Estimated: true, Updated: updated, Stale: now.Sub(updated) > f.coordStaleAfter}, true
-}
-
-// maxResiduals bounds the measurements an estimate is corrected with.
-const maxResiduals = 128
-
-// residuals returns the node's measurements that count for correcting
-// estimates: successful, younger than staleAfter and to a node whose
-// coordinate is known; the most recent maxResiduals of them.
-func (v *view) residuals(now time.Time, f freshness) []residual {
-	if v.coord.Updated.IsZero() {
-		return nil
-	}
-	keep := f.staleAfter
-	type rec struct {
-		r  residual
-		at time.Time
-	}
-	var recs []rec
-	for peer, e := range v.m[v.self] {
-		pc, ok := v.coords[peer]
-		if !ok || e.Samples == 0 || e.Failures > 0 || now.Sub(e.Updated) > keep || len(pc.Vec) != len(v.coord.Vec) {
-			continue
-		}
-		recs = append(recs, rec{residual{coord: pc.Coord, value: e.RTT - v.coord.distance(pc.Coord), weight: float64(min(e.Samples, 8))}, e.Updated})
-	}
-	if len(recs) > maxResiduals {
-		slices.SortFunc(recs, func(a, b rec) int { return b.at.Compare(a.at) })
-		recs = recs[:maxResiduals]
-	}
-	out := make([]residual, len(recs))
-	for i, r := range recs {
-		out[i] = r.r
-	}
-	return out
+	return Entry{RTT: d.Seconds(), Estimated: true, Updated: updated, Stale: now.Sub(updated) > f.coordStaleAfter}, true
 }
 
 // row returns the node's own row for every member, staleness applied and,
 // in coordinate mode, estimates filled in.
 func (v *view) row(now time.Time, f freshness) Row {
 	out := make(Row, len(v.members))
-	var rs []residual
-	if f.estimate {
-		rs = v.residuals(now, f)
-	}
 	for peer := range v.members {
-		if e, ok := v.ownEntryWith(peer, now, f, rs); ok {
+		if e, ok := v.ownEntry(peer, now, f); ok {
 			out[peer] = e
 		}
 	}
