@@ -416,12 +416,12 @@ func freshnessFor(cfg Config, peers int, mesh bool) freshness {
 
 // coordStaleAfter is how old a coordinate may be before estimates from it
 // are marked stale. A node receives perRound answers per interval, each
-// with gossipSize coordinates, so in a fleet of n nodes no scheme can
-// refresh a given coordinate more often than every n/(gossipSize·perRound)
+// with g coordinates (see gossipFor), so in a fleet of n nodes no scheme
+// can refresh a given coordinate more often than every n/(g·perRound)
 // intervals; the rotation used reaches a median age of about four times
 // that (the simulated fleets of BenchmarkSimulatedFleet measure it). The
-// limit is ten times that bound, and at least sixty intervals: about 60 s
-// up to 300 nodes, 3.5 minutes at 1,000 nodes, 17 minutes at 5,000.
+// limit is ten times that bound, and at least sixty intervals: 60–80 s up
+// to 380 nodes, 3.5 minutes at 1,000 nodes, 17.5 minutes at 5,000.
 func coordStaleAfter(interval time.Duration, peers, perRound int) time.Duration {
 	g := gossipFor(peers, perRound) * max(perRound, 1)
 	refresh := (peers + g - 1) / g

@@ -179,3 +179,57 @@ func TestPlanner_lateWakeUp(t *testing.T) {
 		t.Errorf("second take at the same time = %v", got)
 	}
 }
+
+// TestPlanner_sweep checks that a fleet within the sweep limit is probed
+// all in turn: every peer once per sweep of peers/perRound rounds, at
+// perRound probes per round; beyond the limit, the neighbour set.
+func TestPlanner_sweep(t *testing.T) {
+	peers := names(31) // 30 peers besides node0000
+	p := newPlanner("node0000", time.Second, 100*time.Millisecond, 16, 3, 8, 30, rand.New(rand.NewPCG(9, 10)))
+	p.setPeers(peers, t0)
+	if p.mesh || len(p.nb) != 30 {
+		t.Fatalf("31 nodes, mesh limit 16, sweep limit 30: mesh %v, %d neighbours; want coordinates and all 30", p.mesh, len(p.nb))
+	}
+	_, got := drive(p, t0.Add(40*time.Second)) // four sweeps of ten rounds
+	if len(got) != 120 {
+		t.Fatalf("%d probes in 40 rounds, want 120", len(got))
+	}
+	for s := range 4 {
+		sweep := slices.Sorted(slices.Values(got[30*s : 30*(s+1)]))
+		if !slices.Equal(sweep, peers[1:]) {
+			t.Errorf("sweep %d probed %v, want every peer once", s, sweep)
+		}
+	}
+	q := newPlanner("node0000", time.Second, 100*time.Millisecond, 16, 3, 8, 29, rand.New(rand.NewPCG(9, 10)))
+	q.setPeers(peers, t0)
+	if len(q.nb) != 8 {
+		t.Errorf("30 peers over a sweep limit of 29: %d neighbours, want 8", len(q.nb))
+	}
+}
+
+func TestGossipFor(t *testing.T) {
+	tests := []struct{ peers, perRound, want int }{
+		{5, 1, minGossip},
+		{99, 3, 5}, // the 100-node testbed: ⌈99/24⌉
+		{383, 3, 16},
+		{999, 3, gossipSize},
+		{4999, 3, gossipSize},
+		{99, 0, 13}, // perRound 0 counts as 1
+	}
+	for _, tt := range tests {
+		if got := gossipFor(tt.peers, tt.perRound); got != tt.want {
+			t.Errorf("gossipFor(%d, %d) = %d, want %d", tt.peers, tt.perRound, got, tt.want)
+		}
+	}
+	// The staleness limit of estimates follows the gossip: sixty
+	// intervals up to a few hundred nodes, ten times the refresh bound
+	// beyond.
+	for _, tt := range []struct {
+		peers int
+		want  time.Duration
+	}{{50, time.Minute}, {99, 70 * time.Second}, {999, 210 * time.Second}, {4999, 1050 * time.Second}} {
+		if got := coordStaleAfter(time.Second, tt.peers, 3); got != tt.want {
+			t.Errorf("coordStaleAfter(1s, %d, 3) = %v, want %v", tt.peers, got, tt.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package latency
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -155,3 +156,78 @@ func TestView_ownEntry(t *testing.T) {
 }
 
 func sec(t time.Time, n int) time.Time { return t.Add(time.Duration(n) * time.Second) }
+
+// TestView_heardAndPool checks what a node does with a peer's measurement
+// of their path, as carried by the peer's probe: kept in the peer's row if
+// plausible and not older than what is there, and pooled with the node's
+// own measurement in coordinate mode only.
+func TestView_heardAndPool(t *testing.T) {
+	coordMode := freshness{staleAfter: time.Minute, coordStaleAfter: time.Minute, estimate: true}
+	mesh := freshness{staleAfter: time.Minute}
+	v := newView("a", 0, VivaldiConfig{})
+	v.setMembers([]string{"b", "c", "d", "e"})
+	for i := range 4 {
+		v.observe("b", ms(20), sec(t0, i), nil, nil) // 4 samples of 20 ms
+	}
+	v.heard("b", 0.030, 12, sec(t0, 4)) // b: 12 samples of 30 ms
+	v.heard("c", 0.010, 2, sec(t0, 4))  // never measured by a
+	v.heard("c", 0.500, 9, sec(t0, 3))  // older: ignored
+	v.heard("a", 0.010, 2, sec(t0, 4))  // itself: ignored
+	v.heard("x", 0.010, 2, sec(t0, 4))  // not a member: ignored
+	v.heard("d", -1, 2, sec(t0, 4))     // implausible: ignored
+	v.heard("d", 0.010, 0, sec(t0, 4))
+	v.heard("e", 20, 3, sec(t0, 4))
+	now := sec(t0, 5)
+	tests := []struct {
+		peer string
+		f    freshness
+		want Entry
+	}{
+		// (4·20 + 12·30) / 16 = 27.5 ms
+		{"b", coordMode, Entry{RTT: 0.0275, Samples: 16, Updated: sec(t0, 4)}},
+		{"b", mesh, Entry{RTT: 0.020, Samples: 4, Updated: sec(t0, 3)}},
+		{"c", coordMode, Entry{RTT: 0.010, Samples: 2, Updated: sec(t0, 4)}},
+	}
+	for _, tt := range tests {
+		got, ok := v.ownEntry(tt.peer, now, tt.f)
+		if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(x, y float64) bool { return math.Abs(x-y) < 1e-12 })); !ok || diff != "" {
+			t.Errorf("ownEntry(%s, estimate=%v) (-want,+got):\n%s", tt.peer, tt.f.estimate, diff)
+		}
+	}
+	for _, p := range []string{"a", "x", "d", "e"} {
+		if _, ok := v.m[p]["a"]; ok {
+			t.Errorf("heard from %s kept: %+v", p, v.m[p]["a"])
+		}
+	}
+	// A peer's weight is capped: 1,000 samples count as 15.
+	v.heard("b", 0.030, 1000, sec(t0, 5))
+	if got, _ := v.ownEntry("b", now, coordMode); math.Abs(got.RTT-(4*0.020+15*0.030)/19) > 1e-12 {
+		t.Errorf("pooled with a 1,000-sample peer: %v s, want %v", got.RTT, (4*0.020+15*0.030)/19)
+	}
+	// Once the own measurement has failed, the peer's is not used.
+	v.fail("b", sec(t0, 6))
+	if got, _ := v.ownEntry("b", sec(t0, 6), coordMode); got.Failures != 1 || got.RTT != 0.020 {
+		t.Errorf("after a failed probe: %+v, want the own last value with the failure", got)
+	}
+}
+
+// TestView_reportInCoordinateMode checks that a /ping answer in
+// coordinate mode carries only the asker's path, and in full-mesh mode the
+// whole measured row.
+func TestView_reportInCoordinateMode(t *testing.T) {
+	v := newView("a", 0, VivaldiConfig{})
+	v.setMembers([]string{"b", "c", "d"})
+	v.observe("b", ms(20), t0, nil, nil)
+	v.observe("c", ms(30), t0, nil, nil)
+	v.observe("d", ms(40), sec(t0, -120), nil, nil) // older than staleAfter
+	f := freshness{staleAfter: time.Minute, coordStaleAfter: time.Minute, estimate: true, gossip: 4}
+	if got := v.report(t0, f, "b"); len(got) != 1 || got["b"].RTT != 0.020 {
+		t.Errorf("report to b = %+v, want only a→b", got)
+	}
+	if got := v.report(t0, f, "d"); len(got) != 0 {
+		t.Errorf("report to d = %+v, want nothing (too old)", got)
+	}
+	if got := v.report(t0, freshness{staleAfter: time.Minute}, "b"); len(got) != 3 || !got["d"].Stale {
+		t.Errorf("full-mesh report = %+v, want all three, a→d stale", got)
+	}
+}
