@@ -43,6 +43,7 @@ type view struct {
 	coord   PeerCoord // own; Updated is zero until the first update
 	coords  map[string]PeerCoord
 	filt    map[string][]time.Duration
+	adj     adjuster
 	gossipC int       // rotating cursor over coords for gossip
 	pruned  time.Time // when other rows were last pruned
 }
@@ -120,7 +121,9 @@ func (v *view) observe(peer string, rtt time.Duration, now time.Time, remote *Pe
 		v.m[v.self][peer] = e
 	}
 	if remote != nil && v.learn(peer, *remote) {
-		v.coord = PeerCoord{Coord: v.viv.Update(v.coord.Coord, remote.Coord, median, rng), Updated: now}
+		c := v.viv.Update(v.coord.Coord, remote.Coord, median, rng)
+		c.Adjustment = v.adj.add(median.Seconds() - c.distance(remote.Coord))
+		v.coord = PeerCoord{Coord: c, Updated: now}
 	}
 	return took, nil
 }

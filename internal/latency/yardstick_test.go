@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -241,27 +239,27 @@ func simulateTestbedHook(truth *testbedTruth, cfg yardstickConfig, done func([]*
 //	go test -run '^$' -bench Yardstick100 -benchtime 1x ./internal/latency
 func BenchmarkYardstick100(b *testing.B) {
 	truth := loadTruth(b, "../../examples/testbeds/regions-100.yaml")
-	seeds := []uint64{1, 2, 3}
-	var runs []yardstickResult
-	var ac Config
-	if v := os.Getenv("YS_NEIGHBORS"); v != "" {
-		ac.Neighbors, _ = strconv.Atoi(v)
+	for _, c := range []struct {
+		name  string
+		sweep int
+	}{
+		{"sweep", 0},       // the default at 100 nodes: every path measured in turn
+		{"neighbours", -1}, // the drifting neighbour set of larger fleets, for comparison
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var runs []yardstickResult
+			for range b.N {
+				runs = runs[:0]
+				for _, s := range []uint64{1, 2, 3} {
+					runs = append(runs, simulateTestbed(truth, yardstickConfig{
+						seconds: 300, checkpoints: []int{80, 300}, seed: s, noise: idleMachine,
+						agent: Config{SweepLimit: c.sweep},
+					}))
+				}
+			}
+			reportYardstick(b, runs)
+		})
 	}
-	if v := os.Getenv("YS_SWEEP"); v != "" {
-		ac.SweepLimit, _ = strconv.Atoi(v)
-	}
-	if v := os.Getenv("YS_STALE"); v != "" {
-		ac.StaleAfter, _ = time.ParseDuration(v)
-	}
-	for range b.N {
-		runs = runs[:0]
-		for _, s := range seeds {
-			runs = append(runs, simulateTestbed(truth, yardstickConfig{
-				seconds: 300, checkpoints: []int{80, 300}, seed: s, noise: idleMachine, agent: ac,
-			}))
-		}
-	}
-	reportYardstick(b, runs)
 }
 
 // reportYardstick logs every checkpoint's figures (means over the runs)
