@@ -34,8 +34,11 @@ type ErrorStats struct {
 	MedianRatio, P95Ratio float64
 }
 
-// Met reports whether the target is met.
-func (s ErrorStats) Met() bool { return s.Entries > 0 && s.MedianRatio <= 1 && s.P95Ratio <= 1 }
+// Met reports whether the target is met: every path has an entry, and
+// both ratios are at most 1.
+func (s ErrorStats) Met() bool {
+	return s.Entries > 0 && s.Missing == 0 && s.MedianRatio <= 1 && s.P95Ratio <= 1
+}
 
 // Accuracy is a matrix's error, overall and for measured and estimated
 // entries apart.

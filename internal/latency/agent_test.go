@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -779,14 +780,22 @@ kantai_latency_probes_total{from="a"} %d
 	}
 	// A probe's request carries the prober's measurement of the path,
 	// which the answering node pools with its own.
-	before := a.Matrix()["a"]["b"]
+	// (The fake clock does not move: no probe runs meanwhile.)
 	resp, err = http.Get("http://" + a.addr + "/ping?from=b&rtt=0.5&n=3")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	a.mu.Lock()
+	own := a.view.m["a"]["b"]
+	a.mu.Unlock()
 	after := a.Matrix()["a"]["b"]
-	if after.Estimated || after.RTT <= before.RTT || after.Samples != before.Samples+3 && before.Samples > 0 {
-		t.Errorf("a→b = %+v after b said 500 ms over 3 samples, before %+v; want the two pooled", after, before)
+	want := 0.5
+	if own.Samples > 0 {
+		w := float64(min(own.Samples, poolCap))
+		want = (w*own.RTT + 3*0.5) / (w + 3)
+	}
+	if after.Estimated || math.Abs(after.RTT-want) > 1e-12 || after.Samples != own.Samples+3 {
+		t.Errorf("a→b = %+v after b said 500 ms over 3 samples, own %+v; want the two pooled: %v s", after, own, want)
 	}
 }

@@ -205,19 +205,24 @@ func simulateTestbedHook(truth *testbedTruth, cfg yardstickConfig, done func([]*
 		}
 		for _, peer := range nd.plan.take(now) {
 			p := byName[peer]
+			// The request reaches the peer half a round trip after it
+			// left, and the answer lands a round trip after it left
+			// (the round trip is drawn with the last answer's size).
+			l := truth.links[nd.i][p.i]
+			half := now.Add(l.Latency.D() / 2)
 			if e := nd.view.m[nd.view.self][peer]; e.Samples > 0 {
-				p.view.heard(nd.view.self, e.RTT, e.Samples, now)
+				p.view.heard(nd.view.self, e.RTT, e.Samples, half)
 			}
-			pr := p.view.ping(now, f, nd.view.self)
-			if now.Sub(p.sized) >= 5*time.Second { // the size moves slowly; encoding every answer would dominate the run
+			pr := p.view.ping(half, f, nd.view.self)
+			if half.Sub(p.sized) >= 5*time.Second { // the size moves slowly; encoding every answer would dominate the run
 				body, err := json.Marshal(pr)
 				if err != nil {
 					panic(err)
 				}
-				p.size, p.sized = len(body)+200, now // + the status line and headers
+				p.size, p.sized = len(body)+200, half // + the status line and headers
 			}
-			rtt := probeRTT(truth.links[nd.i][p.i], reqBytes, p.size, cfg.noise, noise)
-			if _, err := nd.view.answer(peer, rtt, now, pr, f, ac.Interval, nd.rng); err != nil {
+			rtt := probeRTT(l, reqBytes, p.size, cfg.noise, noise)
+			if _, err := nd.view.answer(peer, rtt, now.Add(rtt), pr, f, ac.Interval, nd.rng); err != nil {
 				panic(err)
 			}
 			probes++
