@@ -467,9 +467,10 @@ func (a *Agent) Handler() http.Handler {
 		from := q.Get("from")
 		rtt, rttErr := strconv.ParseFloat(q.Get("rtt"), 64)
 		n, nErr := strconv.Atoi(q.Get("n"))
+		jitter, _ := strconv.ParseFloat(q.Get("j"), 64) // optional
 		a.mu.Lock()
 		if rttErr == nil && nErr == nil && !a.plan.mesh {
-			a.view.heard(from, rtt, n, now) // checks the values
+			a.view.heard(from, rtt, jitter, n, now) // checks the values
 		}
 		resp := a.view.ping(now, a.freshnessLocked(), from)
 		var buf bytes.Buffer
@@ -629,7 +630,7 @@ func (a *Agent) probe(parent context.Context, peer string, p peerAddr, mine Entr
 	defer cancel()
 	u := "http://" + p.addr + "/ping?from=" + url.QueryEscape(a.cfg.Node)
 	if mine.Samples > 0 {
-		u += "&rtt=" + strconv.FormatFloat(mine.RTT, 'g', 6, 64) + "&n=" + strconv.Itoa(mine.Samples)
+		u += "&rtt=" + strconv.FormatFloat(mine.RTT, 'g', 6, 64) + "&j=" + strconv.FormatFloat(mine.Jitter, 'g', 3, 64) + "&n=" + strconv.Itoa(mine.Samples)
 	}
 	rtt, handling, pr, err := a.ask(ctx, peer, u)
 	now := a.clk.Now()

@@ -55,7 +55,7 @@
 //
 // In coordinate mode a round trip's two ends pool what they measured: a
 // probe's request carries the prober's smoothed RTT and sample count for
-// the path (/ping?from=a&rtt=0.0213&n=5), the answer carries the peer's,
+// the path (/ping?from=a&rtt=0.0213&j=0.0012&n=5), the answer carries the peer's,
 // and each end's entry is the mean of both weighted by their samples (at
 // most fifteen each). The answer carries no other measurement, so that it
 // stays small: on a slow link its size adds to the round trip the asker

@@ -95,13 +95,20 @@ type yardstickConfig struct {
 	checkpoints []int // seconds at which the matrix is compared
 	seed        uint64
 	noise       machineNoise
-	agent       Config // Interval, ProbesPerRound, Neighbors, MeshLimit, Vivaldi; the rest is ignored
+	// change, if set: at second changeAt every link of changeNode gets
+	// changeBy more RTT; affected is then evaluated on its paths only
+	changeAt   int
+	changeNode string
+	changeBy   time.Duration
+	agent      Config // Interval, ProbesPerRound, Neighbors, MeshLimit, Vivaldi; the rest is ignored
 }
 
 type yardstickResult struct {
-	at                  []int
-	own                 []Accuracy // every agent's own row (what its gateway uses)
-	merged              []Accuracy // the agents' views merged, as kantai get latency shows them
+	at     []int
+	own    []Accuracy // every agent's own row (what its gateway uses)
+	merged []Accuracy // the agents' views merged, as kantai get latency shows them
+	// with a change: the merged matrix's paths to and from the changed node
+	affected            []Accuracy
 	probesPerNodeSecond float64
 }
 
@@ -147,6 +154,14 @@ func simulateTestbedHook(truth *testbedTruth, cfg yardstickConfig, done func([]*
 	}
 	ac.Vivaldi = ac.Vivaldi.withDefaults()
 
+	if cfg.changeNode != "" { // the links change: work on a copy
+		c := *truth
+		c.links = make([][]testbed.Link, len(truth.links))
+		for i := range truth.links {
+			c.links[i] = slices.Clone(truth.links[i])
+		}
+		truth = &c
+	}
 	names := slices.Sorted(slices.Values(truth.names))
 	start := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	nodes := make([]*ysNode, len(names))
@@ -184,8 +199,18 @@ func simulateTestbedHook(truth *testbedTruth, cfg yardstickConfig, done func([]*
 		}
 		res.at = append(res.at, int(now.Sub(start)/time.Second))
 		res.own = append(res.own, MatrixAccuracy(own, names, truth.rtt))
-		res.merged = append(res.merged, MatrixAccuracy(Merge(views...), names, truth.rtt))
+		merged := Merge(views...)
+		res.merged = append(res.merged, MatrixAccuracy(merged, names, truth.rtt))
+		if cfg.changeNode != "" {
+			res.affected = append(res.affected, MatrixAccuracy(merged, names, func(from, to string) (time.Duration, bool) {
+				if from != cfg.changeNode && to != cfg.changeNode {
+					return 0, false
+				}
+				return truth.rtt(from, to)
+			}))
+		}
 	}
+	changed := cfg.changeNode == ""
 	checkpoints := slices.Sorted(slices.Values(cfg.checkpoints))
 	end := start.Add(time.Duration(cfg.seconds) * time.Second)
 	for {
@@ -196,6 +221,16 @@ func simulateTestbedHook(truth *testbedTruth, cfg yardstickConfig, done func([]*
 			}
 		}
 		now := nd.next
+		if !changed && !now.Before(start.Add(time.Duration(cfg.changeAt)*time.Second)) {
+			changed = true
+			i := truth.index[cfg.changeNode]
+			for j := range truth.links {
+				if j != i {
+					truth.links[i][j].Latency += testbed.Duration(cfg.changeBy)
+					truth.links[j][i] = truth.links[i][j]
+				}
+			}
+		}
 		for len(checkpoints) > 0 && !now.Before(start.Add(time.Duration(checkpoints[0])*time.Second)) {
 			evaluate(start.Add(time.Duration(checkpoints[0]) * time.Second))
 			checkpoints = checkpoints[1:]
@@ -211,7 +246,7 @@ func simulateTestbedHook(truth *testbedTruth, cfg yardstickConfig, done func([]*
 			l := truth.links[nd.i][p.i]
 			half := now.Add(l.Latency.D() / 2)
 			if e := nd.view.m[nd.view.self][peer]; e.Samples > 0 {
-				p.view.heard(nd.view.self, e.RTT, e.Samples, half)
+				p.view.heard(nd.view.self, e.RTT, e.Jitter, e.Samples, half)
 			}
 			pr := p.view.ping(half, f, nd.view.self)
 			if half.Sub(p.sized) >= 5*time.Second { // the size moves slowly; encoding every answer would dominate the run
@@ -263,6 +298,40 @@ func BenchmarkYardstick100(b *testing.B) {
 				}
 			}
 			reportYardstick(b, runs)
+		})
+	}
+}
+
+// BenchmarkYardstick100Change prints how fast the simulated regions-100
+// fleet's matrix follows a change: at 300 s every link of one edge node
+// (us-e01) gets 40 ms more RTT; the error of that node's 198 entries is
+// printed before and after, with the sweep (the default) and with the
+// neighbour set. One seed:
+//
+//	go test -run '^$' -bench Yardstick100Change -benchtime 1x ./internal/latency
+func BenchmarkYardstick100Change(b *testing.B) {
+	truth := loadTruth(b, "../../examples/testbeds/regions-100.yaml")
+	at := []int{299, 310, 330, 360, 420, 480, 600}
+	for _, c := range []struct {
+		name  string
+		sweep int
+	}{{"sweep", 0}, {"neighbours", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			var r yardstickResult
+			for range b.N {
+				r = simulateTestbed(truth, yardstickConfig{
+					seconds: 600, checkpoints: at, seed: 1, noise: idleMachine,
+					changeAt: 300, changeNode: "us-e01", changeBy: 40 * time.Millisecond,
+					agent: Config{SweepLimit: c.sweep},
+				})
+			}
+			line := "us-e01's entries after its links gained 40 ms at 300 s:"
+			for k, s := range r.at {
+				a := r.affected[k].All
+				line += fmt.Sprintf(" %d s: median %.1f ms p95 %.1f ms (×%.2f / ×%.2f);", s, a.MedianMs, a.P95Ms, a.MedianRatio, a.P95Ratio)
+			}
+			b.Log(line)
+			b.ReportMetric(r.affected[len(at)-1].All.MedianMs, "median-ms-300s-after")
 		})
 	}
 }
