@@ -85,7 +85,10 @@
 // nodes). A lone spike, a sample more than 1.5 times the median of the
 // last three plus a millisecond, is left out of the smoothed RTT and
 // counted: on a busy machine it is the CPU queue, not the link; a real
-// change passes from its second sample on.
+// change passes from its second sample on, and when the last two samples
+// both lie well off the mean (see shifted) the average starts over from
+// them, so that a path sampled once a half-minute follows a change in a
+// minute or two rather than at 1/8 per sample.
 //
 // # Metrics
 //

@@ -29,11 +29,10 @@ const (
 	// sweepRounds sets where a small fleet is swept (Config.SweepLimit):
 	// when every peer can be probed within this many intervals (at most
 	// 120 peers at three probes per interval), the neighbour set is the
-	// whole fleet, so a
-	// node measures every path, each in its turn, and an estimate is only
-	// a stop-gap until the first sweep is done. It is below the sixty
-	// intervals a measurement is kept for (see Config.StaleAfter), so
-	// a swept fleet's matrix is all measured.
+	// whole fleet, so a node measures every path, each in its turn, and
+	// an estimate is only a stop-gap until the first sweep is done. It is
+	// below the sixty intervals a measurement is kept for (see
+	// Config.StaleAfter), so a swept fleet's matrix is all measured.
 	sweepRounds = 40
 )
 

@@ -143,10 +143,11 @@ func (v *view) observe(peer string, rtt time.Duration, now time.Time, remote *Pe
 // the difference (σ·√(1/2 + 1/n), σ the path's jitter, n its samples, at
 // most poolCap), shiftShare of the mean and shiftMin, with both samples on
 // the same side and each beyond half of that, once the path has
-// shiftSamples samples. Without a change
-// that happens about once in 700 pairs of samples; a 40 ms jump on an
-// 80 ± 15 ms link is caught at its second sample seven times in ten, on a
-// 10 ± 2 ms link always (its first sample is left out as a spike).
+// shiftSamples samples. Without a change that happens about once in 400
+// pairs of samples of a path with normal jitter; a 40 ms jump on an
+// 80 ± 15 ms link is caught at its second sample about two times in
+// three, on a 10 ± 2 ms link always (its first sample is left out as a
+// spike).
 const (
 	shiftSigmas  = 3.0
 	shiftShare   = 0.1
