@@ -388,3 +388,29 @@ func reportYardstick(b *testing.B, runs []yardstickResult) {
 	b.ReportMetric(first(func(a Accuracy) float64 { return a.Estimated.MedianMs }), "estimated-median-ms")
 	b.ReportMetric(mean(func(r yardstickResult) float64 { return r.probesPerNodeSecond }), "probes/node/s")
 }
+
+// TestProbeRTT checks the yardstick's noise model against its definition:
+// mean RTT + serialisation + late wake-ups + queueing, standard deviation
+// the link's jitter.
+func TestProbeRTT(t *testing.T) {
+	l := testbed.Link{Latency: testbed.Duration(80 * time.Millisecond), Jitter: testbed.Duration(15 * time.Millisecond), Bandwidth: 20e6}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const n = 40000
+	var sum, sq float64
+	for range n {
+		x := probeRTT(l, 500, 2000, idleMachine, rng).Seconds()
+		sum += x
+		sq += x * x
+	}
+	mean := sum / n
+	sd := math.Sqrt(sq/n - mean*mean)
+	ser := 2500 / 2.5e6 // bytes at 20 Mbit/s
+	want := 0.080 + ser + 2*50e-6 + 0.015*(0.080+ser) + 200e-6
+	if math.Abs(mean-want) > 0.0003 || math.Abs(sd-0.015) > 0.0005 {
+		t.Errorf("mean %.3f ms, sd %.3f ms; want %.3f ms and 15 ms", mean*1e3, sd*1e3, want*1e3)
+	}
+	// A link without a rate gets the testbed's default.
+	if got := probeRTT(testbed.Link{Latency: testbed.Duration(time.Millisecond)}, 0, 12500, machineNoise{}, rng); got != 2*time.Millisecond {
+		t.Errorf("1 ms link, 12.5 kB at the default 100 Mbit/s, no noise: %v, want 2ms", got)
+	}
+}
