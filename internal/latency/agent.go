@@ -249,6 +249,7 @@ func New(cfg Config) (*Agent, error) {
 	from := prometheus.Labels{"from": cfg.Node}
 	to := []string{"to"}
 	// Called by the planner under a.mu.
+	a.plan.recheck = a.view.recheck
 	a.plan.near = func(peer string) (time.Duration, bool) {
 		if pc, ok := a.view.coords[peer]; ok {
 			return a.view.coord.Distance(pc.Coord)

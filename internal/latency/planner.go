@@ -64,6 +64,10 @@ type planner struct {
 	// near, if set, estimates the RTT to a peer; three in four of the
 	// neighbour set's newcomers are then the nearest of a few random peers.
 	near func(peer string) (time.Duration, bool)
+	// recheck, if set, names a peer whose last sample looked like a
+	// change; in a sweep it is probed next, out of turn, so that a change
+	// is confirmed in a second rather than a sweep later.
+	recheck func() (string, bool)
 }
 
 // nearSample is how many random peers are compared when a neighbour is
@@ -194,6 +198,11 @@ func (p *planner) take(now time.Time) []string {
 func (p *planner) nextNeighbor() string {
 	if len(p.nb) == 0 {
 		return ""
+	}
+	if p.recheck != nil && p.others() <= p.sweep { // a neighbour's turn comes soon anyway
+		if peer, ok := p.recheck(); ok {
+			return peer
+		}
 	}
 	if p.cursor >= len(p.nb) {
 		p.cursor = 0

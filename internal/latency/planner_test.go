@@ -200,10 +200,31 @@ func TestPlanner_sweep(t *testing.T) {
 			t.Errorf("sweep %d probed %v, want every peer once", s, sweep)
 		}
 	}
+	// A peer to recheck goes first, out of turn, in a sweep only.
+	again := []string{"node0007"}
+	recheck := func() (string, bool) {
+		if len(again) == 0 {
+			return "", false
+		}
+		p := again[0]
+		again = again[1:]
+		return p, true
+	}
+	p.recheck = recheck
+	if got := p.take(p.due["#0"]); len(got) != 1 || got[0] != "node0007" {
+		t.Errorf("take with node0007 to recheck = %v", got)
+	}
 	q := newPlanner("node0000", time.Second, 100*time.Millisecond, 16, 3, 8, 29, rand.New(rand.NewPCG(9, 10)))
 	q.setPeers(peers, t0)
 	if len(q.nb) != 8 {
 		t.Errorf("30 peers over a sweep limit of 29: %d neighbours, want 8", len(q.nb))
+	}
+	again, q.recheck = []string{"node0007"}, recheck
+	if got := q.take(q.due["#0"]); len(got) != 1 || got[0] == "node0007" && !slices.Contains(q.nb, "node0007") {
+		t.Errorf("take beyond the sweep limit with node0007 to recheck = %v, want a neighbour", got)
+	}
+	if len(again) != 1 {
+		t.Error("the planner asked for a recheck beyond the sweep limit")
 	}
 }
 

@@ -2,6 +2,7 @@ package latency
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -44,6 +45,7 @@ type view struct {
 	coord   PeerCoord // own; Updated is zero until the first update
 	coords  map[string]PeerCoord
 	filt    map[string][]time.Duration
+	suspect map[string]bool // peers whose last sample was off their level
 	adj     adjuster
 	gossipC int       // rotating cursor over coords for gossip
 	pruned  time.Time // when other rows were last pruned
@@ -53,7 +55,7 @@ func newView(self string, alpha float64, viv VivaldiConfig) *view {
 	return &view{
 		self: self, viv: viv, est: NewEstimator(alpha), m: Matrix{self: Row{}},
 		members: map[string]bool{}, coord: PeerCoord{Coord: viv.NewCoord()},
-		coords: map[string]PeerCoord{}, filt: map[string][]time.Duration{},
+		coords: map[string]PeerCoord{}, filt: map[string][]time.Duration{}, suspect: map[string]bool{},
 	}
 }
 
@@ -83,6 +85,7 @@ func (v *view) forget(peer string) {
 	}
 	delete(v.coords, peer)
 	delete(v.filt, peer)
+	delete(v.suspect, peer)
 	v.est.Forget(peer)
 }
 
@@ -105,8 +108,13 @@ func (v *view) observe(peer string, rtt time.Duration, now time.Time, remote *Pe
 	sorted := slices.Sorted(slices.Values(f))
 	median := sorted[len(sorted)/2]
 	took := len(f) < filterSize || rtt <= median*3/2+time.Millisecond
+	prev, known := v.est.Estimate(peer)
+	delete(v.suspect, peer)
+	if known && offLevel(prev, rtt) {
+		v.suspect[peer] = true // maybe a change: probe again soon
+	}
 	if took {
-		if prev, ok := v.est.Estimate(peer); ok && len(f) >= 2 && shifted(prev, f[len(f)-2], rtt) {
+		if known && len(f) >= 2 && shifted(prev, f[len(f)-2], rtt) {
 			// The path changed: start over from the two samples
 			// since, instead of drifting there at 1/8 per sample
 			// (minutes when a sweep brings one sample a half-minute).
@@ -161,6 +169,27 @@ const (
 func shiftTolerance(mean, jitter float64, na, nb int) float64 {
 	se := jitter * math.Sqrt(1/float64(min(max(na, 1), poolCap))+1/float64(min(max(nb, 1), poolCap)))
 	return max(shiftSigmas*se, shiftShare*mean, shiftMin.Seconds())
+}
+
+// offLevel reports whether sample x lies far enough from est for a
+// second sample as far on the same side to show a change (see shifted).
+func offLevel(est Estimate, x time.Duration) bool {
+	if est.Samples < shiftSamples {
+		return false
+	}
+	m := est.RTT.Seconds()
+	return math.Abs(x.Seconds()-m) >= shiftTolerance(m, est.Jitter.Seconds(), 2, est.Samples)/2
+}
+
+// recheck returns a peer whose last sample was off its level, if any (the
+// first in name order), and forgets the suspicion: one recheck each.
+func (v *view) recheck() (string, bool) {
+	if len(v.suspect) == 0 {
+		return "", false
+	}
+	p := slices.Min(slices.Collect(maps.Keys(v.suspect)))
+	delete(v.suspect, p)
+	return p, true
 }
 
 // shifted reports whether samples a then b show that the path estimated

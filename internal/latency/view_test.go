@@ -311,3 +311,50 @@ func TestView_observeFollowsAChange(t *testing.T) {
 		t.Errorf("after a lone spike: %+v, want 10 ms from 11 samples", e)
 	}
 }
+
+// TestView_recheck checks that a sample off its path's level makes the
+// peer due for a recheck, once, and that a sample at its level does not.
+func TestView_recheck(t *testing.T) {
+	v := newView("a", 0, VivaldiConfig{})
+	v.setMembers([]string{"b", "c", "d"})
+	for _, p := range []string{"b", "c", "d"} {
+		for i := range 8 {
+			v.observe(p, ms(10), sec(t0, i), nil, nil)
+		}
+	}
+	if p, ok := v.recheck(); ok {
+		t.Fatalf("recheck = %s at rest", p)
+	}
+	v.observe("d", ms(30), sec(t0, 9), nil, nil) // off: 20 ms over a 10 ms path
+	v.observe("c", ms(30), sec(t0, 9), nil, nil)
+	v.observe("b", ms(11), sec(t0, 9), nil, nil) // at its level
+	for _, want := range []string{"c", "d"} {
+		if p, ok := v.recheck(); !ok || p != want {
+			t.Errorf("recheck = %q, %v; want %q", p, ok, want)
+		}
+	}
+	if p, ok := v.recheck(); ok {
+		t.Errorf("recheck = %s after both were handed out", p)
+	}
+	// The next sample settles it either way.
+	v.observe("c", ms(30), sec(t0, 10), nil, nil)
+	v.observe("c", ms(10.5), sec(t0, 11), nil, nil)
+	if p, ok := v.recheck(); ok {
+		t.Errorf("recheck = %s after a sample at the new level", p)
+	}
+}
+
+func TestOffLevel(t *testing.T) {
+	est := Estimate{RTT: ms(10), Jitter: ms(2), Samples: 8} // half the tolerance: 2.37 ms
+	for _, tt := range []struct {
+		x    time.Duration
+		want bool
+	}{{ms(12.3), false}, {ms(12.4), true}, {ms(7.7), false}, {ms(7.6), true}} {
+		if got := offLevel(est, tt.x); got != tt.want {
+			t.Errorf("offLevel(10 ± 2 ms, %v) = %v, want %v", tt.x, got, tt.want)
+		}
+	}
+	if offLevel(Estimate{RTT: ms(10), Samples: shiftSamples - 1}, ms(50)) {
+		t.Error("off level with too few samples")
+	}
+}

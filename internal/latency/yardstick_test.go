@@ -175,6 +175,7 @@ func simulateTestbedHook(truth *testbedTruth, cfg yardstickConfig, done func([]*
 			}
 			return 0, false
 		}
+		nd.plan.recheck = nd.view.recheck
 		nd.view.setMembers(names)
 		nd.plan.setPeers(names, start)
 		nd.next, _ = nd.plan.next()
