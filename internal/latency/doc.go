@@ -88,7 +88,8 @@
 // change passes from its second sample on, and when the last two samples
 // both lie well off the mean (see shifted) the average starts over from
 // them, so that a path sampled once a half-minute follows a change in a
-// minute or two rather than at 1/8 per sample.
+// minute or two rather than at 1/8 per sample; in a sweep, a peer whose
+// sample lay off its path's level is probed again at once, out of turn.
 //
 // # Metrics
 //
