@@ -780,22 +780,27 @@ kantai_latency_probes_total{from="a"} %d
 	}
 	// A probe's request carries the prober's measurement of the path,
 	// which the answering node pools with its own.
-	// (The fake clock does not move: no probe runs meanwhile.)
-	resp, err = http.Get("http://" + a.addr + "/ping?from=b&rtt=0.5&n=3")
+	// (The fake clock does not move: no probe runs meanwhile.) b's value
+	// is a's own plus 5 %, close enough to be pooled (see pool).
+	a.mu.Lock()
+	own := a.view.m["a"]["b"]
+	a.mu.Unlock()
+	said := 0.010
+	if own.Samples > 0 {
+		said = own.RTT * 1.05
+	}
+	resp, err = http.Get(fmt.Sprintf("http://%s/ping?from=b&rtt=%g&j=0.001&n=3", a.addr, said))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	a.mu.Lock()
-	own := a.view.m["a"]["b"]
-	a.mu.Unlock()
 	after := a.Matrix()["a"]["b"]
-	want := 0.5
+	want := said
 	if own.Samples > 0 {
 		w := float64(min(own.Samples, poolCap))
-		want = (w*own.RTT + 3*0.5) / (w + 3)
+		want = (w*own.RTT + 3*said) / (w + 3)
 	}
-	if after.Estimated || math.Abs(after.RTT-want) > 1e-12 || after.Samples != own.Samples+3 {
-		t.Errorf("a→b = %+v after b said 500 ms over 3 samples, own %+v; want the two pooled: %v s", after, own, want)
+	if after.Estimated || math.Abs(after.RTT-want) > 1e-9 || after.Samples != own.Samples+3 {
+		t.Errorf("a→b = %+v after b said %v s over 3 samples, own %+v; want the two pooled: %v s", after, said, own, want)
 	}
 }
