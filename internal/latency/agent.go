@@ -15,6 +15,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -34,8 +35,15 @@ const (
 	// (see coordStaleAfter).
 	coordStaleIntervals = 60
 	// gossipSize is how many known coordinates a /ping answer carries
-	// besides the peer's own: about 4 KB of JSON.
+	// besides the peer's own in a large fleet: about 3 KB of JSON. A
+	// small fleet's answers carry fewer (see gossipFor).
 	gossipSize = 16
+	// gossipRefresh is the number of intervals within which the
+	// rotation of a small fleet's answers passes every coordinate to
+	// every node at least once, in principle.
+	gossipRefresh = 8
+	// minGossip is the fewest coordinates an answer carries.
+	minGossip = 4
 )
 
 // Config sets up an Agent.
@@ -64,8 +72,10 @@ type Config struct {
 	// can exceed one second.
 	Timeout time.Duration
 	// StaleAfter marks measured entries not updated for that long as
-	// stale; default three intervals in full-mesh mode and three times
-	// the time a neighbour waits for its turn in coordinate mode.
+	// stale; default three intervals in full-mesh mode. In coordinate
+	// mode a measurement is preferred to an estimate until it is stale,
+	// by default as long as estimates from coordinates are not (sixty
+	// intervals, more beyond 300 nodes; see coordStaleAfter).
 	StaleAfter time.Duration
 	// Alpha is the estimator's gain; default DefaultAlpha.
 	Alpha float64
@@ -81,6 +91,13 @@ type Config struct {
 	// Neighbors is the size of the neighbour set in coordinate mode;
 	// default DefaultNeighbors.
 	Neighbors int
+	// SweepLimit is the largest number of peers that coordinate mode
+	// still probes all in turn (a sweep: each peer once every
+	// peers/ProbesPerRound intervals, so that every path is measured and
+	// estimates only fill the first sweep's gaps); beyond it the agent
+	// probes its drifting neighbour set. 0 means 40·ProbesPerRound (120
+	// peers by default), a negative value means never.
+	SweepLimit int
 	// Vivaldi holds the coordinate algorithm's constants; the zero value
 	// is the defaults.
 	Vivaldi VivaldiConfig
@@ -134,7 +151,6 @@ type Agent struct {
 	failures map[string]uint64 // failed probes per peer, while it is a peer
 	probes   uint64            // probes sent, ever
 	spikes   uint64            // samples left out as spikes, ever
-	pruned   time.Time         // when the view was last pruned
 	inFlight map[string]bool
 	changed  chan struct{} // peers changed: the schedule must be read again
 
@@ -181,6 +197,9 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Neighbors = DefaultNeighbors
 	}
 	cfg.Neighbors = max(cfg.Neighbors, cfg.ProbesPerRound)
+	if cfg.SweepLimit == 0 {
+		cfg.SweepLimit = sweepRounds * cfg.ProbesPerRound
+	}
 	cfg.Vivaldi = cfg.Vivaldi.withDefaults()
 	if cfg.Seed == 0 {
 		h := fnv.New64a()
@@ -219,7 +238,7 @@ func New(cfg Config) (*Agent, error) {
 		client:   &http.Client{Transport: tr},
 		peers:    map[string]peerAddr{},
 		rng:      rng,
-		plan:     newPlanner(cfg.Node, cfg.Interval, cfg.Jitter, cfg.MeshLimit, cfg.ProbesPerRound, cfg.Neighbors, rng),
+		plan:     newPlanner(cfg.Node, cfg.Interval, cfg.Jitter, cfg.MeshLimit, cfg.ProbesPerRound, cfg.Neighbors, cfg.SweepLimit, rng),
 		view:     newView(cfg.Node, cfg.Alpha, cfg.Vivaldi),
 		failures: map[string]uint64{},
 		inFlight: map[string]bool{},
@@ -230,6 +249,7 @@ func New(cfg Config) (*Agent, error) {
 	from := prometheus.Labels{"from": cfg.Node}
 	to := []string{"to"}
 	// Called by the planner under a.mu.
+	a.plan.recheck = a.view.recheck
 	a.plan.near = func(peer string) (time.Duration, bool) {
 		if pc, ok := a.view.coords[peer]; ok {
 			return a.view.coord.Distance(pc.Coord)
@@ -377,12 +397,19 @@ func (a *Agent) Coordinate() PeerCoord {
 }
 
 func (a *Agent) freshnessLocked() freshness {
-	f := freshness{staleAfter: a.cfg.StaleAfter, estimate: !a.plan.mesh, coordStaleAfter: coordStaleAfter(a.cfg.Interval, len(a.peers), a.cfg.ProbesPerRound)}
+	return freshnessFor(a.cfg, len(a.peers), a.plan.mesh)
+}
+
+// freshnessFor is the freshness of an agent configured with cfg (defaults
+// filled in) that has peers peers and probes them as a full mesh or not.
+func freshnessFor(cfg Config, peers int, mesh bool) freshness {
+	f := freshness{staleAfter: cfg.StaleAfter, estimate: !mesh, coordStaleAfter: coordStaleAfter(cfg.Interval, peers, cfg.ProbesPerRound), gossip: gossipFor(peers, cfg.ProbesPerRound)}
 	if f.staleAfter == 0 {
-		f.staleAfter = staleIntervals * a.cfg.Interval
+		f.staleAfter = staleIntervals * cfg.Interval
 		if f.estimate {
-			// A neighbour waits Neighbors/ProbesPerRound rounds for its turn.
-			f.staleAfter = staleIntervals * a.cfg.Interval * time.Duration((a.cfg.Neighbors+a.cfg.ProbesPerRound-1)/a.cfg.ProbesPerRound)
+			// A measurement is kept as long as a coordinate, which
+			// is longer than a sweep of a small fleet takes.
+			f.staleAfter = f.coordStaleAfter
 		}
 	}
 	return f
@@ -390,15 +417,28 @@ func (a *Agent) freshnessLocked() freshness {
 
 // coordStaleAfter is how old a coordinate may be before estimates from it
 // are marked stale. A node receives perRound answers per interval, each
-// with gossipSize coordinates, so in a fleet of n nodes no scheme can
-// refresh a given coordinate more often than every n/(gossipSize·perRound)
+// with g coordinates (see gossipFor), so in a fleet of n nodes no scheme
+// can refresh a given coordinate more often than every n/(g·perRound)
 // intervals; the rotation used reaches a median age of about four times
 // that (the simulated fleets of BenchmarkSimulatedFleet measure it). The
-// limit is ten times that bound, and at least sixty intervals: about 60 s
-// up to 300 nodes, 3.5 minutes at 1,000 nodes, 17 minutes at 5,000.
+// limit is ten times that bound, and at least sixty intervals: 60–80 s up
+// to 380 nodes, 3.5 minutes at 1,000 nodes, 17.5 minutes at 5,000.
 func coordStaleAfter(interval time.Duration, peers, perRound int) time.Duration {
-	refresh := (peers + gossipSize*perRound - 1) / (gossipSize * max(perRound, 1))
+	g := gossipFor(peers, perRound) * max(perRound, 1)
+	refresh := (peers + g - 1) / g
 	return time.Duration(max(coordStaleIntervals, 10*refresh)) * interval
+}
+
+// gossipFor is how many coordinates a /ping answer carries besides the
+// node's own, in a fleet of peers peers probed perRound at a time: enough
+// for every node to hear of every coordinate within gossipRefresh
+// intervals, between minGossip and gossipSize. Every coordinate costs
+// about 170 bytes, and on a slow link the answer's size adds to the round
+// trip the asker times (a 3 KB answer, 1.2 ms at 20 Mbit/s); a fleet of
+// 100 nodes needs five per answer, not sixteen.
+func gossipFor(peers, perRound int) int {
+	per := max(perRound, 1) * gossipRefresh
+	return min(gossipSize, max(minGossip, (peers+per-1)/per))
 }
 
 // pingResponse is the answer to GET /ping: the node's own measured row,
@@ -424,9 +464,16 @@ func (a *Agent) Handler() http.Handler {
 			}
 		}
 		now := a.clk.Now()
+		q := r.URL.Query()
+		from := q.Get("from")
+		rtt, rttErr := strconv.ParseFloat(q.Get("rtt"), 64)
+		n, nErr := strconv.Atoi(q.Get("n"))
+		jitter, _ := strconv.ParseFloat(q.Get("j"), 64) // optional
 		a.mu.Lock()
-		c := a.view.coord
-		resp := pingResponse{Node: a.cfg.Node, Row: a.view.report(now, a.freshnessLocked()), Coord: &c, Coords: a.view.gossip(gossipSize)}
+		if rttErr == nil && nErr == nil && !a.plan.mesh {
+			a.view.heard(from, rtt, jitter, n, now) // checks the values
+		}
+		resp := a.view.ping(now, a.freshnessLocked(), from)
 		var buf bytes.Buffer
 		err := json.NewEncoder(&buf).Encode(resp) // under the lock: resp shares coordinates with the view
 		a.mu.Unlock()
@@ -562,20 +609,31 @@ func (a *Agent) probeDue(ctx context.Context, wg *sync.WaitGroup) {
 		}
 		a.inFlight[peer] = true
 		a.probes++
+		var mine Entry // what this node measured of the path, for the peer to pool
+		if !a.plan.mesh {
+			if e := a.view.m[a.cfg.Node][peer]; e.Samples > 0 {
+				mine = e
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.probe(ctx, peer, p)
+			a.probe(ctx, peer, p, mine)
 		}()
 	}
 }
 
 // probe asks peer for its row once and records the round trip, or the
-// failure.
-func (a *Agent) probe(parent context.Context, peer string, p peerAddr) {
+// failure. In coordinate mode the request carries mine, this node's
+// measurement of the path, if it has one.
+func (a *Agent) probe(parent context.Context, peer string, p peerAddr, mine Entry) {
 	ctx, cancel := context.WithTimeout(parent, a.cfg.Timeout)
 	defer cancel()
-	rtt, handling, pr, err := a.ask(ctx, peer, p.addr)
+	u := "http://" + p.addr + "/ping?from=" + url.QueryEscape(a.cfg.Node)
+	if mine.Samples > 0 {
+		u += "&rtt=" + strconv.FormatFloat(mine.RTT, 'g', 6, 64) + "&j=" + strconv.FormatFloat(mine.Jitter, 'g', 3, 64) + "&n=" + strconv.Itoa(mine.Samples)
+	}
+	rtt, handling, pr, err := a.ask(ctx, peer, u)
 	now := a.clk.Now()
 	a.mu.Lock()
 	delete(a.inFlight, peer)
@@ -586,18 +644,10 @@ func (a *Agent) probe(parent context.Context, peer string, p peerAddr) {
 	spike := false
 	if err == nil {
 		var took bool
-		if took, err = a.view.observe(peer, rtt, now, pr.Coord, a.rng); err == nil {
+		if took, err = a.view.answer(peer, rtt, now, pr, a.freshnessLocked(), a.cfg.Interval, a.rng); err == nil {
 			spike = !took
 			if spike {
 				a.spikes++
-			}
-			a.view.merge(peer, pr.Row)
-			if f := a.freshnessLocked(); f.estimate && now.Sub(a.pruned) >= a.cfg.Interval {
-				a.view.prune(now, f.coordStaleAfter)
-				a.pruned = now
-			}
-			for node, c := range pr.Coords {
-				a.view.learn(node, c)
 			}
 		}
 	}
@@ -624,15 +674,15 @@ func (a *Agent) probe(parent context.Context, peer string, p peerAddr) {
 // connection and times that exchange: the first one also carries the
 // peer accepting the connection and starting a goroutine for it, which on
 // a busy machine takes longer than a short link.
-func (a *Agent) ask(ctx context.Context, peer, addr string) (rtt, handling time.Duration, pr pingResponse, err error) {
-	rtt, handling, reused, pr, err := a.askOnce(ctx, peer, addr)
+func (a *Agent) ask(ctx context.Context, peer, u string) (rtt, handling time.Duration, pr pingResponse, err error) {
+	rtt, handling, reused, pr, err := a.askOnce(ctx, peer, u)
 	if err == nil && !reused {
-		rtt, handling, _, pr, err = a.askOnce(ctx, peer, addr)
+		rtt, handling, _, pr, err = a.askOnce(ctx, peer, u)
 	}
 	return rtt, handling, pr, err
 }
 
-func (a *Agent) askOnce(ctx context.Context, peer, addr string) (rtt, handling time.Duration, reused bool, pr pingResponse, err error) {
+func (a *Agent) askOnce(ctx context.Context, peer, u string) (rtt, handling time.Duration, reused bool, pr pingResponse, err error) {
 	var (
 		tmu         sync.Mutex
 		conn        *probeConn
@@ -659,7 +709,6 @@ func (a *Agent) askOnce(ctx context.Context, peer, addr string) (rtt, handling t
 			tmu.Unlock()
 		},
 	}
-	u := "http://" + addr + "/ping?from=" + url.QueryEscape(a.cfg.Node)
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, u, nil)
 	if err != nil {
 		return 0, 0, false, pr, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -678,6 +679,9 @@ func TestAgent_coordinateMode(t *testing.T) {
 	}
 	fx := startFleet(t, n, ips, func(c *Config) {
 		c.MeshLimit, c.ProbesPerRound, c.Neighbors = 4, 1, 2
+		// The drifting neighbour set, not a sweep, and measurements
+		// that give way to estimates after six rounds.
+		c.SweepLimit, c.StaleAfter = -1, 6*time.Second
 	})
 	// One round: every agent probes exactly one peer.
 	round := func() map[string]event {
@@ -771,7 +775,32 @@ kantai_latency_probes_total{from="a"} %d
 			t.Errorf("/ping row carries a→%s = %+v", p, e)
 		}
 	}
-	if pr.Coord == nil || pr.Coord.Updated.IsZero() || len(pr.Coords) != 5 {
-		t.Errorf("/ping coordinates: own %+v, %d others; want a moved one and all 5", pr.Coord, len(pr.Coords))
+	if want := gossipFor(5, 1); pr.Coord == nil || pr.Coord.Updated.IsZero() || len(pr.Coords) != want {
+		t.Errorf("/ping coordinates: own %+v, %d others; want a moved one and %d", pr.Coord, len(pr.Coords), want)
+	}
+	// A probe's request carries the prober's measurement of the path,
+	// which the answering node pools with its own.
+	// (The fake clock does not move: no probe runs meanwhile.) b's value
+	// is a's own plus 5 %, close enough to be pooled (see pool).
+	a.mu.Lock()
+	own := a.view.m["a"]["b"]
+	a.mu.Unlock()
+	said := 0.010
+	if own.Samples > 0 {
+		said = own.RTT * 1.05
+	}
+	resp, err = http.Get(fmt.Sprintf("http://%s/ping?from=b&rtt=%g&j=0.001&n=3", a.addr, said))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	after := a.Matrix()["a"]["b"]
+	want := said
+	if own.Samples > 0 {
+		w := float64(min(own.Samples, poolCap))
+		want = (w*own.RTT + 3*said) / (w + 3)
+	}
+	if after.Estimated || math.Abs(after.RTT-want) > 1e-9 || after.Samples != own.Samples+3 {
+		t.Errorf("a→b = %+v after b said %v s over 3 samples, own %+v; want the two pooled: %v s", after, said, own, want)
 	}
 }

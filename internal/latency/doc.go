@@ -37,20 +37,33 @@
 //
 // Up to MeshLimit nodes (default 16) every agent probes every peer each
 // interval. Beyond it an agent probes ProbesPerRound peers per interval
-// (default 3), whatever the fleet's size, taken in turn from a small
-// neighbour set (default 8) that drifts, one member swapped after each
-// pass, every other newcomer being the nearest of a few random peers. Every
-// probe also moves the node's Vivaldi coordinate (see Coord and
-// VivaldiConfig; Dabek et al., SIGCOMM 2004), fed with the median of the
-// last three samples to that peer. Coordinates travel on /ping answers: the
-// peer's own, plus sixteen others it knows, in rotation. That spreads them
-// at a bounded cost per answer but slowly in large fleets: a coordinate
-// learnt second-hand is a median 1.5 minutes old at 1,000 nodes, which is
-// why estimates are marked stale only after a time that grows with the
-// fleet (coordStaleAfter). In an agent's own
-// row, a path measured recently (within StaleAfter) or whose last probe
-// failed keeps its measurement; any other path with a known coordinate is
-// estimated from the two coordinates and marked Estimated (and
+// (default 3), whatever the fleet's size. Up to SweepLimit peers (default
+// 40 intervals' worth, 120 peers) it sweeps them all in turn, so every
+// path is measured once per sweep (33 s at 100 nodes); beyond, it takes
+// them in turn from a small neighbour set (default 8) that drifts, one
+// member swapped after each pass, three newcomers in four being the
+// nearest of a few random peers. Every probe also moves the node's Vivaldi
+// coordinate (see Coord and VivaldiConfig; Dabek et al., SIGCOMM 2004),
+// fed with the median of the last three samples to that peer, plus an
+// adjustment term as serf's. Coordinates travel on /ping answers: the
+// peer's own, plus a few others it knows, in rotation (sixteen in large
+// fleets, five at 100 nodes: see gossipFor). That spreads them at a
+// bounded cost per answer but slowly in large fleets: a coordinate learnt
+// second-hand is a median 1.5 minutes old at 1,000 nodes, which is why
+// estimates are marked stale only after a time that grows with the fleet
+// (coordStaleAfter).
+//
+// In coordinate mode a round trip's two ends pool what they measured: a
+// probe's request carries the prober's smoothed RTT and sample count for
+// the path (/ping?from=a&rtt=0.0213&j=0.0012&n=5), the answer carries the peer's,
+// and each end's entry is the mean of both weighted by their samples (at
+// most fifteen each). The answer carries no other measurement, so that it
+// stays small: on a slow link its size adds to the round trip the asker
+// times. In an agent's own row, a path measured (by either end) within
+// StaleAfter (in coordinate mode by default as long as a coordinate is
+// kept, sixty intervals or more) or whose last probe failed keeps its
+// measurement; any other path with a known coordinate is estimated from
+// the two coordinates and marked Estimated (and
 // kantai_node_latency_estimated is 1). Estimates are never passed on in
 // /ping answers: whoever has the coordinates can compute them.
 //
@@ -72,7 +85,11 @@
 // nodes). A lone spike, a sample more than 1.5 times the median of the
 // last three plus a millisecond, is left out of the smoothed RTT and
 // counted: on a busy machine it is the CPU queue, not the link; a real
-// change passes from its second sample on.
+// change passes from its second sample on, and when the last two samples
+// both lie well off the mean (see shifted) the average starts over from
+// them, so that a path sampled once a half-minute follows a change in a
+// minute or two rather than at 1/8 per sample; in a sweep, a peer whose
+// sample lay off its path's level is probed again at once, out of turn.
 //
 // # Metrics
 //
@@ -85,9 +102,13 @@
 //
 // # Figures
 //
-// BenchmarkSimulatedFleet runs fleets of 1,000 and 5,000 nodes in virtual
-// time on a known, real-world-like latency matrix and prints the
-// coordinates' error, the probes per node per second and the time to adapt
-// after a node's delay jumps; BenchmarkEmulatedAgents runs 100 agents on
-// loopback through emulated links. docs/latency.md lists the results.
+// BenchmarkYardstick100 simulates the 100-node testbed
+// examples/testbeds/regions-100.yaml in virtual time with the agents' own
+// view and planner and probe noise like the emulated links', and prints the
+// matrix error against issue 12's target; BenchmarkSimulatedFleet runs
+// fleets of 1,000 and 5,000 nodes in virtual time on a known,
+// real-world-like latency matrix and prints the coordinates' error, the
+// probes per node per second and the time to adapt after a node's delay
+// jumps; BenchmarkEmulatedAgents runs 100 agents on loopback through
+// emulated links. docs/latency.md lists the results.
 package latency

@@ -52,7 +52,9 @@ func (m Matrix) Get(from, to string) (time.Duration, bool) {
 
 // Merge combines several views of the matrix into a new one and leaves its
 // arguments untouched. For each path the entry with the latest Updated
-// wins; on a tie a measured entry beats an estimated one, and otherwise the
+// wins; on a tie a measured entry beats an estimated one, then the entry
+// with more samples (an agent's own entry, which pools both ends'
+// measurements, over the one end's it reported), and otherwise the
 // entry from the earlier argument is kept. The fleet merges its agents'
 // views with it, and an agent merges the row a peer reports about itself
 // with it.
@@ -80,7 +82,10 @@ func newer(e, old Entry) bool {
 	if !e.Updated.Equal(old.Updated) {
 		return e.Updated.After(old.Updated)
 	}
-	return old.Estimated && !e.Estimated
+	if e.Estimated != old.Estimated {
+		return old.Estimated
+	}
+	return e.Samples > old.Samples
 }
 
 func (m Matrix) clone() Matrix {

@@ -32,6 +32,11 @@ func TestMerge(t *testing.T) {
 			{"a": {"b": measured(1, 1)}},
 			{"a": {"b": measured(2, 1)}},
 		}, Matrix{"a": {"b": measured(1, 1)}}},
+		{"tie: more samples win", []Matrix{
+			{"a": {"b": {RTT: 1, Samples: 3, Updated: at(1)}}},
+			{"a": {"b": {RTT: 2, Samples: 8, Updated: at(1)}}},
+			{"a": {"b": {RTT: 3, Samples: 8, Updated: at(1)}}},
+		}, Matrix{"a": {"b": {RTT: 2, Samples: 8, Updated: at(1)}}}},
 		{"tie: measured beats estimated", []Matrix{
 			{"a": {"b": estimated(1, 1)}},
 			{"a": {"b": measured(2, 1)}},

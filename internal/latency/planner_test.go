@@ -33,7 +33,7 @@ func names(n int) []string {
 
 func TestPlanner_meshSpreadsProbes(t *testing.T) {
 	const n, rounds = 1000, 5
-	p := newPlanner("self", time.Second, 100*time.Millisecond, -1, 3, 8, rand.New(rand.NewPCG(1, 2)))
+	p := newPlanner("self", time.Second, 100*time.Millisecond, -1, 3, 8, 0, rand.New(rand.NewPCG(1, 2)))
 	p.setPeers(names(n), t0)
 	times, peers := drive(p, t0.Add(rounds*time.Second))
 	if len(times) != n*rounds {
@@ -76,8 +76,8 @@ func TestPlanner_meshSpreadsProbes(t *testing.T) {
 }
 
 func TestPlanner_phasesDifferPerProber(t *testing.T) {
-	a := newPlanner("a", time.Second, 0, -1, 3, 8, rand.New(rand.NewPCG(1, 2)))
-	b := newPlanner("b", time.Second, 0, -1, 3, 8, rand.New(rand.NewPCG(1, 2)))
+	a := newPlanner("a", time.Second, 0, -1, 3, 8, 0, rand.New(rand.NewPCG(1, 2)))
+	b := newPlanner("b", time.Second, 0, -1, 3, 8, 0, rand.New(rand.NewPCG(1, 2)))
 	a.setPeers([]string{"x"}, t0)
 	b.setPeers([]string{"x"}, t0)
 	ta, _ := a.next()
@@ -89,7 +89,7 @@ func TestPlanner_phasesDifferPerProber(t *testing.T) {
 
 func TestPlanner_coordinateMode(t *testing.T) {
 	const n, rounds = 200, 300
-	p := newPlanner("self", time.Second, 100*time.Millisecond, 16, 3, 8, rand.New(rand.NewPCG(3, 4)))
+	p := newPlanner("self", time.Second, 100*time.Millisecond, 16, 3, 8, 0, rand.New(rand.NewPCG(3, 4)))
 	p.setPeers(names(n), t0)
 	if p.mesh {
 		t.Fatal("200 peers probed as a mesh")
@@ -128,7 +128,7 @@ func TestPlanner_coordinateMode(t *testing.T) {
 }
 
 func TestPlanner_setPeers(t *testing.T) {
-	p := newPlanner("self", time.Second, 100*time.Millisecond, 4, 2, 2, rand.New(rand.NewPCG(5, 6)))
+	p := newPlanner("self", time.Second, 100*time.Millisecond, 4, 2, 2, 0, rand.New(rand.NewPCG(5, 6)))
 	p.setPeers([]string{"a", "b", "c"}, t0)
 	if !p.mesh {
 		t.Fatal("4 nodes with a mesh limit of 4 not probed as a mesh")
@@ -162,7 +162,7 @@ func TestPlanner_setPeers(t *testing.T) {
 }
 
 func TestPlanner_lateWakeUp(t *testing.T) {
-	p := newPlanner("self", time.Second, 100*time.Millisecond, -1, 3, 8, rand.New(rand.NewPCG(7, 8)))
+	p := newPlanner("self", time.Second, 100*time.Millisecond, -1, 3, 8, 0, rand.New(rand.NewPCG(7, 8)))
 	p.setPeers([]string{"a", "b"}, t0)
 	// The loop wakes ten rounds late: each peer fires once, and its next
 	// moment is in the future, in the current round or the next.
@@ -177,5 +177,80 @@ func TestPlanner_lateWakeUp(t *testing.T) {
 	}
 	if got := p.take(late); len(got) != 0 {
 		t.Errorf("second take at the same time = %v", got)
+	}
+}
+
+// TestPlanner_sweep checks that a fleet within the sweep limit is probed
+// all in turn: every peer once per sweep of peers/perRound rounds, at
+// perRound probes per round; beyond the limit, the neighbour set.
+func TestPlanner_sweep(t *testing.T) {
+	peers := names(31) // 30 peers besides node0000
+	p := newPlanner("node0000", time.Second, 100*time.Millisecond, 16, 3, 8, 30, rand.New(rand.NewPCG(9, 10)))
+	p.setPeers(peers, t0)
+	if p.mesh || len(p.nb) != 30 {
+		t.Fatalf("31 nodes, mesh limit 16, sweep limit 30: mesh %v, %d neighbours; want coordinates and all 30", p.mesh, len(p.nb))
+	}
+	_, got := drive(p, t0.Add(40*time.Second)) // four sweeps of ten rounds
+	if len(got) != 120 {
+		t.Fatalf("%d probes in 40 rounds, want 120", len(got))
+	}
+	for s := range 4 {
+		sweep := slices.Sorted(slices.Values(got[30*s : 30*(s+1)]))
+		if !slices.Equal(sweep, peers[1:]) {
+			t.Errorf("sweep %d probed %v, want every peer once", s, sweep)
+		}
+	}
+	// A peer to recheck goes first, out of turn, in a sweep only.
+	again := []string{"node0007"}
+	recheck := func() (string, bool) {
+		if len(again) == 0 {
+			return "", false
+		}
+		p := again[0]
+		again = again[1:]
+		return p, true
+	}
+	p.recheck = recheck
+	if got := p.take(p.due["#0"]); len(got) != 1 || got[0] != "node0007" {
+		t.Errorf("take with node0007 to recheck = %v", got)
+	}
+	q := newPlanner("node0000", time.Second, 100*time.Millisecond, 16, 3, 8, 29, rand.New(rand.NewPCG(9, 10)))
+	q.setPeers(peers, t0)
+	if len(q.nb) != 8 {
+		t.Errorf("30 peers over a sweep limit of 29: %d neighbours, want 8", len(q.nb))
+	}
+	again, q.recheck = []string{"node0007"}, recheck
+	if got := q.take(q.due["#0"]); len(got) != 1 || got[0] == "node0007" && !slices.Contains(q.nb, "node0007") {
+		t.Errorf("take beyond the sweep limit with node0007 to recheck = %v, want a neighbour", got)
+	}
+	if len(again) != 1 {
+		t.Error("the planner asked for a recheck beyond the sweep limit")
+	}
+}
+
+func TestGossipFor(t *testing.T) {
+	tests := []struct{ peers, perRound, want int }{
+		{5, 1, minGossip},
+		{99, 3, 5}, // the 100-node testbed: ⌈99/24⌉
+		{383, 3, 16},
+		{999, 3, gossipSize},
+		{4999, 3, gossipSize},
+		{99, 0, 13}, // perRound 0 counts as 1
+	}
+	for _, tt := range tests {
+		if got := gossipFor(tt.peers, tt.perRound); got != tt.want {
+			t.Errorf("gossipFor(%d, %d) = %d, want %d", tt.peers, tt.perRound, got, tt.want)
+		}
+	}
+	// The staleness limit of estimates follows the gossip: sixty
+	// intervals up to a few hundred nodes, ten times the refresh bound
+	// beyond.
+	for _, tt := range []struct {
+		peers int
+		want  time.Duration
+	}{{50, time.Minute}, {99, 70 * time.Second}, {999, 210 * time.Second}, {4999, 1050 * time.Second}} {
+		if got := coordStaleAfter(time.Second, tt.peers, 3); got != tt.want {
+			t.Errorf("coordStaleAfter(1s, %d, 3) = %v, want %v", tt.peers, got, tt.want)
+		}
 	}
 }

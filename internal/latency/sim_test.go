@@ -3,6 +3,7 @@ package latency
 import (
 	"container/heap"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -130,6 +131,7 @@ type simNode struct {
 	plan    *planner
 	coord   Coord
 	filt    map[int][]float64
+	adj     adjuster
 	next    time.Time
 	index   int
 }
@@ -169,7 +171,7 @@ func simulate(w *world, cfg simConfig) simResult {
 	for i := range nodes {
 		nrng := rand.New(rand.NewPCG(cfg.seed, uint64(i)))
 		nd := &simNode{
-			plan:  newPlanner(names[i], time.Second, 100*time.Millisecond, DefaultMeshLimit, cfg.perRound, DefaultNeighbors, nrng),
+			plan:  newPlanner(names[i], time.Second, 100*time.Millisecond, DefaultMeshLimit, cfg.perRound, DefaultNeighbors, sweepRounds*cfg.perRound, nrng),
 			coord: viv.NewCoord(),
 			filt:  map[int][]float64{},
 		}
@@ -218,7 +220,7 @@ func simulate(w *world, cfg simConfig) simResult {
 	}
 	var affected [][2]int
 	for len(affected) < cfg.pairs/4 && len(changed) > 0 {
-		for i := range changed {
+		for _, i := range slices.Sorted(maps.Keys(changed)) { // sorted: the draws must not depend on map order
 			j := rng.IntN(n)
 			if j != i {
 				affected = append(affected, [2]int{i, j})
@@ -228,7 +230,7 @@ func simulate(w *world, cfg simConfig) simResult {
 	absErr := func(ps [][2]int) float64 {
 		e := make([]float64, len(ps))
 		for k, p := range ps {
-			e[k] = math.Abs(nodes[p[0]].coord.distance(nodes[p[1]].coord) - w.rtt(p[0], p[1]))
+			e[k] = math.Abs(nodes[p[0]].coord.adjusted(nodes[p[1]].coord) - w.rtt(p[0], p[1]))
 		}
 		slices.Sort(e)
 		return e[len(e)/2]
@@ -237,7 +239,7 @@ func simulate(w *world, cfg simConfig) simResult {
 		e := make([]float64, len(ps))
 		for k, p := range ps {
 			truth := w.rtt(p[0], p[1])
-			e[k] = math.Abs(nodes[p[0]].coord.distance(nodes[p[1]].coord)-truth) / truth
+			e[k] = math.Abs(nodes[p[0]].coord.adjusted(nodes[p[1]].coord)-truth) / truth
 		}
 		slices.Sort(e)
 		return e[len(e)/2], e[len(e)*9/10]
@@ -297,7 +299,9 @@ func simulate(w *world, cfg simConfig) simResult {
 			}
 			nd.filt[j] = f
 			sorted := slices.Sorted(slices.Values(f))
-			nd.coord = viv.Update(nd.coord, nodes[j].coord, seconds(sorted[len(sorted)/2]), nd.plan.rng)
+			rtt := seconds(sorted[len(sorted)/2])
+			nd.coord = viv.Update(nd.coord, nodes[j].coord, rtt, nd.plan.rng)
+			nd.coord.Adjustment = nd.adj.add(rtt.Seconds() - nd.coord.distance(nodes[j].coord))
 			probes++
 			if cfg.gossip {
 				peer := nodes[j]

@@ -2,6 +2,8 @@ package latency
 
 import (
 	"fmt"
+	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -21,6 +23,7 @@ type freshness struct {
 	staleAfter      time.Duration // measured entries
 	coordStaleAfter time.Duration // estimated entries: age of the older coordinate
 	estimate        bool          // coordinate mode
+	gossip          int           // coordinates per /ping answer besides the node's own
 }
 
 // filterSize is how many recent samples per peer feed the coordinate: the
@@ -42,14 +45,17 @@ type view struct {
 	coord   PeerCoord // own; Updated is zero until the first update
 	coords  map[string]PeerCoord
 	filt    map[string][]time.Duration
-	gossipC int // rotating cursor over coords for gossip
+	suspect map[string]bool // peers whose last sample was off their level
+	adj     adjuster
+	gossipC int       // rotating cursor over coords for gossip
+	pruned  time.Time // when other rows were last pruned
 }
 
 func newView(self string, alpha float64, viv VivaldiConfig) *view {
 	return &view{
 		self: self, viv: viv, est: NewEstimator(alpha), m: Matrix{self: Row{}},
 		members: map[string]bool{}, coord: PeerCoord{Coord: viv.NewCoord()},
-		coords: map[string]PeerCoord{}, filt: map[string][]time.Duration{},
+		coords: map[string]PeerCoord{}, filt: map[string][]time.Duration{}, suspect: map[string]bool{},
 	}
 }
 
@@ -79,6 +85,7 @@ func (v *view) forget(peer string) {
 	}
 	delete(v.coords, peer)
 	delete(v.filt, peer)
+	delete(v.suspect, peer)
 	v.est.Forget(peer)
 }
 
@@ -101,7 +108,21 @@ func (v *view) observe(peer string, rtt time.Duration, now time.Time, remote *Pe
 	sorted := slices.Sorted(slices.Values(f))
 	median := sorted[len(sorted)/2]
 	took := len(f) < filterSize || rtt <= median*3/2+time.Millisecond
+	prev, known := v.est.Estimate(peer)
+	delete(v.suspect, peer)
+	if known && offLevel(prev, rtt) {
+		v.suspect[peer] = true // maybe a change: probe again soon
+	}
 	if took {
+		if known && len(f) >= 2 && shifted(prev, f[len(f)-2], rtt) {
+			// The path changed: start over from the two samples
+			// since, instead of drifting there at 1/8 per sample
+			// (minutes when a sweep brings one sample a half-minute).
+			v.est.Forget(peer)
+			if _, err := v.est.Observe(peer, f[len(f)-2]); err != nil {
+				return false, err
+			}
+		}
 		est, err := v.est.Observe(peer, rtt)
 		if err != nil {
 			return false, err
@@ -118,9 +139,100 @@ func (v *view) observe(peer string, rtt time.Duration, now time.Time, remote *Pe
 		v.m[v.self][peer] = e
 	}
 	if remote != nil && v.learn(peer, *remote) {
-		v.coord = PeerCoord{Coord: v.viv.Update(v.coord.Coord, remote.Coord, median, rng), Updated: now}
+		c := v.viv.Update(v.coord.Coord, remote.Coord, median, rng)
+		c.Adjustment = v.adj.add(median.Seconds() - c.distance(remote.Coord))
+		v.coord = PeerCoord{Coord: c, Updated: now}
 	}
 	return took, nil
+}
+
+// A path is taken to have changed when the mean of its last two samples
+// lies farther from its smoothed mean than shiftSigmas standard errors of
+// the difference (σ·√(1/2 + 1/n), σ the path's jitter, n its samples, at
+// most poolCap), shiftShare of the mean and shiftMin, with both samples on
+// the same side and each beyond half of that, once the path has
+// shiftSamples samples. Without a change that happens about once in 400
+// pairs of samples of a path with normal jitter; a 40 ms jump on an
+// 80 ± 15 ms link is caught at its second sample about two times in
+// three, on a 10 ± 2 ms link always (its first sample is left out as a
+// spike).
+const (
+	shiftSigmas  = 3.0
+	shiftShare   = 0.1
+	shiftMin     = 2 * time.Millisecond
+	shiftSamples = 6
+)
+
+// shiftTolerance is how far apart two means of a path's RTT, of na and nb
+// samples, may lie without showing a change, for a path of mean seconds
+// and standard deviation jitter.
+func shiftTolerance(mean, jitter float64, na, nb int) float64 {
+	se := jitter * math.Sqrt(1/float64(min(max(na, 1), poolCap))+1/float64(min(max(nb, 1), poolCap)))
+	return max(shiftSigmas*se, shiftShare*mean, shiftMin.Seconds())
+}
+
+// offLevel reports whether sample x lies far enough from est for a
+// second sample as far on the same side to show a change (see shifted).
+func offLevel(est Estimate, x time.Duration) bool {
+	if est.Samples < shiftSamples {
+		return false
+	}
+	m := est.RTT.Seconds()
+	return math.Abs(x.Seconds()-m) >= shiftTolerance(m, est.Jitter.Seconds(), 2, est.Samples)/2
+}
+
+// recheck returns a peer whose last sample was off its level, if any (the
+// first in name order), and forgets the suspicion: one recheck each.
+func (v *view) recheck() (string, bool) {
+	if len(v.suspect) == 0 {
+		return "", false
+	}
+	p := slices.Min(slices.Collect(maps.Keys(v.suspect)))
+	delete(v.suspect, p)
+	return p, true
+}
+
+// shifted reports whether samples a then b show that the path estimated
+// by est changed.
+func shifted(est Estimate, a, b time.Duration) bool {
+	if est.Samples < shiftSamples {
+		return false
+	}
+	m := est.RTT.Seconds()
+	t := shiftTolerance(m, est.Jitter.Seconds(), 2, est.Samples)
+	x, y := a.Seconds()-m, b.Seconds()-m
+	if math.Abs(x) < t/2 || math.Abs(y) < t/2 || (x > 0) != (y > 0) {
+		return false // each must be well off, on the same side
+	}
+	return math.Abs(x+y)/2 > t
+}
+
+// answer takes in a successful probe's outcome: the round trip, then the
+// answer pr of peer (its own row and the coordinates it sent). In
+// coordinate mode it prunes old rows, at most once per interval. It
+// reports whether the sample went into the smoothed RTT (see observe).
+func (v *view) answer(peer string, rtt time.Duration, now time.Time, pr pingResponse, f freshness, interval time.Duration, rng *rand.Rand) (bool, error) {
+	took, err := v.observe(peer, rtt, now, pr.Coord, rng)
+	if err != nil {
+		return false, err
+	}
+	v.merge(peer, pr.Row)
+	if f.estimate && now.Sub(v.pruned) >= interval {
+		v.prune(now, f.coordStaleAfter)
+		v.pruned = now
+	}
+	for node, c := range pr.Coords {
+		v.learn(node, c)
+	}
+	return took, nil
+}
+
+// ping is the node's answer to a /ping from node to: its measured row, its coordinate
+// and the next f.gossip coordinates it knows. The answer shares the
+// coordinates' vectors with the view.
+func (v *view) ping(now time.Time, f freshness, to string) pingResponse {
+	c := v.coord
+	return pingResponse{Node: v.self, Row: v.report(now, f, to), Coord: &c, Coords: v.gossip(f.gossip)}
 }
 
 // prune drops the entries of other nodes' rows not updated within maxAge,
@@ -141,6 +253,33 @@ func (v *view) prune(now time.Time, maxAge time.Duration) {
 			delete(v.m, from)
 		}
 	}
+}
+
+// maxHeardSamples bounds the sample count a peer may claim, so that sums
+// of counts cannot overflow; a mean weighs at most poolCap anyway.
+const maxHeardSamples = 1 << 20
+
+// heard records what peer measured of the path to this node, as it said
+// in a probe: RTT and jitter in seconds and the sample count. A round trip is the
+// same path both ways, so the two nodes' measurements are of one quantity
+// and ownEntry pools them. It goes into peer's row, as peer's own report
+// of its row would; values that are not plausible are ignored.
+func (v *view) heard(peer string, rtt, jitter float64, samples int, now time.Time) {
+	if peer == v.self || !v.members[peer] || samples <= 0 || !(rtt > 0) || rtt > MaxRTT.Seconds() {
+		return
+	}
+	if !(jitter >= 0) || jitter > MaxRTT.Seconds() {
+		jitter = 0
+	}
+	row := v.m[peer]
+	if row == nil {
+		row = Row{}
+		v.m[peer] = row
+	}
+	if old, ok := row[v.self]; ok && old.Updated.After(now) {
+		return
+	}
+	row[v.self] = Entry{RTT: rtt, Jitter: jitter, Samples: min(samples, maxHeardSamples), Updated: now}
 }
 
 // fail records a failed probe to peer, keeping the last good values.
@@ -209,7 +348,17 @@ func (v *view) gossip(n int) map[string]PeerCoord {
 // mode, the estimate; otherwise the old measurement, stale.
 func (v *view) ownEntry(peer string, now time.Time, f freshness) (Entry, bool) {
 	e, ok := v.m[v.self][peer]
-	fresh := ok && (e.Failures > 0 || now.Sub(e.Updated) <= f.staleAfter)
+	keep := f.staleAfter
+	fresh := ok && (e.Failures > 0 || now.Sub(e.Updated) <= keep)
+	if rev, rok := v.m[peer][v.self]; f.estimate && rok && rev.Samples > 0 && !rev.Estimated && now.Sub(rev.Updated) <= keep && (!ok || e.Failures == 0) {
+		// The peer's measurement of the same round trip.
+		if !fresh || e.Samples == 0 {
+			e = Entry{RTT: rev.RTT, Jitter: rev.Jitter, Samples: rev.Samples, Updated: rev.Updated}
+		} else {
+			e = pool(e, rev)
+		}
+		ok, fresh = true, true
+	}
 	if f.estimate && (!fresh || e.Samples == 0) {
 		if est, ok := v.estimate(peer, now, f); ok {
 			if e.Failures > 0 {
@@ -220,10 +369,42 @@ func (v *view) ownEntry(peer string, now time.Time, f freshness) (Entry, bool) {
 			return est, true
 		}
 	}
-	if ok && now.Sub(e.Updated) > f.staleAfter {
+	if ok && now.Sub(e.Updated) > keep {
 		e.Stale = true
 	}
 	return e, ok
+}
+
+// poolCap bounds the weight of one side's mean when two are pooled: an
+// exponentially weighted mean with gain 1/8 counts about fifteen samples.
+const poolCap = 15
+
+// pool combines the node's measurement e of a path with the peer's
+// measurement rev of the same path, weighting each mean by its sample
+// count (at most poolCap). If the two disagree by more than a change
+// would (see shifted), the path changed and one end has seen it first:
+// the more recent of the two is taken alone.
+func pool(e, rev Entry) Entry {
+	// The jitter of the end with more samples, if it has enough for a
+	// jitter to mean something: a jitter from two samples is often
+	// far too small, and would split two ends that agree.
+	j, n := e.Jitter, e.Samples
+	if rev.Samples > n {
+		j, n = rev.Jitter, rev.Samples
+	}
+	if n >= shiftSamples && math.Abs(e.RTT-rev.RTT) > shiftTolerance(e.RTT, j, e.Samples, rev.Samples) {
+		if rev.Updated.After(e.Updated) {
+			return Entry{RTT: rev.RTT, Jitter: rev.Jitter, Samples: rev.Samples, Updated: rev.Updated}
+		}
+		return e
+	}
+	we, wr := float64(min(e.Samples, poolCap)), float64(min(rev.Samples, poolCap))
+	e.RTT = (we*e.RTT + wr*rev.RTT) / (we + wr)
+	e.Samples += rev.Samples
+	if rev.Updated.After(e.Updated) {
+		e.Updated = rev.Updated
+	}
+	return e
 }
 
 // estimate computes the path to peer from the two coordinates.
@@ -256,18 +437,22 @@ func (v *view) row(now time.Time, f freshness) Row {
 }
 
 // report returns the measured part of the node's own row, the answer to a
-// /ping: in full-mesh mode every measured path, in coordinate mode the
-// paths measured within staleAfter, so an answer stays small in a large
-// fleet. Estimates are never passed on: any node with the two coordinates
-// can compute them.
-func (v *view) report(now time.Time, f freshness) Row {
+// /ping from node to: in full-mesh mode every measured path; in coordinate
+// mode only the path to the asker, if measured within the time a
+// measurement is kept, so that an answer stays small (on a slow link its
+// size adds to the round trip the asker times) and the asker can pool it
+// with its own (see heard). Estimates are never passed on: any node with
+// the two coordinates can compute them.
+func (v *view) report(now time.Time, f freshness, to string) Row {
 	out := Row{}
-	for peer, e := range v.m[v.self] {
-		age := now.Sub(e.Updated)
-		if f.estimate && age > f.staleAfter {
-			continue
+	if f.estimate {
+		if e, ok := v.m[v.self][to]; ok && e.Samples > 0 && now.Sub(e.Updated) <= f.staleAfter {
+			out[to] = e
 		}
-		if age > f.staleAfter {
+		return out
+	}
+	for peer, e := range v.m[v.self] {
+		if now.Sub(e.Updated) > f.staleAfter {
 			e.Stale = true
 		}
 		out[peer] = e

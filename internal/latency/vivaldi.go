@@ -22,7 +22,8 @@ import (
 // The update rule, the height force and the default constants follow [1]
 // and the choices of hashicorp/serf's coordinate package (MPL-2.0), which
 // has run the algorithm on large fleets; this is an independent, smaller
-// implementation without serf's gravity and adjustment terms.
+// implementation, with serf's adjustment term (see adjuster) and without
+// its gravity.
 type Coord struct {
 	// Vec is the point; its length is the coordinate space's dimension.
 	Vec Vector `json:"vec"`
@@ -32,6 +33,11 @@ type Coord struct {
 	// the relative error of the distances it predicts, from 0 (certain)
 	// to the configured maximum (a node that has not measured yet).
 	Error float64 `json:"error"`
+	// Adjustment, in seconds, is added to every distance the coordinate
+	// predicts, as both heights are, but may be negative: half the mean
+	// of the node's recent residuals (measured RTT minus the distance),
+	// which corrects what the space cannot fit (see adjuster).
+	Adjustment float64 `json:"adjustment,omitempty"`
 }
 
 // Vector is a coordinate's point, in seconds. It is written to JSON with
@@ -110,7 +116,7 @@ func (c VivaldiConfig) NewCoord() Coord {
 // only finite numbers; a peer's coordinate that is not valid is ignored.
 func (c VivaldiConfig) Valid(x Coord) bool {
 	c = c.withDefaults()
-	if len(x.Vec) != c.Dims || !finite(x.Height) || !finite(x.Error) || x.Height < 0 || x.Error < 0 {
+	if len(x.Vec) != c.Dims || !finite(x.Height) || !finite(x.Error) || !finite(x.Adjustment) || x.Height < 0 || x.Error < 0 {
 		return false
 	}
 	for _, v := range x.Vec {
@@ -123,13 +129,24 @@ func (c VivaldiConfig) Valid(x Coord) bool {
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
-// Distance returns the RTT the two coordinates predict. Coordinates of
-// different dimensions predict nothing: the result is then 0 and false.
+// Distance returns the RTT the two coordinates predict: the distance
+// between the points, both heights and, if the sum stays positive, both
+// adjustments. Coordinates of different dimensions predict nothing: the
+// result is then 0 and false.
 func (c Coord) Distance(o Coord) (time.Duration, bool) {
 	if len(c.Vec) != len(o.Vec) {
 		return 0, false
 	}
-	return seconds(c.distance(o)), true
+	return seconds(c.adjusted(o)), true
+}
+
+// adjusted is the distance with both adjustments, when that is positive.
+func (c Coord) adjusted(o Coord) float64 {
+	d := c.distance(o)
+	if a := d + c.Adjustment + o.Adjustment; a > 0 {
+		return a
+	}
+	return d
 }
 
 func (c Coord) distance(o Coord) float64 {
@@ -157,9 +174,10 @@ func (c VivaldiConfig) Update(local, remote Coord, rtt time.Duration, rng *rand.
 	w := local.Error / total // how much this sample counts for local
 	wrong := math.Abs(dist-r) / r
 	out := Coord{
-		Vec:    make([]float64, len(local.Vec)),
-		Height: local.Height,
-		Error:  min(c.Ce*w*wrong+local.Error*(1-c.Ce*w), c.ErrorMax),
+		Vec:        make([]float64, len(local.Vec)),
+		Height:     local.Height,
+		Error:      min(c.Ce*w*wrong+local.Error*(1-c.Ce*w), c.ErrorMax),
+		Adjustment: local.Adjustment,
 	}
 	force := c.Cc * w * (r - dist) // > 0 pushes local away from remote
 	unit, mag := unitFrom(local.Vec, remote.Vec, rng)
@@ -201,4 +219,46 @@ func unitFrom(a, b []float64, rng *rand.Rand) ([]float64, float64) {
 			return u, 0
 		}
 	}
+}
+
+// adjustmentWindow is how many recent residuals an adjustment averages,
+// as serf's default.
+const adjustmentWindow = 20
+
+// adjuster keeps a node's recent residuals, the measured RTT minus the
+// distance between the points and heights (without adjustments), and
+// turns them into the node's adjustment: half their mean, since the two
+// ends of a path each add theirs. The idea is the adjustment term of
+// hashicorp/serf's coordinate package (after Ledlie, Gardner, Seltzer:
+// Network Coordinates in the Wild, NSDI 2007): a node that all its paths
+// find farther than the space can place it gets a positive term, one
+// that they find nearer a negative one.
+type adjuster struct {
+	samples []float64
+	next    int
+}
+
+// add takes in a residual in seconds and returns the new adjustment.
+func (a *adjuster) add(residual float64) float64 {
+	if !finite(residual) {
+		return a.value()
+	}
+	if len(a.samples) < adjustmentWindow {
+		a.samples = append(a.samples, residual)
+	} else {
+		a.samples[a.next] = residual
+		a.next = (a.next + 1) % len(a.samples)
+	}
+	return a.value()
+}
+
+func (a *adjuster) value() float64 {
+	if len(a.samples) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, r := range a.samples {
+		sum += r
+	}
+	return sum / float64(2*len(a.samples))
 }

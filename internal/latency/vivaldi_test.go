@@ -127,3 +127,49 @@ func TestVector_MarshalJSON(t *testing.T) {
 		t.Errorf("NaN marshalled")
 	}
 }
+
+func TestAdjuster(t *testing.T) {
+	var a adjuster
+	if got := a.add(math.NaN()); got != 0 {
+		t.Errorf("a NaN first: %v, want 0", got)
+	}
+	tests := []struct {
+		residual, want float64
+	}{
+		{0.010, 0.005},                       // half the mean of {10 ms}
+		{-0.002, 0.002},                      // half of 4 ms
+		{math.Inf(1), 0.002},                 // ignored
+		{0.004, (0.010 - 0.002 + 0.004) / 6}, // half the mean of three
+	}
+	for i, tt := range tests {
+		if got := a.add(tt.residual); math.Abs(got-tt.want) > 1e-15 {
+			t.Errorf("step %d: add(%v) = %v, want %v", i, tt.residual, got, tt.want)
+		}
+	}
+	// The window keeps the last adjustmentWindow residuals only.
+	for range adjustmentWindow {
+		a.add(0.001)
+	}
+	if got := a.add(0.001); math.Abs(got-0.0005) > 1e-15 || len(a.samples) != adjustmentWindow {
+		t.Errorf("after a full window of 1 ms: %v with %d samples, want 0.0005 and %d", got, len(a.samples), adjustmentWindow)
+	}
+}
+
+func TestCoord_adjustment(t *testing.T) {
+	a := Coord{Vec: Vector{0, 0}, Height: 0.001, Adjustment: 0.002}
+	b := Coord{Vec: Vector{0.003, 0.004}, Height: 0.001, Adjustment: -0.001}
+	if d, _ := a.Distance(b); d != 8*time.Millisecond { // 5 + 2·1 + 2 − 1
+		t.Errorf("distance with adjustments = %v, want 8ms", d)
+	}
+	b.Adjustment = -0.02 // would make it negative: ignored
+	if d, _ := a.Distance(b); d != 7*time.Millisecond {
+		t.Errorf("distance with a too negative adjustment = %v, want 7ms (none)", d)
+	}
+	cfg := VivaldiConfig{Dims: 2}
+	if cfg.Valid(Coord{Vec: Vector{0, 0}, Adjustment: math.NaN()}) {
+		t.Error("a NaN adjustment is valid")
+	}
+	if got := cfg.Update(a, b, 10*time.Millisecond, nil); got.Adjustment != a.Adjustment {
+		t.Errorf("Update changed the adjustment: %v", got.Adjustment)
+	}
+}
