@@ -480,6 +480,20 @@ func createKwokNodes(tb testing.TB, prefix string, n int) []string {
 			if !ready {
 				return false, nil
 			}
+			// kwok's first status write (its default capacity, 1k CPUs)
+			// can land after the patch above, from a read made before it:
+			// once the node is Ready kwok writes no capacity again, so
+			// set it again until it holds.
+			if cpu := node.Status.Allocatable[corev1.ResourceCPU]; cpu.Cmp(resource.MustParse("32")) != 0 {
+				orig := node.DeepCopy()
+				node.Status.Capacity = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"),
+					corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("110")}
+				node.Status.Allocatable = node.Status.Capacity
+				if err := k8sClient.Status().Patch(ctx, &node, client.MergeFrom(orig)); err != nil {
+					return false, err
+				}
+				return false, nil
+			}
 			// The API server taints new nodes not-ready; without the node
 			// lifecycle controller of kube-controller-manager, lift it here
 			// once kwok reports the node Ready.
