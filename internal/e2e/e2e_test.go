@@ -141,18 +141,11 @@ func TestRevisionPodsRun(t *testing.T) {
 // listener's host).
 func gatewayAddr(t testing.TB, node string) string {
 	t.Helper()
-	var pods corev1.PodList
-	if err := k8sClient.List(context.Background(), &pods, client.InNamespace(kantaiNamespace),
-		client.MatchingLabels{"app.kubernetes.io/name": "kantai-gateway"}); err != nil {
-		t.Fatal(err)
+	addr, ok := lookupGateway(node)
+	if !ok {
+		t.Fatalf("no running gateway pod on %s", node)
 	}
-	for _, p := range pods.Items {
-		if p.Spec.NodeName == node && p.Status.PodIP != "" {
-			return addrs.ToLoopback(netip.MustParseAddr(p.Status.PodIP)).String()
-		}
-	}
-	t.Fatalf("no gateway pod on %s", node)
-	return ""
+	return addr
 }
 
 type answer struct {
@@ -257,21 +250,7 @@ func TestRollout(t *testing.T) {
 		t.Fatalf("before the rollout: %d %q", a.code, a.body)
 	}
 
-	svc := &unstructured.Unstructured{}
-	svc.SetAPIVersion("serving.knative.dev/v1")
-	svc.SetKind("Service")
-	if err := k8sClient.Get(ctx, k8stest.Key(ns, "roll"), svc); err != nil {
-		t.Fatal(err)
-	}
-	if err := unstructured.SetNestedSlice(svc.Object, []any{map[string]any{
-		"image": "example.local/hello:v2",
-		"env":   []any{map[string]any{"name": "TARGET", "value": "Two"}},
-	}}, "spec", "template", "spec", "containers"); err != nil {
-		t.Fatal(err)
-	}
-	if err := k8sClient.Update(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
+	updateService(t, ns, "roll", "Two", nil)
 	waitServiceReady(t, ns, "roll", "roll-00002")
 	if a := request(t, gatewayAddr(t, "edge-b"), host); a.code != http.StatusOK || !strings.HasPrefix(a.body, "Two from roll-00002") {
 		t.Fatalf("after the rollout: %d %q, want Two from a replica of roll-00002", a.code, a.body)
@@ -303,6 +282,32 @@ func TestRollout(t *testing.T) {
 	}
 	if n, err := count("roll-00002"); err != nil || n != 1 {
 		t.Errorf("revision 2 has %d replicas (%v), want its min-scale 1", n, err)
+	}
+}
+
+// updateService gives the Service a new template (image v2, TARGET=target),
+// which makes a new revision, and the traffic block when not nil.
+func updateService(t *testing.T, ns, name, target string, traffic []any) {
+	t.Helper()
+	svc := &unstructured.Unstructured{}
+	svc.SetAPIVersion("serving.knative.dev/v1")
+	svc.SetKind("Service")
+	if err := k8sClient.Get(context.Background(), k8stest.Key(ns, name), svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedSlice(svc.Object, []any{map[string]any{
+		"image": "example.local/hello:v2",
+		"env":   []any{map[string]any{"name": "TARGET", "value": target}},
+	}}, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+	if traffic != nil {
+		if err := unstructured.SetNestedSlice(svc.Object, traffic, "spec", "traffic"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k8sClient.Update(context.Background(), svc); err != nil {
+		t.Fatalf("updating Service %s: %v", name, err)
 	}
 }
 
@@ -369,31 +374,13 @@ func TestGatewayOnEveryNode(t *testing.T) {
 // 10 % to revision 2 splits 100 requests at a gateway exactly so.
 func TestSplit(t *testing.T) {
 	requireEnv(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 	createService(t, ns, "split", "One", map[string]string{"autoscaling.knative.dev/min-scale": "1"})
 	waitServiceReady(t, ns, "split", "split-00001")
-	svc := &unstructured.Unstructured{}
-	svc.SetAPIVersion("serving.knative.dev/v1")
-	svc.SetKind("Service")
-	if err := k8sClient.Get(ctx, k8stest.Key(ns, "split"), svc); err != nil {
-		t.Fatal(err)
-	}
-	if err := unstructured.SetNestedSlice(svc.Object, []any{map[string]any{
-		"image": "example.local/hello:v2",
-		"env":   []any{map[string]any{"name": "TARGET", "value": "Two"}},
-	}}, "spec", "template", "spec", "containers"); err != nil {
-		t.Fatal(err)
-	}
-	if err := unstructured.SetNestedSlice(svc.Object, []any{
+	updateService(t, ns, "split", "Two", []any{
 		map[string]any{"revisionName": "split-00001", "percent": int64(90)},
 		map[string]any{"latestRevision": true, "percent": int64(10)},
-	}, "spec", "traffic"); err != nil {
-		t.Fatal(err)
-	}
-	if err := k8sClient.Update(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
+	})
 	waitServiceReady(t, ns, "split", "split-00002")
 	gw := gatewayAddr(t, "edge-a")
 	host := "split." + ns + ".example.com"
