@@ -615,10 +615,15 @@ func (a *Agent) probeDue(ctx context.Context, wg *sync.WaitGroup) {
 				mine = e
 			}
 		}
+		// In a sweep a peer's turn comes back after the transport has
+		// let an idle connection go: close it at once rather than hold
+		// one per recently probed peer (buffers, goroutines, and on an
+		// emulated link its pumps) for nothing.
+		closeConn := a.plan.sweepPeriod() > a.tr.IdleConnTimeout
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.probe(ctx, peer, p, mine)
+			a.probe(ctx, peer, p, mine, closeConn)
 		}()
 	}
 }
@@ -626,14 +631,14 @@ func (a *Agent) probeDue(ctx context.Context, wg *sync.WaitGroup) {
 // probe asks peer for its row once and records the round trip, or the
 // failure. In coordinate mode the request carries mine, this node's
 // measurement of the path, if it has one.
-func (a *Agent) probe(parent context.Context, peer string, p peerAddr, mine Entry) {
+func (a *Agent) probe(parent context.Context, peer string, p peerAddr, mine Entry, closeConn bool) {
 	ctx, cancel := context.WithTimeout(parent, a.cfg.Timeout)
 	defer cancel()
 	u := "http://" + p.addr + "/ping?from=" + url.QueryEscape(a.cfg.Node)
 	if mine.Samples > 0 {
 		u += "&rtt=" + strconv.FormatFloat(mine.RTT, 'g', 6, 64) + "&j=" + strconv.FormatFloat(mine.Jitter, 'g', 3, 64) + "&n=" + strconv.Itoa(mine.Samples)
 	}
-	rtt, handling, pr, err := a.ask(ctx, peer, u)
+	rtt, handling, pr, err := a.ask(ctx, peer, u, closeConn)
 	now := a.clk.Now()
 	a.mu.Lock()
 	delete(a.inFlight, peer)
@@ -674,15 +679,18 @@ func (a *Agent) probe(parent context.Context, peer string, p peerAddr, mine Entr
 // connection and times that exchange: the first one also carries the
 // peer accepting the connection and starting a goroutine for it, which on
 // a busy machine takes longer than a short link.
-func (a *Agent) ask(ctx context.Context, peer, u string) (rtt, handling time.Duration, pr pingResponse, err error) {
-	rtt, handling, reused, pr, err := a.askOnce(ctx, peer, u)
+//
+// closeConn closes the connection after the measured exchange (the first
+// exchange on a new connection keeps it for the second).
+func (a *Agent) ask(ctx context.Context, peer, u string, closeConn bool) (rtt, handling time.Duration, pr pingResponse, err error) {
+	rtt, handling, reused, pr, err := a.askOnce(ctx, peer, u, false)
 	if err == nil && !reused {
-		rtt, handling, _, pr, err = a.askOnce(ctx, peer, u)
+		rtt, handling, _, pr, err = a.askOnce(ctx, peer, u, closeConn)
 	}
 	return rtt, handling, pr, err
 }
 
-func (a *Agent) askOnce(ctx context.Context, peer, u string) (rtt, handling time.Duration, reused bool, pr pingResponse, err error) {
+func (a *Agent) askOnce(ctx context.Context, peer, u string, closeConn bool) (rtt, handling time.Duration, reused bool, pr pingResponse, err error) {
 	var (
 		tmu         sync.Mutex
 		conn        *probeConn
@@ -713,6 +721,7 @@ func (a *Agent) askOnce(ctx context.Context, peer, u string) (rtt, handling time
 	if err != nil {
 		return 0, 0, false, pr, err
 	}
+	req.Close = closeConn
 	resp, err := a.client.Do(req)
 	if err != nil {
 		return 0, 0, false, pr, err

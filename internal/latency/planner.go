@@ -235,6 +235,16 @@ func (p *planner) others() int {
 // pairs from 0.101 to 0.096 (p90 0.29 to 0.26), with the same recovery
 // after a change; seven in eight did better still at rest but took 39 s
 // instead of 6 to recover, and all near made far pairs worse (p90 0.34).
+// sweepPeriod is how long a peer waits for its next turn when every peer
+// is probed in turn (a small fleet in coordinate mode), or 0 otherwise.
+func (p *planner) sweepPeriod() time.Duration {
+	if p.mesh || p.others() > p.sweep || p.perRound <= 0 {
+		return 0
+	}
+	rounds := (p.others() + p.perRound - 1) / p.perRound
+	return time.Duration(rounds) * p.interval
+}
+
 func (p *planner) fillNeighbors() {
 	want := min(p.nbSize, p.others())
 	if p.others() <= p.sweep {

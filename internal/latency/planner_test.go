@@ -254,3 +254,30 @@ func TestGossipFor(t *testing.T) {
 		}
 	}
 }
+
+// sweepPeriod: only a swept fleet (coordinate mode, every peer in turn)
+// has one, the time a peer waits for its next turn.
+func TestPlanner_sweepPeriod(t *testing.T) {
+	for _, c := range []struct {
+		name                    string
+		peers, meshLimit, sweep int
+		want                    time.Duration
+	}{
+		{name: "full mesh", peers: 10, meshLimit: 16, sweep: 120, want: 0},
+		{name: "swept, 99 peers at 3 a round", peers: 99, meshLimit: 16, sweep: 120, want: 33 * time.Second},
+		{name: "swept, 100 peers rounds up", peers: 100, meshLimit: 16, sweep: 120, want: 34 * time.Second},
+		{name: "beyond the sweep: neighbours", peers: 500, meshLimit: 16, sweep: 120, want: 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPlanner("self", time.Second, 0, c.meshLimit, 3, 8, c.sweep, rand.New(rand.NewPCG(1, 2)))
+			peers := make([]string, c.peers)
+			for i := range peers {
+				peers[i] = fmt.Sprintf("n%03d", i)
+			}
+			p.setPeers(peers, time.Unix(0, 0))
+			if got := p.sweepPeriod(); got != c.want {
+				t.Errorf("sweepPeriod() = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
