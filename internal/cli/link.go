@@ -113,12 +113,9 @@ func linkResetCmd(g *globals) *cobra.Command {
 		Long:  "Puts links back as the testbed has them, mending cuts; without arguments every link.\n\n" + setsHelp,
 		Args:  cobra.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				return fmt.Errorf("give both ends (A B), or none for every link")
-			}
-			var a, b string
-			if len(args) == 2 {
-				a, b = args[0], args[1]
+			a, b, err := optionalEnds(args)
+			if err != nil {
+				return err
 			}
 			c, err := g.client()
 			if err != nil {
@@ -142,12 +139,9 @@ func linkShowCmd(g *globals) *cobra.Command {
 		Long:  "Prints links as the running fleet emulates them now; without arguments every link.\n\n" + setsHelp,
 		Args:  cobra.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				return fmt.Errorf("give both ends (A B), or none for every link")
-			}
-			var a, b string
-			if len(args) == 2 {
-				a, b = args[0], args[1]
+			a, b, err := optionalEnds(args)
+			if err != nil {
+				return err
 			}
 			c, err := g.client()
 			if err != nil {
@@ -217,4 +211,16 @@ func nodeCmd(g *globals) *cobra.Command {
 		})
 	}
 	return cmd
+}
+
+// optionalEnds reads "[A B]": both ends of one link, or none for every
+// link.
+func optionalEnds(args []string) (a, b string, err error) {
+	switch len(args) {
+	case 0:
+		return "", "", nil
+	case 2:
+		return args[0], args[1], nil
+	}
+	return "", "", fmt.Errorf("give both ends (A B), or none for every link")
 }
