@@ -615,11 +615,12 @@ func (a *Agent) probeDue(ctx context.Context, wg *sync.WaitGroup) {
 				mine = e
 			}
 		}
-		// In a sweep a peer's turn comes back after the transport has
-		// let an idle connection go: close it at once rather than hold
-		// one per recently probed peer (buffers, goroutines, and on an
-		// emulated link its pumps) for nothing.
-		closeConn := a.plan.sweepPeriod() > a.tr.IdleConnTimeout
+		// In a sweep every peer's turn comes round once per sweep: a
+		// connection kept for it would serve one probe per sweep while
+		// the node held one per peer (buffers, goroutines, file
+		// descriptors, and on an emulated link its pumps), O(n) per node
+		// and O(n²) in the fleet. Close it after the probe instead.
+		closeConn := a.plan.sweepPeriod() > 0
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

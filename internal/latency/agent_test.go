@@ -804,3 +804,112 @@ kantai_latency_probes_total{from="a"} %d
 		t.Errorf("a→b = %+v after b said %v s over 3 samples, own %+v; want the two pooled: %v s", after, said, own, want)
 	}
 }
+
+// countingConn reports its Close to the fixture's count of open
+// connections, once.
+type countingConn struct {
+	net.Conn
+	once  sync.Once
+	count *openCount
+}
+
+func (c *countingConn) Close() error {
+	c.once.Do(func() { c.count.add(-1) })
+	return c.Conn.Close()
+}
+
+type openCount struct {
+	mu     sync.Mutex
+	n      int
+	notify chan struct{}
+}
+
+func (o *openCount) add(d int) {
+	o.mu.Lock()
+	o.n += d
+	o.mu.Unlock()
+	select {
+	case o.notify <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until n connections are open.
+func (o *openCount) waitFor(t *testing.T, n int) {
+	t.Helper()
+	limit := time.NewTimer(waitLimit)
+	defer limit.Stop()
+	for {
+		o.mu.Lock()
+		got := o.n
+		o.mu.Unlock()
+		if got == n {
+			return
+		}
+		select {
+		case <-o.notify:
+		case <-limit.C:
+			t.Fatalf("waited %v for %d open probe connections; %d are open", waitLimit, n, got)
+		}
+	}
+}
+
+// A swept fleet (coordinate mode, every peer in turn) holds no connection
+// between its probes: a connection per peer would be O(n) per node for one
+// probe per sweep. A full mesh keeps one per peer, since every peer's turn
+// comes back each interval.
+func TestAgent_sweepHoldsNoConnections(t *testing.T) {
+	nodes := []string{"a", "b", "c", "d", "e", "f"}
+	for _, c := range []struct {
+		name      string
+		meshLimit int
+		wantOpen  int
+	}{
+		{"mesh", -1, len(nodes) * (len(nodes) - 1)},
+		{"sweep", 4, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := linkemu.NewNetwork()
+			ips := map[string]string{}
+			for i, node := range nodes {
+				ips[node] = fmt.Sprintf("127.77.206.%d", 31+i)
+			}
+			open := &openCount{notify: make(chan struct{}, 1)}
+			fx := startFleet(t, n, ips, func(cfg *Config) {
+				cfg.MeshLimit, cfg.ProbesPerRound = c.meshLimit, 1
+				// Rounds of an hour on the fake clock: the transport's
+				// idle timeout (ten rounds, on the real clock) cannot be
+				// what closes a connection here.
+				cfg.Interval = time.Hour
+				dial := cfg.Dial
+				cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					conn, err := dial(ctx, network, addr)
+					if err != nil {
+						return nil, err
+					}
+					open.add(1)
+					return &countingConn{Conn: conn, count: open}, nil
+				}
+			})
+			if got := fx.agents["a"].CoordinateMode(); got != (c.meshLimit > 0) {
+				t.Fatalf("CoordinateMode() = %v", got)
+			}
+			// Enough rounds for every agent to have probed every peer.
+			perRound := len(nodes) - 1
+			if c.meshLimit > 0 {
+				perRound = 1
+			}
+			for range (len(nodes) - 1) / perRound {
+				mark := fx.rec.mark()
+				fx.clock.Step(time.Hour)
+				fx.rec.waitUntil(t, mark, func(evs []event) bool { return len(evs) >= len(nodes)*perRound })
+			}
+			open.waitFor(t, c.wantOpen)
+			for _, e := range fx.rec.since(0) {
+				if e.Err != nil {
+					t.Errorf("probe %s→%s: %v", e.from, e.Peer, e.Err)
+				}
+			}
+		})
+	}
+}
