@@ -15,6 +15,7 @@ import (
 	"kantai.dev/kantai/internal/bench"
 	"kantai.dev/kantai/internal/bench/scenario"
 	"kantai.dev/kantai/internal/fleet"
+	"kantai.dev/kantai/internal/latency"
 	"kantai.dev/kantai/internal/manifest"
 	"kantai.dev/kantai/internal/testbed"
 )
@@ -31,12 +32,26 @@ type Env struct {
 	ReadyTimeout time.Duration
 }
 
-// Agents probe faster than the default during benchmarks so that runs start
-// from settled estimates (jitter is up to 20 ms there) without a long wait.
+// Agents of a fleet probed as a full mesh probe faster than the default
+// during benchmarks, so that runs start from settled estimates (jitter is
+// up to 20 ms there) without a long wait. A larger fleet keeps the default
+// interval: its agents probe a few peers per interval whatever the size,
+// so a faster round would multiply the whole fleet's probing (1,200
+// probes/s at 100 nodes) and a benchmark at idle would measure that
+// instead of the fleet users run.
 const (
 	probeInterval = 250 * time.Millisecond
 	minSamples    = 8
 )
+
+// probeIntervalFor is the agents' probe period in a fleet of n nodes; 0
+// is the fleet's default.
+func probeIntervalFor(n int) time.Duration {
+	if n <= latency.DefaultMeshLimit {
+		return probeInterval
+	}
+	return 0
+}
 
 // Start implements bench.Env.
 func (e *Env) Start(ctx context.Context, sc *scenario.Scenario, policy scenario.Policy) (bench.Instance, error) {
@@ -60,7 +75,7 @@ func (e *Env) Start(ctx context.Context, sc *scenario.Scenario, policy scenario.
 		timeout = 30*time.Second + time.Duration(len(tb.Nodes))*500*time.Millisecond
 	}
 	f, err := fleet.Start(ctx, fleet.Options{Testbed: tb, FunctionCommand: e.FunctionCommand,
-		GatewayPort: e.GatewayPort, AgentPort: e.AgentPort, Log: e.Log, LatencyInterval: probeInterval})
+		GatewayPort: e.GatewayPort, AgentPort: e.AgentPort, Log: e.Log, LatencyInterval: probeIntervalFor(len(tb.Nodes))})
 	if err != nil {
 		return nil, err
 	}
