@@ -89,7 +89,6 @@ func (rev *revision) estimate(percent int) Estimate {
 
 // publishEstimates sets the estimate gauges of a revision; rev.mu held.
 func (rev *revision) publishEstimatesLocked() {
-	m, origin := rev.g.cfg.Metrics, rev.g.cfg.Node
 	best := make([]time.Duration, len(rev.nodes))
 	for k, r := range rev.view.Replicas {
 		if x := balance.Expected(&rev.view, k); best[r.Node] == 0 || x < best[r.Node] {
@@ -97,10 +96,17 @@ func (rev *revision) publishEstimatesLocked() {
 		}
 	}
 	for j, n := range rev.view.Nodes {
-		dest := rev.nodes[j]
-		m.estimate.WithLabelValues(rev.service, rev.key, origin, dest, "rtt").Set(n.RTT.Seconds())
-		m.estimate.WithLabelValues(rev.service, rev.key, origin, dest, "processing").Set(n.Processing.Seconds())
-		m.estimate.WithLabelValues(rev.service, rev.key, origin, dest, "service").Set(n.Service.Seconds())
-		m.estimate.WithLabelValues(rev.service, rev.key, origin, dest, "expected").Set(best[j].Seconds())
+		g := &rev.dest[j].estimate
+		if g[0] == nil {
+			continue // has held no replica
+		}
+		g[0].Set(n.RTT.Seconds())
+		g[1].Set(n.Processing.Seconds())
+		g[2].Set(n.Service.Seconds())
+		g[3].Set(best[j].Seconds())
 	}
 }
+
+// estimateKinds are the values of kantai_gateway_estimate_seconds's
+// estimate label, in the order of destStats.estimate.
+var estimateKinds = [...]string{"rtt", "processing", "service", "expected"}

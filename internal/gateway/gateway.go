@@ -280,6 +280,7 @@ func (g *Gateway) SetReplicas(key string, replicas []ReplicaInfo) {
 		r.node = node
 		r.idx = len(rev.reps)
 		rev.reps = append(rev.reps, r)
+		rev.metricsLocked(node)
 		rev.view.Replicas = append(rev.view.Replicas, balance.Replica{Node: node, InFlight: r.inflight, Capacity: rev.cc})
 		delete(old, info.Name)
 	}

@@ -39,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"function", "revision", "origin", "destination"}),
 		estimate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kantai_gateway_estimate_seconds",
-			Help: "What a gateway's policy decides from, per revision and destination node: rtt, processing (the control step's estimate), service (the gateway's fresh figure, 0 when stale) and expected (the kantai policy's expected time at the node's best replica, 0 without one).",
+			Help: "What a gateway's policy decides from, per revision and destination node (once the node has held one of the revision's replicas): rtt, processing (the control step's estimate), service (the gateway's fresh figure, 0 when stale) and expected (the kantai policy's expected time at the node's best replica, 0 without one).",
 		}, []string{"function", "revision", "origin", "destination", "estimate"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.queued, m.buffered, m.inflight, m.estimate)

@@ -88,9 +88,30 @@ type destStats struct {
 	ewma       float64 // nanoseconds
 	lastSample time.Time
 	lastProbe  time.Time
-	ok         prometheus.Counter
-	latency    prometheus.Observer
-	inflight   prometheus.Gauge
+	// The destination's series, resolved once it first holds a replica
+	// (nil before; see metricsLocked): a fleet of n nodes would otherwise
+	// keep n series of each per revision at every gateway, n² in all,
+	// nearly all of them for nodes no request is sent to.
+	ok       prometheus.Counter
+	latency  prometheus.Observer
+	inflight prometheus.Gauge
+	// estimate holds kantai_gateway_estimate_seconds by estimateKinds.
+	estimate [len(estimateKinds)]prometheus.Gauge
+}
+
+// metricsLocked resolves the series of destination j, once; rev.mu held.
+func (rev *revision) metricsLocked(j int) {
+	d := &rev.dest[j]
+	if d.ok != nil {
+		return
+	}
+	m, origin := rev.g.cfg.Metrics, rev.g.cfg.Node
+	d.ok = m.requests.WithLabelValues(rev.service, rev.key, origin, d.node, "200")
+	d.latency = m.latency.WithLabelValues(rev.service, rev.key, origin, d.node)
+	d.inflight = m.inflight.WithLabelValues(rev.service, rev.key, origin, d.node)
+	for k, kind := range estimateKinds {
+		d.estimate[k] = m.estimate.WithLabelValues(rev.service, rev.key, origin, d.node, kind)
+	}
 }
 
 type replica struct {
@@ -144,10 +165,7 @@ func (rev *revision) setNodesLocked(nodes []string, origin int) {
 		rev.view.Nodes[i] = oldView[n]
 		d, ok := oldDest[n]
 		if !ok {
-			d = destStats{node: n,
-				ok:       g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, n, "200"),
-				latency:  g.cfg.Metrics.latency.WithLabelValues(rev.service, rev.key, g.cfg.Node, n),
-				inflight: g.cfg.Metrics.inflight.WithLabelValues(rev.service, rev.key, g.cfg.Node, n)}
+			d = destStats{node: n}
 		}
 		rev.dest[i] = d
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"hash/fnv"
 	"time"
 )
 
@@ -167,7 +168,9 @@ func (g *Gateway) Refresh() {
 				// No fresh sample: ask for one, at most every probeInterval.
 				node.Probe = hasReplica[j] && now.Sub(d.lastProbe) >= probeInterval
 			}
-			d.inflight.Set(float64(inflight[j]))
+			if d.inflight != nil {
+				d.inflight.Set(float64(inflight[j]))
+			}
 		}
 		rev.publishEstimatesLocked()
 		rev.queued.Set(float64(len(rev.waiters)))
@@ -180,8 +183,20 @@ func (g *Gateway) Refresh() {
 	}
 }
 
-// Run refreshes the gateway every interval until ctx ends.
+// Run refreshes the gateway every interval until ctx ends. After the first
+// refresh the ticks keep a phase of their own, derived from the node's
+// name: gateways started together (a fleet of a hundred in one process)
+// would otherwise all refresh in the same instant, and the burst of work
+// delays every request that arrives in it.
 func (g *Gateway) Run(ctx context.Context, interval time.Duration) {
+	g.Refresh()
+	phase := time.NewTimer(refreshPhase(g.cfg.Node, interval))
+	select {
+	case <-ctx.Done():
+		phase.Stop()
+		return
+	case <-phase.C:
+	}
 	g.Refresh()
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -193,4 +208,15 @@ func (g *Gateway) Run(ctx context.Context, interval time.Duration) {
 			g.Refresh()
 		}
 	}
+}
+
+// refreshPhase is node's offset in [0, interval): a hash of its name, so
+// that it is the same at every start and differs between nodes.
+func refreshPhase(node string, interval time.Duration) time.Duration {
+	if interval <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(node))
+	return time.Duration(h.Sum64() % uint64(interval))
 }
