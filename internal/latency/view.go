@@ -47,8 +47,12 @@ type view struct {
 	filt    map[string][]time.Duration
 	suspect map[string]bool // peers whose last sample was off their level
 	adj     adjuster
-	gossipC int       // rotating cursor over coords for gossip
-	pruned  time.Time // when other rows were last pruned
+	gossipC int // rotating cursor over coords for gossip
+	// coordNames is coords' keys in name order, for gossip; nil when a
+	// key was added or removed since (every answer gossips, and sorting
+	// the names each time was most of an answer's allocation).
+	coordNames []string
+	pruned     time.Time // when other rows were last pruned
 }
 
 func newView(self string, alpha float64, viv VivaldiConfig) *view {
@@ -83,7 +87,10 @@ func (v *view) forget(peer string) {
 	for _, row := range v.m {
 		delete(row, peer)
 	}
-	delete(v.coords, peer)
+	if _, ok := v.coords[peer]; ok {
+		delete(v.coords, peer)
+		v.coordNames = nil
+	}
 	delete(v.filt, peer)
 	delete(v.suspect, peer)
 	v.est.Forget(peer)
@@ -316,6 +323,9 @@ func (v *view) learn(node string, pc PeerCoord) bool {
 	if old, ok := v.coords[node]; !ok || pc.Updated.After(old.Updated) {
 		pc.Vec = slices.Clone(pc.Vec)
 		v.coords[node] = pc
+		if !ok {
+			v.coordNames = nil
+		}
 	}
 	return true
 }
@@ -327,13 +337,10 @@ func (v *view) gossip(n int) map[string]PeerCoord {
 	if n <= 0 || len(v.coords) == 0 {
 		return nil
 	}
-	names := slices.Sorted(func(yield func(string) bool) {
-		for k := range v.coords {
-			if !yield(k) {
-				return
-			}
-		}
-	})
+	if v.coordNames == nil {
+		v.coordNames = slices.Sorted(maps.Keys(v.coords))
+	}
+	names := v.coordNames
 	out := make(map[string]PeerCoord, min(n, len(names)))
 	for i := 0; i < n && i < len(names); i++ {
 		name := names[(v.gossipC+i)%len(names)]
