@@ -60,8 +60,12 @@ type Config struct {
 	QueueDepth int
 	// ActivationTimeout bounds a request's wait for a replica with room.
 	ActivationTimeout time.Duration
-	// Transport forwards to replicas; it dials through the node's links.
+	// Transport forwards to replicas with the net/http engine; it dials
+	// through the node's links. Default NewTransport(Dial).
 	Transport http.RoundTripper
+	// Dial connects to a replica for the fasthttp engine (FastHandler);
+	// default TCP with a 30 s timeout.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// RTT returns the measured round-trip time to another node.
 	RTT func(node string) (time.Duration, bool)
 	// OnDemand is told at once when a request waits for a revision that has
@@ -98,8 +102,11 @@ func New(cfg Config) (*Gateway, error) {
 		_, err := balance.New(cfg.Policy, nil)
 		return nil, err
 	}
+	if cfg.Dial == nil {
+		g.cfg.Dial = defaultDial()
+	}
 	if cfg.Transport == nil {
-		return nil, fmt.Errorf("gateway %s: no transport", cfg.Node)
+		g.cfg.Transport = NewTransport(cfg.Dial)
 	}
 	if err := g.SetNodes(cfg.Nodes); err != nil {
 		return nil, err
