@@ -92,7 +92,13 @@ func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), le
 func (x fastExchange) rawHost() string    { return bytesString(x.ctx.Host()) }
 func (x fastExchange) requestURI() string { return string(x.ctx.RequestURI()) }
 func (x fastExchange) path() string       { return string(x.ctx.Path()) }
-func (x fastExchange) bodyless() bool     { return x.ctx.Request.Header.ContentLength() == 0 }
+
+// bodyless: fasthttp gives a request with neither Content-Length nor
+// Transfer-Encoding the length -2, which for a request means no body.
+func (x fastExchange) bodyless() bool {
+	n := x.ctx.Request.Header.ContentLength()
+	return n == 0 || n == -2
+}
 
 // context never ends: fasthttp does not tell a handler that its client
 // went away.

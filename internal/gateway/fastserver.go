@@ -135,6 +135,12 @@ func (s *FastServer) connState(c net.Conn, st fasthttp.ConnState) {
 func (s *FastServer) Shutdown(ctx context.Context) error {
 	s.drain(ctx)
 	s.closeConns()
+	s.mu.Lock()
+	serving := s.ln != nil
+	s.mu.Unlock()
+	if !serving {
+		return nil
+	}
 	select {
 	case <-s.served:
 	case <-ctx.Done():
