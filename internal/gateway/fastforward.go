@@ -30,19 +30,13 @@ import (
 // FastHandler returns the gateway's in-cluster handler for a FastServer:
 // every route, no redirect, as ServeHTTP.
 func (g *Gateway) FastHandler() fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		var prepared bool
-		serve(g, fastExchange{ctx: ctx, prepared: &prepared}, false)
-	}
+	return func(ctx *fasthttp.RequestCtx) { serve(g, fastExchange{ctx}, false) }
 }
 
 // FastExternal returns the handler of the gateway's external listener for
 // a FastServer, as External.
 func (g *Gateway) FastExternal() fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		var prepared bool
-		serve(g, fastExchange{ctx: ctx, prepared: &prepared}, true)
-	}
+	return func(ctx *fasthttp.RequestCtx) { serve(g, fastExchange{ctx}, true) }
 }
 
 // Connections the fasthttp engine opens to one replica.
@@ -78,12 +72,12 @@ func (r *replica) fastClient(dial func(ctx context.Context, network, addr string
 }
 
 // fastExchange is the fasthttp engine's side of a request.
-type fastExchange struct {
-	ctx *fasthttp.RequestCtx
-	// prepared is set once the request's headers are edited for
-	// forwarding, so that a second attempt does not edit them again.
-	prepared *bool
-}
+type fastExchange struct{ ctx *fasthttp.RequestCtx }
+
+// preparedFor is the request context's user value naming the target the
+// request was last prepared for (see prepare): kept in the context, which
+// fasthttp pools, rather than in a variable that would escape.
+const preparedFor = "kantai.gateway.prepared"
 
 // bytesString views b as a string without copying; the string must not
 // outlive b's request.
@@ -171,19 +165,25 @@ func (x fastExchange) redirect(location string, code int) {
 // are written anew for the body as sent.
 var fastHopHeaders = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Upgrade"}
 
-// prepare edits the request for forwarding, once: hop-by-hop headers out
-// (those its Connection header names too), the route's headers in,
-// X-Forwarded-For extended, X-Forwarded-Proto and -Host replaced, the
-// Host rewritten when the route says so. It returns the protocol the
-// request asks to switch to, or "".
+// prepare edits the request for forwarding to t: hop-by-hop headers out
+// (those its Connection header names too), X-Forwarded-For extended,
+// X-Forwarded-Proto and -Host replaced, once; the target's headers in and
+// the Host rewritten when the route says so, again for another target
+// when the request is offered again (the previous target's headers go
+// first). It returns the protocol the request asks to switch to, or "".
 func (x fastExchange) prepare(t *target) string {
 	req := &x.ctx.Request
 	h := &req.Header
 	upgrade := fastUpgradeType(h)
-	if *x.prepared {
+	if prev, ok := x.ctx.UserValue(preparedFor).(*target); ok {
+		if prev != t {
+			for k := range prev.headers {
+				h.Del(k)
+			}
+			x.retarget(t, h.Peek("X-Forwarded-Host"))
+		}
 		return upgrade
 	}
-	*x.prepared = true
 	var upgradeTo [32]byte
 	up := append(upgradeTo[:0], h.Peek("Upgrade")...)
 	if conn := h.Peek("Connection"); len(conn) > 0 {
@@ -208,9 +208,6 @@ func (x fastExchange) prepare(t *target) string {
 		h.Set("Connection", "Upgrade")
 		h.SetBytesV("Upgrade", up)
 	}
-	for k, v := range t.headers {
-		h.Set(k, v[0])
-	}
 	var fwd [80]byte
 	xff := fwd[:0]
 	if prior := h.PeekAll("X-Forwarded-For"); len(prior) > 0 {
@@ -227,14 +224,28 @@ func (x fastExchange) prepare(t *target) string {
 		h.Set("X-Forwarded-Proto", "http")
 	}
 	h.SetBytesV("X-Forwarded-Host", h.Host())
-	if t.host != "" {
-		h.SetHost(t.host)
-	}
+	x.retarget(t, nil)
 	// The request goes out with its Host header and its target as
 	// received, not as fasthttp would rebuild them from the parsed URI.
 	req.UseHostHeader = true
 	req.URI().DisablePathNormalizing = true
 	return upgrade
+}
+
+// retarget sets t's headers and Host on the request; host is the Host the
+// request came with, to restore when t rewrites none (nil: unchanged).
+func (x fastExchange) retarget(t *target, host []byte) {
+	h := &x.ctx.Request.Header
+	for k, v := range t.headers {
+		h.Set(k, v[0])
+	}
+	switch {
+	case t.host != "":
+		h.SetHost(t.host)
+	case host != nil:
+		h.SetHostBytes(host)
+	}
+	x.ctx.SetUserValue(preparedFor, t)
 }
 
 func cutComma(b []byte) (before, after []byte) {
