@@ -54,6 +54,7 @@ func NewFastServer(h fasthttp.RequestHandler, o ServerOptions) *FastServer {
 		ReadBufferSize:               o.MaxHeaderBytes,
 		MaxRequestBodySize:           fastBodyPrefetch,
 		StreamRequestBody:            true,
+		ReduceMemoryUsage:            true,
 		DisablePreParseMultipartForm: true,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
@@ -67,8 +68,9 @@ type discardLogger struct{}
 func (discardLogger) Printf(string, ...any) {}
 
 // requestError answers a request that could not be read: 431 for a head
-// over MaxHeaderBytes, 408 for one not complete within ReadHeaderTimeout
-// (a slow client), else 400. fasthttp closes the connection after it.
+// over MaxHeaderBytes, else 400; fasthttp closes the connection after it.
+// A head not complete within ReadHeaderTimeout (a slow client) gets no
+// answer: its connection is closed, as net/http's server and nginx do.
 func requestError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
@@ -76,7 +78,9 @@ func requestError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &small):
 		ctx.Error("kantai: request header fields too large", http.StatusRequestHeaderFieldsTooLarge)
 	case errors.As(err, &ne) && ne.Timeout():
-		ctx.Error("kantai: request headers not received in time", http.StatusRequestTimeout)
+		// fasthttp writes whatever this leaves: onto a closed connection,
+		// where it fails.
+		_ = ctx.Conn().Close()
 	default:
 		ctx.Error("kantai: malformed request", http.StatusBadRequest)
 	}
