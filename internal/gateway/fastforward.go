@@ -476,7 +476,7 @@ func (b *fastBody) Close() error {
 		}
 		cc := connOf(acquireConn, b.cc)
 		if keep {
-			_ = cc.Conn().SetDeadline(time.Time{})
+			// Its deadline is left: the next request on it sets its own.
 			b.hc.ReleaseConn(cc)
 		} else {
 			b.hc.CloseConn(cc)

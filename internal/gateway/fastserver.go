@@ -40,9 +40,7 @@ func NewFastServer(h fasthttp.RequestHandler, o ServerOptions) *FastServer {
 	s.srv = &fasthttp.Server{
 		Handler:      s.serve,
 		ErrorHandler: requestError,
-		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
-			return fasthttp.RequestConfig{ReadTimeout: fastBodyReadTimeout}
-		},
+		HeaderReceived: bodyDeadline,
 		ConnState: s.connState,
 		// fasthttp's ReadTimeout runs from a connection's opening, or from
 		// a keep-alive connection's first byte, to the end of the headers
@@ -61,6 +59,17 @@ func NewFastServer(h fasthttp.RequestHandler, o ServerOptions) *FastServer {
 		Logger:                       discardLogger{},
 	}
 	return s
+}
+
+// bodyDeadline moves the read deadline on from ReadHeaderTimeout to
+// fastBodyReadTimeout for a request with a body. A request without one
+// leaves it: nothing more is read for it, and the next request's wait
+// sets a deadline of its own.
+func bodyDeadline(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if n := h.ContentLength(); n == 0 || n == -2 {
+		return fasthttp.RequestConfig{}
+	}
+	return fasthttp.RequestConfig{ReadTimeout: fastBodyReadTimeout}
 }
 
 type discardLogger struct{}
