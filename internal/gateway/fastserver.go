@@ -85,13 +85,13 @@ func requestError(ctx *fasthttp.RequestCtx, err error) {
 	var ne net.Error
 	switch {
 	case errors.As(err, &small):
-		ctx.Error("kantai: request header fields too large", http.StatusRequestHeaderFieldsTooLarge)
+		fastError(&ctx.Response, http.StatusRequestHeaderFieldsTooLarge, "kantai: request header fields too large")
 	case errors.As(err, &ne) && ne.Timeout():
 		// fasthttp writes whatever this leaves: onto a closed connection,
 		// where it fails.
 		_ = ctx.Conn().Close()
 	default:
-		ctx.Error("kantai: malformed request", http.StatusBadRequest)
+		fastError(&ctx.Response, http.StatusBadRequest, "kantai: malformed request")
 	}
 }
 
@@ -111,15 +111,15 @@ func (s *FastServer) Serve(ln net.Listener) error {
 
 func (s *FastServer) serve(ctx *fasthttp.RequestCtx) {
 	if s.draining.Load() {
+		fastError(&ctx.Response, http.StatusServiceUnavailable, "kantai: gateway shutting down")
 		ctx.Response.Header.Set("Retry-After", "1")
-		ctx.Error("kantai: gateway shutting down", http.StatusServiceUnavailable)
 		ctx.SetConnectionClose()
 		return
 	}
 	if ctx.IsConnect() {
 		// The gateway is no forward proxy: no tunnels, whatever the host.
+		fastError(&ctx.Response, http.StatusMethodNotAllowed, "kantai: CONNECT is not supported")
 		ctx.Response.Header.Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
-		ctx.Error("kantai: CONNECT is not supported", http.StatusMethodNotAllowed)
 		return
 	}
 	s.handler(ctx)

@@ -160,6 +160,22 @@ func TestServer_headerLimit(t *testing.T) {
 	})
 }
 
+// CONNECT is refused whatever the host: the gateway is no forward proxy.
+func TestServer_connectRefused(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		_, _, addr := startEngineServer(t, e, ok, ServerOptions{})
+		c, br := dial(t, addr)
+		io.WriteString(c, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+		resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") == "" {
+			t.Errorf("CONNECT: %d Allow=%q, want 405 with Allow", resp.StatusCode, resp.Header.Get("Allow"))
+		}
+	})
+}
+
 // Shutdown loses nothing: the request in flight is answered normally, a
 // request on an idle keep-alive connection gets 503 + Connection: close,
 // and new connections are refused by the kernel (nothing sent).
@@ -194,8 +210,9 @@ func TestServer_shutdownLosesNothing(t *testing.T) {
 			t.Error("a new connection was accepted while shutting down")
 		}
 		resp := rawRequest(t, idle, idleBr, "POST")
-		if resp.StatusCode != 503 || !resp.Close {
-			t.Errorf("late request on a keep-alive connection: %d close=%v, want 503 with Connection: close", resp.StatusCode, resp.Close)
+		if resp.StatusCode != 503 || !resp.Close || resp.Header.Get("Retry-After") != "1" {
+			t.Errorf("late request on a keep-alive connection: %d close=%v Retry-After=%q, want 503 with Connection: close and Retry-After: 1",
+				resp.StatusCode, resp.Close, resp.Header.Get("Retry-After"))
 		}
 		close(release)
 		resp, err := http.ReadResponse(slowBr, nil)
