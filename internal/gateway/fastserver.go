@@ -38,10 +38,10 @@ func NewFastServer(h fasthttp.RequestHandler, o ServerOptions) *FastServer {
 	o.defaults()
 	s := &FastServer{connTable: newConnTable(o), handler: h, served: make(chan struct{})}
 	s.srv = &fasthttp.Server{
-		Handler:      s.serve,
-		ErrorHandler: requestError,
+		Handler:        s.serve,
+		ErrorHandler:   requestError,
 		HeaderReceived: bodyDeadline,
-		ConnState: s.connState,
+		ConnState:      s.connState,
 		// fasthttp's ReadTimeout runs from a connection's opening, or from
 		// a keep-alive connection's first byte, to the end of the headers
 		// (HeaderReceived moves it on): ReadHeaderTimeout's bound.
