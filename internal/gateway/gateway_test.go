@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -715,6 +716,49 @@ func TestGateway_estimates(t *testing.T) {
 		g := fx.gw.cfg.Metrics.estimate.WithLabelValues("hello", "default/"+rev1, "node3", "node1", "expected")
 		if got := testutil.ToFloat64(g); got != 0.045 {
 			t.Errorf("expected-time gauge = %v, want 0.045", got)
+		}
+	})
+}
+
+// A replica that closes a kept-alive connection between two requests (its
+// idle timeout, a restart) costs the client nothing: a request without a
+// body is sent again on a new connection.
+func TestGateway_retriesOnConnectionClosedByReplica(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newFixture(t, e, nil)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		closed := make(chan struct{}, 4)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				// One answer per connection, then a close without
+				// "Connection: close": the gateway keeps it for reuse.
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				c.Close()
+				closed <- struct{}{}
+			}
+		}()
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "r", Node: "node3", Address: ln.Addr().String()}})
+		for i := 0; i < 3; i++ {
+			resp, body := fx.get("hello.default")
+			if resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("request %d: %d %q, want 200 ok", i, resp.StatusCode, body)
+			}
+			<-closed
 		}
 	})
 }
