@@ -467,7 +467,8 @@ func (b *fastBody) Read(p []byte) (int, error) {
 // pool if the body was read through and the replica keeps it open) and
 // the replica's slot, with the service time sample.
 func (b *fastBody) Close() error {
-	keep := b.eof && !b.back.ConnectionClose()
+	// A body without a length (-2) ends with its connection.
+	keep := b.eof && !b.back.ConnectionClose() && b.back.Header.ContentLength() != -2
 	_ = b.back.CloseBodyStream()
 	fasthttp.ReleaseResponse(b.back)
 	if b.hc != nil {

@@ -762,3 +762,33 @@ func TestGateway_retriesOnConnectionClosedByReplica(t *testing.T) {
 		}
 	})
 }
+
+// The revision's timeout also bounds the body: a replica that sends its
+// headers and then stalls has its answer cut at the timeout, counted as
+// a 504, and its slot given back.
+func TestGateway_revisionTimeoutCutsTheBody(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newFixture(t, e, nil)
+		release := make(chan struct{})
+		stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "start;")
+			http.NewResponseController(w).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		t.Cleanup(func() { close(release); stall.Close() })
+		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
+			Timeout: 300 * time.Millisecond, ResponseStartTimeout: 200 * time.Millisecond})
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "stall", Node: "node3", Address: strings.TrimPrefix(stall.URL, "http://")}})
+		resp, body := fx.get("hello.default")
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "start;") {
+			t.Errorf("got %d %q, want 200 and the start of the body", resp.StatusCode, body)
+		}
+		waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "stall") == 0 })
+		if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "node3", "504")); got != 1 {
+			t.Errorf("504 counter = %v, want 1", got)
+		}
+	})
+}
