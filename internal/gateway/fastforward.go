@@ -59,8 +59,16 @@ func (r *replica) fastClient(dial func(ctx context.Context, network, addr string
 	}
 	hc := &fasthttp.HostClient{
 		Addr: r.info.Address,
-		Dial: func(addr string) (net.Conn, error) {
-			return dial(context.Background(), "tcp", addr)
+		// The request's first deadline bounds a new connection's dial
+		// (AcquireConn passes it on).
+		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			ctx := context.Background()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			return dial(ctx, "tcp", addr)
 		},
 		MaxConns:            fastMaxConnsPerReplica,
 		MaxIdleConnDuration: IdleConnTimeout,
@@ -316,14 +324,21 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 	// the replica meanwhile; a request without a body is sent again on
 	// another, as net/http's transport does.
 	for try := 0; ; try++ {
-		cc, err := hc.AcquireConn(0, false)
+		cc, err := hc.AcquireConn(max(time.Until(deadline), time.Millisecond), false)
 		if err != nil {
+			// A connection refused is offered to another replica; one
+			// that did not complete before the deadline has spent the
+			// request's time, as on the net/http engine.
 			now := g.now()
-			if retryable {
+			var timedOut error
+			if isTimeout(err) || !time.Now().Before(deadline) {
+				timedOut = cause
+			}
+			if retryable && timedOut == nil {
 				g.unreached(rev, rep, now, err)
 				return true
 			}
-			if code, msg := g.unanswered(rev, rep, &p, now, err, nil, false); code != 499 {
+			if code, msg := g.unanswered(rev, rep, &p, now, err, timedOut, false); code != 499 {
 				fastError(&ctx.Response, code, msg)
 			}
 			return false
@@ -502,14 +517,20 @@ func (b *fastBody) Close() error {
 func (x fastExchange) forwardUpgrade(g *Gateway, rev *revision, rep *replica, p *plan, start, armed, deadline time.Time,
 	cause error, upgrade string, retryable bool) bool {
 	ctx := x.ctx
-	conn, err := g.cfg.Dial(context.Background(), "tcp", rep.info.Address)
+	dctx, cancel := context.WithDeadline(context.Background(), deadline)
+	conn, err := g.cfg.Dial(dctx, "tcp", rep.info.Address)
+	cancel()
 	if err != nil {
 		now := g.now()
-		if retryable {
+		var timedOut error
+		if isTimeout(err) || !time.Now().Before(deadline) {
+			timedOut = cause
+		}
+		if retryable && timedOut == nil {
 			g.unreached(rev, rep, now, err)
 			return true
 		}
-		if code, msg := g.unanswered(rev, rep, p, now, err, nil, false); code != 499 {
+		if code, msg := g.unanswered(rev, rep, p, now, err, timedOut, false); code != 499 {
 			fastError(&ctx.Response, code, msg)
 		}
 		return false

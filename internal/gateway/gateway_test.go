@@ -792,3 +792,31 @@ func TestGateway_revisionTimeoutCutsTheBody(t *testing.T) {
 		}
 	})
 }
+
+// A replica whose connection never completes (a blackholed address) costs
+// a request no more than the revision's response start timeout: the dial
+// is bounded by it, and the client gets 504 naming it (the time is spent:
+// no other replica is tried).
+func TestGateway_dialBoundedByTimeout(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		var dials atomic.Int32
+		fx := newFixture(t, e, func(c *Config) {
+			c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				<-ctx.Done()
+				return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+			}
+			c.Transport = &http.Transport{DialContext: c.Dial}
+		})
+		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
+			Timeout: time.Hour, ResponseStartTimeout: 100 * time.Millisecond})
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "hole", Node: "node3", Address: "192.0.2.1:80"}})
+		resp, body := fx.get("hello.default")
+		if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "response start timeout") {
+			t.Errorf("got %d %q, want 504 naming the response start timeout", resp.StatusCode, body)
+		}
+		if n := dials.Load(); n != 1 {
+			t.Errorf("%d dials, want 1", n)
+		}
+	})
+}
