@@ -356,10 +356,9 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 		back := fasthttp.AcquireResponse()
 		var br *bufio.Reader
 		if err == nil {
-			back.StreamBody = true
 			back.SkipBody = head
 			br = hc.AcquireReader(conn)
-			err = back.ReadLimitBody(br, 0)
+			err = readResponseHead(back, br)
 		}
 		done := time.Now()
 		if err != nil {
@@ -410,6 +409,19 @@ func (x fastExchange) relay(g *Gateway, rev *revision, rep *replica, p *plan, st
 	fb := fastBodyPool.Get().(*fastBody)
 	*fb = fastBody{g: g, rev: rev, rep: rep, service: service, back: back, resp: resp,
 		hc: hc, cc: cc, br: br, raw: raw, deadline: armed.Add(p.timeout)}
+	if br != nil && !noBody(back) {
+		// Only the head was read. A body of known length already in the
+		// read buffer (a small answer) is copied and the replica's
+		// connection and slot go back at once; any other streams.
+		if n := back.Header.ContentLength(); n >= 0 && n <= br.Buffered() {
+			body, _ := br.Peek(n)
+			resp.SetBody(body)
+			_, _ = br.Discard(n)
+		} else {
+			back.StreamBody = true
+			_ = back.ReadBody(br, 0) // with StreamBody, it only sets up the stream
+		}
+	}
 	if stream := back.BodyStream(); stream != nil {
 		fb.stream = stream
 		resp.SetBodyStream(fb, back.Header.ContentLength())
@@ -417,6 +429,30 @@ func (x fastExchange) relay(g *Gateway, rev *revision, rep *replica, p *plan, st
 	}
 	fb.eof = true
 	fb.Close()
+}
+
+// noBody reports a response that has no body: to a HEAD request, 1xx,
+// 204 or 304.
+func noBody(back *fasthttp.Response) bool {
+	s := back.StatusCode()
+	return back.SkipBody || s < 200 || s == http.StatusNoContent || s == http.StatusNotModified
+}
+
+// maxInterim bounds the interim (1xx) answers read before a response.
+const maxInterim = 100
+
+// readResponseHead reads a response's head, after any interim answers
+// but 101 Switching Protocols; the body is left in br.
+func readResponseHead(back *fasthttp.Response, br *bufio.Reader) error {
+	for range maxInterim {
+		if err := back.Header.Read(br); err != nil {
+			return err
+		}
+		if s := back.StatusCode(); s < 100 || s >= 200 || s == http.StatusSwitchingProtocols {
+			return nil
+		}
+	}
+	return errors.New("too many interim (1xx) answers")
 }
 
 // stripHop deletes from the client's response the hop-by-hop headers of
