@@ -17,15 +17,20 @@ import (
 
 // The fasthttp engine: the gateway's request path (serve, shared with the
 // net/http engine) on a fasthttp server, forwarding on one
-// fasthttp.HostClient per replica. The request is forwarded in place (its
-// headers edited, its body streamed from the client's connection) and the
-// response is streamed back from the replica's connection; the replica's
-// slot and connection go back when the response body is through.
+// fasthttp.HostClient per replica (its connection pool, buffers and
+// dial; the round trip is the engine's own, so that the revision's
+// timeouts are connection deadlines and the service time starts when the
+// request is written). The request is forwarded in place (its headers
+// edited, its body streamed from the client's connection); the response
+// is streamed back from the replica's connection, or copied when it is
+// small and already read; the replica's slot and connection go back when
+// the response body is through.
 //
 // What differs from the net/http engine: fasthttp does not watch a
 // client's connection while the handler runs, so a client that goes away
 // is noticed only when its answer is written (the net/http engine cancels
-// the wait and the forwarded request, and counts a 499).
+// the wait and the forwarded request, and counts a 499); a body the
+// revision's timeout cuts ends with the client's connection closed.
 
 // FastHandler returns the gateway's in-cluster handler for a FastServer:
 // every route, no redirect, as ServeHTTP.
@@ -41,7 +46,8 @@ func (g *Gateway) FastExternal() fasthttp.RequestHandler {
 
 // Connections the fasthttp engine opens to one replica.
 const (
-	// fastMaxConnsPerReplica bounds them: beyond, a request gets 502.
+	// fastMaxConnsPerReplica bounds them: beyond, a request without a
+	// body is offered to another replica, one with a body gets 502.
 	// Twice a listener's default bound on client connections, each of
 	// which has at most one request in flight.
 	fastMaxConnsPerReplica = 2 * DefaultMaxConns
