@@ -96,7 +96,14 @@ func serveGateway(t *testing.T, e engine, gw *Gateway) string {
 	return srv.URL
 }
 
-func newFixture(t *testing.T, e engine, mutate func(*Config)) *fixture {
+// newFixture is a fixture on the net/http engine.
+func newFixture(t *testing.T, mutate func(*Config)) *fixture {
+	return newEngineFixture(t, engineNetHTTP, mutate)
+}
+
+// newEngineFixture is a gateway serving on engine e, with one revision
+// routed and no replica.
+func newEngineFixture(t *testing.T, e engine, mutate func(*Config)) *fixture {
 	fx := &fixture{reg: prometheus.NewRegistry()}
 	cfg := Config{
 		Node: "node3", Nodes: []string{"node1", "node2", "node3"}, Policy: "kantai",
@@ -151,7 +158,7 @@ func (fx *fixture) stats(t *testing.T) RevisionStats {
 
 func TestGateway_routing(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		b := newBackend(t, "hello-node3-abcde")
 		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
 		tests := []struct {
@@ -192,7 +199,7 @@ func TestGateway_routing(t *testing.T) {
 
 func TestGateway_stripsHopHeadersAndStreamsBody(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		b := newBackend(t, "r1")
 		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
 		payload := strings.Repeat("x", 1<<20)
@@ -216,7 +223,7 @@ func TestGateway_stripsHopHeadersAndStreamsBody(t *testing.T) {
 
 func TestGateway_buffersUntilFirstReplica(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		done := make(chan string)
 		go func() {
 			resp, body := fx.get("hello.default")
@@ -241,7 +248,7 @@ func TestGateway_buffersUntilFirstReplica(t *testing.T) {
 
 func TestGateway_activationTimeout(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, func(c *Config) { c.ActivationTimeout = 150 * time.Millisecond })
+		fx := newEngineFixture(t, e, func(c *Config) { c.ActivationTimeout = 150 * time.Millisecond })
 		resp, body := fx.get("hello.default")
 		if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "no replica became available") {
 			t.Errorf("got %d %q, want 504 naming the cause", resp.StatusCode, body)
@@ -254,7 +261,7 @@ func TestGateway_activationTimeout(t *testing.T) {
 
 func TestGateway_queueFull(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, func(c *Config) { c.QueueDepth = 2 })
+		fx := newEngineFixture(t, e, func(c *Config) { c.QueueDepth = 2 })
 		var wg sync.WaitGroup
 		codes := make(chan int, 2)
 		for i := 0; i < 2; i++ {
@@ -284,7 +291,7 @@ func TestGateway_queueFull(t *testing.T) {
 
 func TestGateway_containerConcurrency(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello", ContainerConcurrency: 1})
 		b := newBackend(t, "only")
 		b.hold = make(chan struct{})
@@ -320,7 +327,7 @@ func TestGateway_containerConcurrency(t *testing.T) {
 // those in flight finish, and the replica is stopped once drained.
 func TestGateway_gracefulStopUnderLoad(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, func(c *Config) { c.Policy = "round-robin" })
+		fx := newEngineFixture(t, e, func(c *Config) { c.Policy = "round-robin" })
 		a, b := newBackend(t, "a"), newBackend(t, "b")
 		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node3"), b.info("node3")})
 		ctx, cancel := context.WithCancel(context.Background())
@@ -358,7 +365,7 @@ func TestGateway_gracefulStopUnderLoad(t *testing.T) {
 
 func TestGateway_removeRevisionAnswersWaiters(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		got := make(chan int)
 		go func() { resp, _ := fx.get("hello.default"); got <- resp.StatusCode }()
 		waitFor(t, func() bool { return fx.stats(t).Waiting == 1 })
@@ -379,7 +386,7 @@ func TestGateway_removeRevisionAnswersWaiters(t *testing.T) {
 // to the revision the route names now.
 func TestGateway_waitersFollowTheRoute(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		got := make(chan string)
 		go func() { resp, body := fx.get("hello.default"); got <- fmt.Sprint(resp.StatusCode, " ", body) }()
 		waitFor(t, func() bool { return fx.stats(t).Waiting == 1 })
@@ -401,7 +408,7 @@ func TestGateway_waitersFollowTheRoute(t *testing.T) {
 // gateway does not know yet answers 503.
 func TestGateway_splitsAndTags(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		seenTag := make(chan string, 1)
 		oldB := newBackend(t, "old")
 		newB := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -454,7 +461,7 @@ func TestGateway_splitsAndTags(t *testing.T) {
 // a 504 that says which, counted in the metrics.
 func TestGateway_revisionTimeouts(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		release := make(chan struct{})
 		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			select {
@@ -484,7 +491,7 @@ func TestGateway_revisionTimeouts(t *testing.T) {
 // more requests, and the node's series go.
 func TestGateway_setNodes(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		a, b := newBackend(t, "a"), newBackend(t, "b")
 		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node1"), b.info("node3")})
 		if err := fx.gw.SetNodes([]string{"node2", "node3", "node4"}); err != nil {
@@ -584,7 +591,7 @@ func TestCopyHeader(t *testing.T) {
 // nothing: the request goes to another replica.
 func TestGateway_retriesRefusedConnection(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, func(c *Config) { c.Policy = "round-robin" })
+		fx := newEngineFixture(t, e, func(c *Config) { c.Policy = "round-robin" })
 		dead := newBackend(t, "dead")
 		deadInfo := dead.info("node3")
 		dead.srv.Close()
@@ -610,7 +617,7 @@ func TestGateway_retriesRefusedConnection(t *testing.T) {
 func TestGateway_serviceTimeExcludesConnectionSetup(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
 		const dialDelay = 400 * time.Millisecond
-		fx := newFixture(t, e, func(c *Config) {
+		fx := newEngineFixture(t, e, func(c *Config) {
 			d := &net.Dialer{}
 			c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				time.Sleep(dialDelay) // stands in for the emulated link's setup
@@ -641,7 +648,7 @@ func TestGateway_slowNodeThatRecoversIsProbed(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
 		var clock atomic.Int64
 		clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-		fx := newFixture(t, e, func(c *Config) { c.Now = func() time.Time { return time.Unix(0, clock.Load()) } })
+		fx := newEngineFixture(t, e, func(c *Config) { c.Now = func() time.Time { return time.Unix(0, clock.Load()) } })
 		var farDelay atomic.Int64
 		farDelay.Store(int64(200 * time.Millisecond))
 		far := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -686,7 +693,7 @@ func TestGateway_slowNodeThatRecoversIsProbed(t *testing.T) {
 // shares, and the same figures reach the metrics at each refresh.
 func TestGateway_estimates(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, func(c *Config) {
+		fx := newEngineFixture(t, e, func(c *Config) {
 			c.RTT = func(n string) (time.Duration, bool) { return 40 * time.Millisecond, n != "node3" }
 		})
 		a, b := newBackend(t, "a"), newBackend(t, "b")
@@ -725,7 +732,7 @@ func TestGateway_estimates(t *testing.T) {
 // body is sent again on a new connection.
 func TestGateway_retriesOnConnectionClosedByReplica(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -768,7 +775,7 @@ func TestGateway_retriesOnConnectionClosedByReplica(t *testing.T) {
 // a 504, and its slot given back.
 func TestGateway_revisionTimeoutCutsTheBody(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		release := make(chan struct{})
 		stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "start;")
@@ -800,7 +807,7 @@ func TestGateway_revisionTimeoutCutsTheBody(t *testing.T) {
 func TestGateway_dialBoundedByTimeout(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
 		var dials atomic.Int32
-		fx := newFixture(t, e, func(c *Config) {
+		fx := newEngineFixture(t, e, func(c *Config) {
 			c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				dials.Add(1)
 				<-ctx.Done()

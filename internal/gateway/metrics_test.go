@@ -11,7 +11,7 @@ import (
 // revisions' series stay.
 func TestMetrics_deletedRevisionDisappears(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: "other-00001", Service: "other"})
 		b := newBackend(t, "hello-node3-abcde")
 		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})

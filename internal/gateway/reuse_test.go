@@ -14,7 +14,7 @@ import (
 // reach the replica with exactly their own path, headers and body.
 func TestGateway_forwardedRequestsDoNotLeak(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
-		fx := newFixture(t, e, nil)
+		fx := newEngineFixture(t, e, nil)
 		backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
 			fmt.Fprintf(w, "%s|%s|%s|%s|%s", r.URL.RequestURI(), r.Header.Get("X-Req"), r.Header.Get("X-Odd"),

@@ -28,7 +28,7 @@ func echo(t *testing.T, name string, show ...string) ReplicaInfo {
 // ingressFixture is a gateway with revisions ns/a, ns/b and ns/c, each
 // served by one replica that echoes the Host and X-Extra, X-Who.
 func ingressFixture(t *testing.T, e engine, routes []Route) *Gateway {
-	fx := newFixture(t, e, nil)
+	fx := newEngineFixture(t, e, nil)
 	for _, name := range []string{"a", "b", "c"} {
 		fx.gw.SetRevision(RevisionConfig{Namespace: "ns", Name: name, Service: name})
 		fx.gw.SetReplicas("ns/"+name, []ReplicaInfo{echo(t, name, "X-Extra", "X-Who")})
