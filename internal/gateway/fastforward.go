@@ -300,8 +300,8 @@ func fastUpgradeType(h *fasthttp.RequestHeader) string {
 }
 
 // connOf returns c as the connection type HostClient's methods take, which
-// fasthttp does not export; acquire only names it (its value is
-// HostClient.AcquireConn, a method expression, which costs nothing).
+// fasthttp does not export; the first argument only names that type (it is
+// acquireConn, a method expression, which costs nothing to pass).
 func connOf[C any](_ func(*fasthttp.HostClient, time.Duration, bool) (C, error), c any) C {
 	return c.(C)
 }
@@ -383,6 +383,18 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 			if code, msg := g.unanswered(rev, rep, &p, g.now(), err, timedOut, false); code != 499 {
 				fastError(&ctx.Response, code, msg)
 			}
+			return false
+		}
+		if back.StatusCode() == http.StatusSwitchingProtocols {
+			// Nobody asked to switch: the connection is no longer HTTP.
+			msg := "kantai: replica switched to protocol " + strconv.Quote(string(back.Header.Peek("Upgrade"))) +
+				", the client asked for " + strconv.Quote("")
+			hc.ReleaseReader(br)
+			fasthttp.ReleaseResponse(back)
+			hc.CloseConn(cc)
+			g.answered(rev, rep, &p, http.StatusBadGateway, start, g.now())
+			rev.release(rep, g.now(), p.service(sent, done))
+			fastError(&ctx.Response, http.StatusBadGateway, msg)
 			return false
 		}
 		x.relay(g, rev, rep, &p, start, armed, sent, done, back, hc, cc, br, nil)

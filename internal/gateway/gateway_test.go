@@ -827,3 +827,26 @@ func TestGateway_dialBoundedByTimeout(t *testing.T) {
 		}
 	})
 }
+
+// A replica that switches protocols unasked gets its client a 502 saying
+// so, and its connection is not used again.
+func TestGateway_unaskedSwitchIs502(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		sw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		}))
+		t.Cleanup(sw.Close)
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "sw", Node: "node3", Address: strings.TrimPrefix(sw.URL, "http://")}})
+		resp, body := fx.get("hello.default")
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "switched to protocol") {
+			t.Errorf("got %d %q, want 502 saying the replica switched protocols", resp.StatusCode, body)
+		}
+		waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "sw") == 0 })
+	})
+}
