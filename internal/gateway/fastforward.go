@@ -35,13 +35,23 @@ import (
 // FastHandler returns the gateway's in-cluster handler for a FastServer:
 // every route, no redirect, as ServeHTTP.
 func (g *Gateway) FastHandler() fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) { serve(g, fastExchange{ctx}, false) }
+	return func(ctx *fasthttp.RequestCtx) { serveFast(g, ctx, false) }
 }
 
 // FastExternal returns the handler of the gateway's external listener for
 // a FastServer, as External.
 func (g *Gateway) FastExternal() fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) { serve(g, fastExchange{ctx}, true) }
+	return func(ctx *fasthttp.RequestCtx) { serveFast(g, ctx, true) }
+}
+
+func serveFast(g *Gateway, ctx *fasthttp.RequestCtx, external bool) {
+	x := fastExchange{ctx: ctx}
+	if conn := ctx.Conn(); conn != nil && x.bodyless() {
+		// Watched only while it waits for a replica (see clientWatch).
+		x.watch = watchClient(conn)
+		defer x.watch.release()
+	}
+	serve(g, x, external)
 }
 
 // Connections the fasthttp engine opens to one replica.
@@ -86,7 +96,10 @@ func (r *replica) fastClient(dial func(ctx context.Context, network, addr string
 }
 
 // fastExchange is the fasthttp engine's side of a request.
-type fastExchange struct{ ctx *fasthttp.RequestCtx }
+type fastExchange struct {
+	ctx   *fasthttp.RequestCtx
+	watch *clientWatch // nil for a request with a body, whose client's connection the body's stream reads
+}
 
 // preparedFor is the request context's user value naming the target the
 // request was last prepared for (see prepare): kept in the context, which
@@ -108,9 +121,15 @@ func (x fastExchange) bodyless() bool {
 	return n == 0 || n == -2
 }
 
-// context never ends: fasthttp does not tell a handler that its client
-// went away.
-func (x fastExchange) context() context.Context { return context.Background() }
+// context ends when the client is gone, for a request without a body
+// while it waits for a replica (see clientWatch); else never: fasthttp
+// does not tell a handler that its client went away.
+func (x fastExchange) context() context.Context {
+	if x.watch != nil {
+		return x.watch
+	}
+	return context.Background()
+}
 
 func (x fastExchange) hasPathPrefix(prefix string) bool {
 	p := x.ctx.Path()

@@ -850,3 +850,30 @@ func TestGateway_unaskedSwitchIs502(t *testing.T) {
 		waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "sw") == 0 })
 	})
 }
+
+// A client that goes away while its request waits for a replica leaves
+// the queue at once (counted as 499), rather than holding a place and,
+// later, a replica's slot for nobody.
+func TestGateway_clientGoneWhileWaiting(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: hello.default\r\n\r\n")
+		waitFor(t, func() bool { return fx.stats(t).Waiting == 1 })
+		c.Close()
+		waitFor(t, func() bool { return fx.stats(t).Waiting == 0 })
+		if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "none", "499")); got != 1 {
+			t.Errorf("499 counter = %v, want 1", got)
+		}
+		// The gateway still serves: a replica comes, a request is answered.
+		b := newBackend(t, "r")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
+		if resp, body := fx.get("hello.default"); resp.StatusCode != 200 {
+			t.Errorf("after: %d %q", resp.StatusCode, body)
+		}
+	})
+}
