@@ -27,10 +27,12 @@ import (
 // the response body is through.
 //
 // What differs from the net/http engine: fasthttp does not watch a
-// client's connection while the handler runs, so a client that goes away
-// is noticed only when its answer is written (the net/http engine cancels
-// the wait and the forwarded request, and counts a 499); a body the
-// revision's timeout cuts ends with the client's connection closed.
+// client's connection while the handler runs. The engine watches it
+// while a request without a body waits for a replica (clientWatch); a
+// client that goes away after that is noticed only when its answer is
+// written (the net/http engine cancels the forwarded request and counts
+// a 499). A body the revision's timeout cuts ends with the client's
+// connection closed.
 
 // FastHandler returns the gateway's in-cluster handler for a FastServer:
 // every route, no redirect, as ServeHTTP.
