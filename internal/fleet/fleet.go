@@ -53,6 +53,10 @@ type Options struct {
 	// Registry receives every metric of the fleet; default a new one.
 	Registry *prometheus.Registry
 	Seed     uint64
+	// GatewayEngine is the gateways' forwarding engine, gateway.EngineNetHTTP
+	// or gateway.EngineFast; default the environment's
+	// KANTAI_GATEWAY_ENGINE, else net/http.
+	GatewayEngine string
 }
 
 // Fleet is a running emulated fleet.
@@ -92,7 +96,7 @@ type node struct {
 	spec      testbed.Node
 	gw        *gateway.Gateway
 	gwLn      net.Listener
-	gwSrv     *gateway.Server
+	gwSrv     gateway.ListenerServer
 	agent     *latency.Agent
 	transport *http.Transport
 }
@@ -117,6 +121,12 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.GatewayEngine == "" {
+		opts.GatewayEngine = os.Getenv(gateway.EnvEngine)
+	}
+	if err := gateway.CheckEngine(opts.GatewayEngine); err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -192,7 +202,7 @@ func (f *Fleet) startNodes() error {
 		gw, err := gateway.New(gateway.Config{
 			Node: spec.Name, Nodes: names, Policy: f.tb.Policies.LoadBalancer,
 			QueueDepth: f.tb.Gateway.QueueDepth, ActivationTimeout: f.tb.Gateway.ActivationTimeout.D(),
-			Transport: n.transport, RTT: agent.RTT, Metrics: f.metrics,
+			Transport: n.transport, Dial: dial, RTT: agent.RTT, Metrics: f.metrics,
 			Log: f.log.With("node", spec.Name), Seed: f.opts.Seed + uint64(len(f.nodes)),
 			OnDemand: func(rev string) { f.coldStart(rev, nodeName) },
 		})
@@ -206,7 +216,9 @@ func (f *Fleet) startNodes() error {
 			return fmt.Errorf("node %s: gateway: %w", spec.Name, err)
 		}
 		n.gwLn = ln
-		n.gwSrv = gateway.NewServer(gw, gateway.ServerOptions{})
+		if n.gwSrv, err = gateway.NewListenerServer(f.opts.GatewayEngine, gw, false, gateway.ServerOptions{}); err != nil {
+			return fmt.Errorf("node %s: gateway: %w", spec.Name, err)
+		}
 		f.wg.Add(3)
 		go func() { defer f.wg.Done(); gw.Run(f.ctx, f.opts.ControlInterval) }()
 		go func() {

@@ -50,6 +50,7 @@ type front struct {
 
 var fronts = []front{
 	{"gateway", startGatewayFront},
+	{"fasthttp", startFastGatewayFront},
 	{"httputil", startHTTPUtilFront},
 	{"external", startExternalFront},
 }
@@ -103,6 +104,20 @@ func confServerOptions() ServerOptions {
 
 func startGatewayFront(t *testing.T, backend string) string {
 	t.Helper()
+	_, addr := startServer(t, confGateway(t, backend), confServerOptions())
+	return addr
+}
+
+// startFastGatewayFront is the gateway on the fasthttp engine.
+func startFastGatewayFront(t *testing.T, backend string) string {
+	t.Helper()
+	_, addr := startFastServer(t, confGateway(t, backend).FastHandler(), confServerOptions())
+	return addr
+}
+
+// confGateway is a gateway routing confHost to backend.
+func confGateway(t *testing.T, backend string) *Gateway {
+	t.Helper()
 	gw, err := New(Config{
 		Node: "n1", Nodes: []string{"n1"}, Policy: "kantai",
 		Transport: NewTransport(nil),
@@ -116,8 +131,7 @@ func startGatewayFront(t *testing.T, backend string) string {
 	if err := gw.SetRoutes(ServiceRoutes("conf", "default", "", []ServiceTarget{{Revision: "default/conf-00001", Percent: 100}})); err != nil {
 		t.Fatal(err)
 	}
-	_, addr := startServer(t, gw, confServerOptions())
-	return addr
+	return gw
 }
 
 func startHTTPUtilFront(t *testing.T, backend string) string {

@@ -60,8 +60,12 @@ type Config struct {
 	QueueDepth int
 	// ActivationTimeout bounds a request's wait for a replica with room.
 	ActivationTimeout time.Duration
-	// Transport forwards to replicas; it dials through the node's links.
+	// Transport forwards to replicas with the net/http engine; it dials
+	// through the node's links. Default NewTransport(Dial).
 	Transport http.RoundTripper
+	// Dial connects to a replica for the fasthttp engine (FastHandler);
+	// default TCP with a 30 s timeout.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// RTT returns the measured round-trip time to another node.
 	RTT func(node string) (time.Duration, bool)
 	// OnDemand is told at once when a request waits for a revision that has
@@ -98,8 +102,11 @@ func New(cfg Config) (*Gateway, error) {
 		_, err := balance.New(cfg.Policy, nil)
 		return nil, err
 	}
+	if cfg.Dial == nil {
+		g.cfg.Dial = defaultDial()
+	}
 	if cfg.Transport == nil {
-		return nil, fmt.Errorf("gateway %s: no transport", cfg.Node)
+		g.cfg.Transport = NewTransport(cfg.Dial)
 	}
 	if err := g.SetNodes(cfg.Nodes); err != nil {
 		return nil, err
@@ -328,39 +335,71 @@ func (g *Gateway) SetProcessing(key string, perNode map[string]time.Duration) {
 
 // ServeHTTP routes, buffers, balances and forwards one request: the
 // in-cluster listener, which serves every route (see External).
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.serve(w, r, false) }
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	serve(g, httpExchange{w: w, r: r}, false)
+}
 
-func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, external bool) {
+// exchange is one forwarding engine's side of a request: what the shared
+// decisions read of it and how their answers reach the client. Engines
+// pass it by value to the generic serve, so calls through it are direct
+// and nothing escapes to the heap on its account.
+type exchange interface {
+	requestView
+	// rawHost is the Host the request came with, unnormalised.
+	rawHost() string
+	// requestURI is the request's target as received, for a redirect.
+	requestURI() string
+	// path is the request's path, for an error message.
+	path() string
+	// bodyless reports a request declared without a body, which may be
+	// offered to another replica when its first could not be reached.
+	bodyless() bool
+	// context ends when the client is gone, as far as the engine knows.
+	context() context.Context
+	// reply answers with a plain-text error; retryAfter adds
+	// "Retry-After: 1".
+	reply(code int, msg string, retryAfter bool)
+	// redirect answers with a redirect to location.
+	redirect(location string, code int)
+	// forward sends the request to rep and relays the answer; it returns
+	// true, having written nothing, when retryable and rep could not be
+	// reached, so that another replica may be chosen.
+	forward(g *Gateway, rev *revision, t *target, rep *replica, start time.Time, retryable bool) bool
+}
+
+// serve is the request path both engines share: route, wait for a
+// replica, forward, and offer the request again when nothing was sent
+// for it yet: when the revision it waited for was removed (a rollout: the
+// route now names another), and, without a body, when the chosen replica
+// refused the connection (it is stopping or has died), so the client need
+// not see a replica's end.
+func serve[X exchange](g *Gateway, x X, external bool) {
 	start := g.now()
-	host := routeHost(r.Host)
-	// A request that nothing was sent for yet is offered again: when the
-	// revision it waited for was removed (a rollout: the route now names
-	// another), and, without a body, when the chosen replica refused the
-	// connection (it is stopping or has died), so the client need not see
-	// a replica's end.
+	host := routeHost(x.rawHost())
 	for attempt := 1; ; attempt++ {
-		t, why, detail := g.routes.Load().find(host, r, external)
+		t, why, detail := find(g.routes.Load(), host, x, external)
 		if t == nil {
-			g.unrouted(w, r, why, host, detail)
+			unrouted(g, x, why, host, detail)
 			return
 		}
 		rev := t.rev
 		if rev == nil {
 			g.cfg.Metrics.requests.WithLabelValues("", t.revision, g.cfg.Node, "none", "503").Inc()
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "kantai: revision "+t.revision+" is not known at this gateway yet", http.StatusServiceUnavailable)
+			x.reply(http.StatusServiceUnavailable, "kantai: revision "+t.revision+" is not known at this gateway yet", true)
 			return
 		}
-		rep, err := rev.acquire(r.Context(), start)
+		rep, err := rev.acquire(x.context(), start)
 		if err != nil {
 			if errors.Is(err, errRemoved) && attempt < maxAttempts {
 				continue
 			}
-			g.fail(w, rev, err)
+			if code, msg, retryAfter := g.failure(rev, err); code != 499 {
+				x.reply(code, msg, retryAfter)
+			}
 			return
 		}
-		retryable := attempt < maxAttempts && r.ContentLength == 0
-		if !g.forward(w, r, rev, t, rep, start, retryable) {
+		retryable := attempt < maxAttempts && x.bodyless()
+		if !x.forward(g, rev, t, rep, start, retryable) {
 			return
 		}
 	}
@@ -375,12 +414,14 @@ func isDialError(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-func (g *Gateway) fail(w http.ResponseWriter, rev *revision, err error) {
-	code := http.StatusServiceUnavailable
-	msg := "kantai: " + rev.key + ": "
+// failure is the answer to a request that got no replica of rev, counted;
+// 499 (the client went away) is not to be written.
+func (g *Gateway) failure(rev *revision, err error) (code int, msg string, retryAfter bool) {
+	code = http.StatusServiceUnavailable
+	msg = "kantai: " + rev.key + ": "
 	switch {
 	case errors.Is(err, errQueueFull):
-		w.Header().Set("Retry-After", "1")
+		retryAfter = true
 		msg += "too many requests waiting; retry later"
 	case errors.Is(err, errTimeout):
 		code = http.StatusGatewayTimeout
@@ -393,10 +434,45 @@ func (g *Gateway) fail(w http.ResponseWriter, rev *revision, err error) {
 		msg += err.Error()
 	}
 	g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, "none", strconv.Itoa(code)).Inc()
-	if code == 499 {
-		return
+	return code, msg, retryAfter
+}
+
+// httpExchange is the net/http engine's side of a request.
+type httpExchange struct {
+	w http.ResponseWriter
+	r *http.Request
+}
+
+func (x httpExchange) rawHost() string          { return x.r.Host }
+func (x httpExchange) requestURI() string       { return x.r.URL.RequestURI() }
+func (x httpExchange) path() string             { return x.r.URL.Path }
+func (x httpExchange) bodyless() bool           { return x.r.ContentLength == 0 }
+func (x httpExchange) context() context.Context { return x.r.Context() }
+func (x httpExchange) hasPathPrefix(prefix string) bool {
+	return strings.HasPrefix(x.r.URL.Path, prefix)
+}
+func (x httpExchange) hasHeader(name, value string) bool {
+	return slices.Contains(x.r.Header[name], value)
+}
+func (x httpExchange) overTLS() bool {
+	if x.r.TLS != nil {
+		return true
 	}
-	http.Error(w, msg, code)
+	v := x.r.Header["X-Forwarded-Proto"]
+	return len(v) > 0 && strings.EqualFold(v[len(v)-1], "https")
+}
+
+func (x httpExchange) reply(code int, msg string, retryAfter bool) {
+	if retryAfter {
+		x.w.Header().Set("Retry-After", "1")
+	}
+	http.Error(x.w, msg, code)
+}
+
+func (x httpExchange) redirect(location string, code int) { http.Redirect(x.w, x.r, location, code) }
+
+func (x httpExchange) forward(g *Gateway, rev *revision, t *target, rep *replica, start time.Time, retryable bool) bool {
+	return g.forward(x.w, x.r, rev, t, rep, start, retryable)
 }
 
 // isHopHeader reports the connection-level headers that are never
@@ -472,21 +548,10 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	// timeout from a client gone.
 	ctx, cancel := context.WithCancelCause(in.Context())
 	defer cancel(nil)
-	rev.mu.Lock()
-	timeout, startTimeout, local := rev.timeout, rev.start, rep.node == rev.view.Origin
-	var dest destStats
-	var rtt time.Duration // the view's snapshot, refreshed by Refresh
-	if rep.node >= 0 {
-		dest = rev.dest[rep.node]
-		rtt = rev.view.Nodes[rep.node].RTT
-	}
-	rev.mu.Unlock()
+	p := rev.plan(rep)
 	fl := flightPool.Get().(*flight)
-	cause := errResponseStart
-	if startTimeout >= timeout {
-		cause = errRevTimeout
-	}
-	fl.arm(cancel, cause, startTimeout)
+	first, cause := p.firstBound()
+	fl.arm(cancel, cause, first)
 	defer fl.done()
 
 	// The outbound request is not pooled: http.Transport may still read it
@@ -543,39 +608,30 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	}
 	now := g.now()
 	if err != nil {
-		rev.release(rep, now, -1)
-		g.cfg.Log.Debug("forwarding failed", "revision", rev.key, "replica", rep.info.Name, "err", err)
 		if retryable && isDialError(err) && in.Context().Err() == nil {
+			g.unreached(rev, rep, now, err)
 			return true
 		}
-		code, msg := http.StatusBadGateway, "kantai: replica "+rep.info.Name+" did not answer: "+err.Error()
-		switch c := context.Cause(ctx); {
-		case in.Context().Err() != nil:
-			code = 499
-		case c == errResponseStart || c == errRevTimeout:
-			code, msg = http.StatusGatewayTimeout, "kantai: "+rev.key+": "+c.Error()+" ("+startTimeout.String()+")"
+		var timedOut error
+		if c := context.Cause(ctx); c == errResponseStart || c == errRevTimeout {
+			timedOut = c
 		}
-		g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, strconv.Itoa(code)).Inc()
-		if code == 499 {
-			return false
+		if code, msg := g.unanswered(rev, rep, &p, now, err, timedOut, in.Context().Err() != nil); code != 499 {
+			http.Error(w, msg, code)
 		}
-		http.Error(w, msg, code)
 		return false
 	}
-	if startTimeout < timeout {
+	if p.startTimeout < p.timeout {
 		// Headers are in: the rest of the timeout covers the body.
-		fl.rearm(errRevTimeout, timeout-done.Sub(fl.armed))
+		fl.rearm(errRevTimeout, p.timeout-done.Sub(fl.armed))
 	}
-	service := done.Sub(sent)
-	if !local && rtt > 0 {
-		service = max(service-rtt, 0)
-	}
+	service := p.service(sent, done)
 	h := w.Header()
 	copyHeader(h, resp.Header)
 	h[HeaderReplica] = rep.header
 	h[HeaderNode] = rep.nodeHeader
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, "101").Inc()
+		g.switched(rev, rep)
 		fl.disarm() // the connection is the client's and the replica's now
 		switchProtocols(w, resp, upgrade)
 		rev.release(rep, g.now(), service)
@@ -590,14 +646,7 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 		h["Trailer"] = []string{strings.Join(keys, ", ")}
 	}
 	w.WriteHeader(resp.StatusCode)
-	if dest.latency != nil {
-		dest.latency.Observe(now.Sub(start).Seconds())
-	}
-	if resp.StatusCode == http.StatusOK && dest.ok != nil {
-		dest.ok.Inc()
-	} else {
-		g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, strconv.Itoa(resp.StatusCode)).Inc()
-	}
+	g.answered(rev, rep, &p, resp.StatusCode, start, now)
 	// The slot is released once the body is through, so in-flight counts
 	// cover streaming responses too.
 	bp := g.bufs.Get().(*[]byte)
@@ -608,10 +657,100 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 		copyTrailer(h, resp.Trailer, announced)
 	}
 	if context.Cause(ctx) == errRevTimeout {
-		g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, "504").Inc()
+		g.cutShort(rev, rep)
 	}
 	rev.release(rep, g.now(), service)
 	return false
+}
+
+// plan is what forwarding one request needs of its revision and its
+// replica's node, read under the revision's lock once.
+type plan struct {
+	timeout, startTimeout time.Duration
+	local                 bool
+	dest                  destStats
+	rtt                   time.Duration // the view's snapshot, refreshed by Refresh
+}
+
+func (rev *revision) plan(rep *replica) plan {
+	rev.mu.Lock()
+	defer rev.mu.Unlock()
+	p := plan{timeout: rev.timeout, startTimeout: rev.start, local: rep.node == rev.view.Origin}
+	if rep.node >= 0 {
+		p.dest = rev.dest[rep.node]
+		p.rtt = rev.view.Nodes[rep.node].RTT
+	}
+	return p
+}
+
+// firstBound is the first deadline a forwarded request meets, counted from
+// before it is sent, and what passing it means: the response start timeout
+// when it is the shorter, else the revision's timeout.
+func (p *plan) firstBound() (time.Duration, error) {
+	if p.startTimeout >= p.timeout {
+		return p.timeout, errRevTimeout
+	}
+	return p.startTimeout, errResponseStart
+}
+
+// service is the replica's service time for a request written at sent and
+// answered (headers in) at done: a remote replica's round trip is not its
+// own.
+func (p *plan) service(sent, done time.Time) time.Duration {
+	d := done.Sub(sent)
+	if !p.local && p.rtt > 0 {
+		d = max(d-p.rtt, 0)
+	}
+	return d
+}
+
+// unreached gives back the slot of a replica the request never reached
+// (the connection failed), so the caller can offer the request again.
+func (g *Gateway) unreached(rev *revision, rep *replica, now time.Time, err error) {
+	rev.release(rep, now, -1)
+	g.cfg.Log.Debug("forwarding failed", "revision", rev.key, "replica", rep.info.Name, "err", err)
+}
+
+// unanswered gives back the slot of a replica that did not answer and
+// returns the status for the client, counted: 504 naming the bound passed
+// when timedOut is errResponseStart or errRevTimeout, 499 (not to be
+// written) when the client is gone, else 502.
+func (g *Gateway) unanswered(rev *revision, rep *replica, p *plan, now time.Time, err, timedOut error, clientGone bool) (int, string) {
+	g.unreached(rev, rep, now, err)
+	code := http.StatusBadGateway
+	var msg string
+	switch {
+	case clientGone:
+		code = 499
+	case timedOut != nil:
+		code, msg = http.StatusGatewayTimeout, "kantai: "+rev.key+": "+timedOut.Error()+" ("+p.startTimeout.String()+")"
+	default:
+		msg = "kantai: replica " + rep.info.Name + " did not answer: " + err.Error()
+	}
+	g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, strconv.Itoa(code)).Inc()
+	return code, msg
+}
+
+// answered accounts for response headers from rep with status.
+func (g *Gateway) answered(rev *revision, rep *replica, p *plan, status int, start, now time.Time) {
+	if p.dest.latency != nil {
+		p.dest.latency.Observe(now.Sub(start).Seconds())
+	}
+	if status == http.StatusOK && p.dest.ok != nil {
+		p.dest.ok.Inc()
+	} else {
+		g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, strconv.Itoa(status)).Inc()
+	}
+}
+
+// cutShort counts a response whose body the revision's timeout cut.
+func (g *Gateway) cutShort(rev *revision, rep *replica) {
+	g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, "504").Inc()
+}
+
+// switched counts a response that switched protocols.
+func (g *Gateway) switched(rev *revision, rep *replica) {
+	g.cfg.Metrics.requests.WithLabelValues(rev.service, rev.key, g.cfg.Node, rep.info.Node, "101").Inc()
 }
 
 // outParts are the parts of an outbound request the gateway allocates,

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -61,12 +62,48 @@ func (b *backend) info(node string) ReplicaInfo {
 
 type fixture struct {
 	gw      *Gateway
-	srv     *httptest.Server
+	url     string
 	demands atomic.Int32
 	reg     *prometheus.Registry
 }
 
+// engine names a forwarding engine: the gateway as an http.Handler, or
+// on fasthttp (FastServer and FastHandler).
+type engine string
+
+const (
+	engineNetHTTP engine = "nethttp"
+	engineFast    engine = "fasthttp"
+)
+
+// forEngines runs f for each engine, as a subtest.
+func forEngines(t *testing.T, f func(t *testing.T, e engine)) {
+	for _, e := range []engine{engineNetHTTP, engineFast} {
+		t.Run(string(e), func(t *testing.T) { f(t, e) })
+	}
+}
+
+// serveGateway serves gw's in-cluster listener on a loopback address with
+// engine e; it returns the URL.
+func serveGateway(t *testing.T, e engine, gw *Gateway) string {
+	t.Helper()
+	if e == engineFast {
+		_, addr := startFastServer(t, gw.FastHandler(), ServerOptions{})
+		return "http://" + addr
+	}
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// newFixture is a fixture on the net/http engine.
 func newFixture(t *testing.T, mutate func(*Config)) *fixture {
+	return newEngineFixture(t, engineNetHTTP, mutate)
+}
+
+// newEngineFixture is a gateway serving on engine e, with one revision
+// routed and no replica.
+func newEngineFixture(t *testing.T, e engine, mutate func(*Config)) *fixture {
 	fx := &fixture{reg: prometheus.NewRegistry()}
 	cfg := Config{
 		Node: "node3", Nodes: []string{"node1", "node2", "node3"}, Policy: "kantai",
@@ -84,8 +121,7 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	fx.gw = gw
-	fx.srv = httptest.NewServer(gw)
-	t.Cleanup(fx.srv.Close)
+	fx.url = serveGateway(t, e, gw)
 	gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello"})
 	if err := gw.SetRoutes(ServiceRoutes("hello", "default", "example.com", []ServiceTarget{{Revision: "default/" + rev1, Percent: 100}})); err != nil {
 		t.Fatal(err)
@@ -98,7 +134,7 @@ const rev1 = "hello-00001"
 // get sends a GET through the gateway. It may run on goroutines the test
 // started, so it reports failures as a status of 0 with the error as body.
 func (fx *fixture) get(host string) (*http.Response, string) {
-	req, _ := http.NewRequest("GET", fx.srv.URL+"/path?q=1", nil)
+	req, _ := http.NewRequest("GET", fx.url+"/path?q=1", nil)
 	req.Host = host
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -121,331 +157,355 @@ func (fx *fixture) stats(t *testing.T) RevisionStats {
 }
 
 func TestGateway_routing(t *testing.T) {
-	fx := newFixture(t, nil)
-	b := newBackend(t, "hello-node3-abcde")
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
-	tests := []struct {
-		host string
-		code int
-	}{
-		{"hello.default.svc.cluster.local", 200},
-		{"hello.default.svc", 200},
-		{"hello.default", 200},
-		{"hello.default.example.com", 200},
-		{"Hello.Default.example.com:8080", 200},
-		{"hello.default.svc.cluster.local.", 200},
-		{"other.default.svc.cluster.local", 404},
-		{"hello.prod.svc.cluster.local", 404},
-		{"hello", 404},
-	}
-	for _, tt := range tests {
-		resp, body := fx.get(tt.host)
-		if resp.StatusCode != tt.code {
-			t.Errorf("Host %q: status %d, want %d (%s)", tt.host, resp.StatusCode, tt.code, body)
-			continue
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		b := newBackend(t, "hello-node3-abcde")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
+		tests := []struct {
+			host string
+			code int
+		}{
+			{"hello.default.svc.cluster.local", 200},
+			{"hello.default.svc", 200},
+			{"hello.default", 200},
+			{"hello.default.example.com", 200},
+			{"Hello.Default.example.com:8080", 200},
+			{"hello.default.svc.cluster.local.", 200},
+			{"other.default.svc.cluster.local", 404},
+			{"hello.prod.svc.cluster.local", 404},
+			{"hello", 404},
 		}
-		if tt.code != 200 {
-			if !strings.Contains(body, "no function serves host") {
-				t.Errorf("Host %q: 404 body %q does not say why", tt.host, body)
+		for _, tt := range tests {
+			resp, body := fx.get(tt.host)
+			if resp.StatusCode != tt.code {
+				t.Errorf("Host %q: status %d, want %d (%s)", tt.host, resp.StatusCode, tt.code, body)
+				continue
 			}
-			continue
+			if tt.code != 200 {
+				if !strings.Contains(body, "no function serves host") {
+					t.Errorf("Host %q: 404 body %q does not say why", tt.host, body)
+				}
+				continue
+			}
+			if got, want := body, "hello-node3-abcde /path?q=1 "; got != want {
+				t.Errorf("Host %q: body %q, want %q", tt.host, got, want)
+			}
+			if resp.Header.Get(HeaderReplica) != "hello-node3-abcde" || resp.Header.Get(HeaderNode) != "node3" {
+				t.Errorf("Host %q: served-by headers %v", tt.host, resp.Header)
+			}
 		}
-		if got, want := body, "hello-node3-abcde /path?q=1 "; got != want {
-			t.Errorf("Host %q: body %q, want %q", tt.host, got, want)
-		}
-		if resp.Header.Get(HeaderReplica) != "hello-node3-abcde" || resp.Header.Get(HeaderNode) != "node3" {
-			t.Errorf("Host %q: served-by headers %v", tt.host, resp.Header)
-		}
-	}
+	})
 }
 
 func TestGateway_stripsHopHeadersAndStreamsBody(t *testing.T) {
-	fx := newFixture(t, nil)
-	b := newBackend(t, "r1")
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
-	payload := strings.Repeat("x", 1<<20)
-	req, _ := http.NewRequest("POST", fx.srv.URL+"/up", strings.NewReader(payload))
-	req.Host = "hello.default"
-	req.Header.Set("Upgrade", "websocket")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if got, want := len(body), len("r1 /up ")+len(payload); got != want {
-		t.Errorf("echoed %d bytes, want %d", got, want)
-	}
-	if resp.Header.Get("X-Seen-Upgrade") != "" {
-		t.Errorf("Upgrade header reached the replica")
-	}
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		b := newBackend(t, "r1")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
+		payload := strings.Repeat("x", 1<<20)
+		req, _ := http.NewRequest("POST", fx.url+"/up", strings.NewReader(payload))
+		req.Host = "hello.default"
+		req.Header.Set("Upgrade", "websocket")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got, want := len(body), len("r1 /up ")+len(payload); got != want {
+			t.Errorf("echoed %d bytes, want %d", got, want)
+		}
+		if resp.Header.Get("X-Seen-Upgrade") != "" {
+			t.Errorf("Upgrade header reached the replica")
+		}
+	})
 }
 
 func TestGateway_buffersUntilFirstReplica(t *testing.T) {
-	fx := newFixture(t, nil)
-	done := make(chan string)
-	go func() {
-		resp, body := fx.get("hello.default")
-		done <- fmt.Sprint(resp.StatusCode, " ", body)
-	}()
-	waitFor(t, func() bool { return fx.demands.Load() > 0 })
-	select {
-	case got := <-done:
-		t.Fatalf("request finished before any replica existed: %s", got)
-	case <-time.After(100 * time.Millisecond):
-	}
-	b := newBackend(t, "late")
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node1")})
-	if got := <-done; !strings.HasPrefix(got, "200 late") {
-		t.Errorf("buffered request got %q, want 200 from the new replica", got)
-	}
-	if st := fx.stats(t); st.Requests != 1 || st.Area <= 0 {
-		t.Errorf("stats = %+v, want one request with a positive area", st)
-	}
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		done := make(chan string)
+		go func() {
+			resp, body := fx.get("hello.default")
+			done <- fmt.Sprint(resp.StatusCode, " ", body)
+		}()
+		waitFor(t, func() bool { return fx.demands.Load() > 0 })
+		select {
+		case got := <-done:
+			t.Fatalf("request finished before any replica existed: %s", got)
+		case <-time.After(100 * time.Millisecond):
+		}
+		b := newBackend(t, "late")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node1")})
+		if got := <-done; !strings.HasPrefix(got, "200 late") {
+			t.Errorf("buffered request got %q, want 200 from the new replica", got)
+		}
+		if st := fx.stats(t); st.Requests != 1 || st.Area <= 0 {
+			t.Errorf("stats = %+v, want one request with a positive area", st)
+		}
+	})
 }
 
 func TestGateway_activationTimeout(t *testing.T) {
-	fx := newFixture(t, func(c *Config) { c.ActivationTimeout = 150 * time.Millisecond })
-	resp, body := fx.get("hello.default")
-	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "no replica became available") {
-		t.Errorf("got %d %q, want 504 naming the cause", resp.StatusCode, body)
-	}
-	if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "none", "504")); got != 1 {
-		t.Errorf("504 counter = %v, want 1", got)
-	}
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, func(c *Config) { c.ActivationTimeout = 150 * time.Millisecond })
+		resp, body := fx.get("hello.default")
+		if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "no replica became available") {
+			t.Errorf("got %d %q, want 504 naming the cause", resp.StatusCode, body)
+		}
+		if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "none", "504")); got != 1 {
+			t.Errorf("504 counter = %v, want 1", got)
+		}
+	})
 }
 
 func TestGateway_queueFull(t *testing.T) {
-	fx := newFixture(t, func(c *Config) { c.QueueDepth = 2 })
-	var wg sync.WaitGroup
-	codes := make(chan int, 2)
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, _ := fx.get("hello.default")
-			codes <- resp.StatusCode
-		}()
-	}
-	waitFor(t, func() bool { return fx.stats(t).Waiting == 2 })
-	resp, body := fx.get("hello.default")
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("third request: %d Retry-After=%q %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
-	}
-	b := newBackend(t, "r")
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
-	wg.Wait()
-	close(codes)
-	for c := range codes {
-		if c != 200 {
-			t.Errorf("queued request got %d, want 200", c)
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, func(c *Config) { c.QueueDepth = 2 })
+		var wg sync.WaitGroup
+		codes := make(chan int, 2)
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, _ := fx.get("hello.default")
+				codes <- resp.StatusCode
+			}()
 		}
-	}
+		waitFor(t, func() bool { return fx.stats(t).Waiting == 2 })
+		resp, body := fx.get("hello.default")
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("third request: %d Retry-After=%q %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+		b := newBackend(t, "r")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
+		wg.Wait()
+		close(codes)
+		for c := range codes {
+			if c != 200 {
+				t.Errorf("queued request got %d, want 200", c)
+			}
+		}
+	})
 }
 
 func TestGateway_containerConcurrency(t *testing.T) {
-	fx := newFixture(t, nil)
-	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello", ContainerConcurrency: 1})
-	b := newBackend(t, "only")
-	b.hold = make(chan struct{})
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
-	const n = 5
-	var wg sync.WaitGroup
-	var ok atomic.Int32
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if resp, _ := fx.get("hello.default"); resp.StatusCode == 200 {
-				ok.Add(1)
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		<-b.started
-		time.Sleep(20 * time.Millisecond) // room for a violation to show
-		if c := b.cur.Load(); c != 1 {
-			t.Errorf("replica has %d requests at once, want 1", c)
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello", ContainerConcurrency: 1})
+		b := newBackend(t, "only")
+		b.hold = make(chan struct{})
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
+		const n = 5
+		var wg sync.WaitGroup
+		var ok atomic.Int32
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if resp, _ := fx.get("hello.default"); resp.StatusCode == 200 {
+					ok.Add(1)
+				}
+			}()
 		}
-		b.hold <- struct{}{}
-	}
-	wg.Wait()
-	if ok.Load() != n || b.peak.Load() != 1 {
-		t.Errorf("ok=%d peak=%d, want %d and 1", ok.Load(), b.peak.Load(), n)
-	}
+		for i := 0; i < n; i++ {
+			<-b.started
+			time.Sleep(20 * time.Millisecond) // room for a violation to show
+			if c := b.cur.Load(); c != 1 {
+				t.Errorf("replica has %d requests at once, want 1", c)
+			}
+			b.hold <- struct{}{}
+		}
+		wg.Wait()
+		if ok.Load() != n || b.peak.Load() != 1 {
+			t.Errorf("ok=%d peak=%d, want %d and 1", ok.Load(), b.peak.Load(), n)
+		}
+	})
 }
 
 // Removing a replica under load loses nothing: new requests go elsewhere,
 // those in flight finish, and the replica is stopped once drained.
 func TestGateway_gracefulStopUnderLoad(t *testing.T) {
-	fx := newFixture(t, func(c *Config) { c.Policy = "round-robin" })
-	a, b := newBackend(t, "a"), newBackend(t, "b")
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node3"), b.info("node3")})
-	ctx, cancel := context.WithCancel(context.Background())
-	var total, failed atomic.Int32
-	var wg sync.WaitGroup
-	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				resp, _ := fx.get("hello.default")
-				total.Add(1)
-				if resp.StatusCode != 200 {
-					failed.Add(1)
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, func(c *Config) { c.Policy = "round-robin" })
+		a, b := newBackend(t, "a"), newBackend(t, "b")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node3"), b.info("node3")})
+		ctx, cancel := context.WithCancel(context.Background())
+		var total, failed atomic.Int32
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					resp, _ := fx.get("hello.default")
+					total.Add(1)
+					if resp.StatusCode != 200 {
+						failed.Add(1)
+					}
 				}
-			}
-		}()
-	}
-	waitFor(t, func() bool { return a.served.Load() > 10 && b.served.Load() > 10 })
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node3")})
-	waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "b") == 0 })
-	b.srv.Close() // the process ends only once drained
-	servedB, servedA := b.served.Load(), a.served.Load()
-	waitFor(t, func() bool { return a.served.Load() > servedA+10 })
-	cancel()
-	wg.Wait()
-	if failed.Load() != 0 {
-		t.Errorf("%d of %d requests failed while a replica was stopped", failed.Load(), total.Load())
-	}
-	if servedB == 0 || a.served.Load() == 0 {
-		t.Errorf("served a=%d b=%d, want both before the stop", a.served.Load(), servedB)
-	}
+			}()
+		}
+		waitFor(t, func() bool { return a.served.Load() > 10 && b.served.Load() > 10 })
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node3")})
+		waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "b") == 0 })
+		b.srv.Close() // the process ends only once drained
+		servedB, servedA := b.served.Load(), a.served.Load()
+		waitFor(t, func() bool { return a.served.Load() > servedA+10 })
+		cancel()
+		wg.Wait()
+		if failed.Load() != 0 {
+			t.Errorf("%d of %d requests failed while a replica was stopped", failed.Load(), total.Load())
+		}
+		if servedB == 0 || a.served.Load() == 0 {
+			t.Errorf("served a=%d b=%d, want both before the stop", a.served.Load(), servedB)
+		}
+	})
 }
 
 func TestGateway_removeRevisionAnswersWaiters(t *testing.T) {
-	fx := newFixture(t, nil)
-	got := make(chan int)
-	go func() { resp, _ := fx.get("hello.default"); got <- resp.StatusCode }()
-	waitFor(t, func() bool { return fx.stats(t).Waiting == 1 })
-	if err := fx.gw.SetRoutes(nil); err != nil {
-		t.Fatal(err)
-	}
-	fx.gw.RemoveRevision("default/" + rev1)
-	if c := <-got; c != http.StatusNotFound {
-		t.Errorf("waiting request got %d after delete, want 404", c)
-	}
-	if n := testutil.CollectAndCount(fx.reg, "kantai_gateway_queue_depth"); n != 0 {
-		t.Errorf("%d queue-depth series left after the revision was removed, want 0", n)
-	}
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		got := make(chan int)
+		go func() { resp, _ := fx.get("hello.default"); got <- resp.StatusCode }()
+		waitFor(t, func() bool { return fx.stats(t).Waiting == 1 })
+		if err := fx.gw.SetRoutes(nil); err != nil {
+			t.Fatal(err)
+		}
+		fx.gw.RemoveRevision("default/" + rev1)
+		if c := <-got; c != http.StatusNotFound {
+			t.Errorf("waiting request got %d after delete, want 404", c)
+		}
+		if n := testutil.CollectAndCount(fx.reg, "kantai_gateway_queue_depth"); n != 0 {
+			t.Errorf("%d queue-depth series left after the revision was removed, want 0", n)
+		}
+	})
 }
 
 // A rollout: requests waiting for the old revision when it goes are sent
 // to the revision the route names now.
 func TestGateway_waitersFollowTheRoute(t *testing.T) {
-	fx := newFixture(t, nil)
-	got := make(chan string)
-	go func() { resp, body := fx.get("hello.default"); got <- fmt.Sprint(resp.StatusCode, " ", body) }()
-	waitFor(t, func() bool { return fx.stats(t).Waiting == 1 })
-	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: "hello-00002", Service: "hello"})
-	b := newBackend(t, "new")
-	fx.gw.SetReplicas("default/hello-00002", []ReplicaInfo{b.info("node3")})
-	if err := fx.gw.SetRoutes(ServiceRoutes("hello", "default", "", []ServiceTarget{{Revision: "default/hello-00002", Percent: 100}})); err != nil {
-		t.Fatal(err)
-	}
-	fx.gw.RemoveRevision("default/" + rev1)
-	if r := <-got; !strings.HasPrefix(r, "200 new") {
-		t.Errorf("waiting request got %q, want 200 from the new revision", r)
-	}
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		got := make(chan string)
+		go func() { resp, body := fx.get("hello.default"); got <- fmt.Sprint(resp.StatusCode, " ", body) }()
+		waitFor(t, func() bool { return fx.stats(t).Waiting == 1 })
+		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: "hello-00002", Service: "hello"})
+		b := newBackend(t, "new")
+		fx.gw.SetReplicas("default/hello-00002", []ReplicaInfo{b.info("node3")})
+		if err := fx.gw.SetRoutes(ServiceRoutes("hello", "default", "", []ServiceTarget{{Revision: "default/hello-00002", Percent: 100}})); err != nil {
+			t.Fatal(err)
+		}
+		fx.gw.RemoveRevision("default/" + rev1)
+		if r := <-got; !strings.HasPrefix(r, "200 new") {
+			t.Errorf("waiting request got %q, want 200 from the new revision", r)
+		}
+	})
 }
 
 // Percent splits are exact over every 100 requests, tags reach their
 // revision alone with the tag header, and a route to a revision the
 // gateway does not know yet answers 503.
 func TestGateway_splitsAndTags(t *testing.T) {
-	fx := newFixture(t, nil)
-	seenTag := make(chan string, 1)
-	oldB := newBackend(t, "old")
-	newB := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tag := r.Header.Get(TagHeader); tag != "" {
-			select {
-			case seenTag <- tag:
-			default:
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		seenTag := make(chan string, 1)
+		oldB := newBackend(t, "old")
+		newB := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tag := r.Header.Get(TagHeader); tag != "" {
+				select {
+				case seenTag <- tag:
+				default:
+				}
+			}
+			fmt.Fprint(w, "new")
+		}))
+		t.Cleanup(newB.Close)
+		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: "hello-00002", Service: "hello"})
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{oldB.info("node3")})
+		fx.gw.SetReplicas("default/hello-00002", []ReplicaInfo{{Name: "new", Node: "node3", Address: strings.TrimPrefix(newB.URL, "http://")}})
+		err := fx.gw.SetRoutes(ServiceRoutes("hello", "default", "example.com", []ServiceTarget{
+			{Revision: "default/" + rev1, Percent: 90},
+			{Revision: "default/hello-00002", Percent: 10, Tag: "canary"},
+			{Revision: "default/hello-00003", Percent: 0, Tag: "next"},
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts := map[string]int{}
+		for i := 0; i < 300; i++ {
+			_, body := fx.get("hello.default.example.com")
+			counts[strings.Fields(body)[0]]++
+		}
+		if counts["old"] != 270 || counts["new"] != 30 {
+			t.Errorf("300 requests split %v, want old=270 new=30", counts)
+		}
+		for i := 0; i < 5; i++ {
+			if _, body := fx.get("canary-hello.default.svc.cluster.local"); body != "new" {
+				t.Fatalf("tag host answered %q, want the tagged revision", body)
 			}
 		}
-		fmt.Fprint(w, "new")
-	}))
-	t.Cleanup(newB.Close)
-	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: "hello-00002", Service: "hello"})
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{oldB.info("node3")})
-	fx.gw.SetReplicas("default/hello-00002", []ReplicaInfo{{Name: "new", Node: "node3", Address: strings.TrimPrefix(newB.URL, "http://")}})
-	err := fx.gw.SetRoutes(ServiceRoutes("hello", "default", "example.com", []ServiceTarget{
-		{Revision: "default/" + rev1, Percent: 90},
-		{Revision: "default/hello-00002", Percent: 10, Tag: "canary"},
-		{Revision: "default/hello-00003", Percent: 0, Tag: "next"},
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int{}
-	for i := 0; i < 300; i++ {
-		_, body := fx.get("hello.default.example.com")
-		counts[strings.Fields(body)[0]]++
-	}
-	if counts["old"] != 270 || counts["new"] != 30 {
-		t.Errorf("300 requests split %v, want old=270 new=30", counts)
-	}
-	for i := 0; i < 5; i++ {
-		if _, body := fx.get("canary-hello.default.svc.cluster.local"); body != "new" {
-			t.Fatalf("tag host answered %q, want the tagged revision", body)
+		if tag := <-seenTag; tag != "canary" {
+			t.Errorf("%s = %q, want canary", TagHeader, tag)
 		}
-	}
-	if tag := <-seenTag; tag != "canary" {
-		t.Errorf("%s = %q, want canary", TagHeader, tag)
-	}
-	if resp, body := fx.get("next-hello.default"); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("unknown revision: %d %q, want 503 with Retry-After", resp.StatusCode, body)
-	}
-	if err := fx.gw.SetRoutes([]Route{{Hosts: []string{"a"}, Targets: []Target{{Revision: "x", Percent: 60}}}}); err == nil {
-		t.Error("a route whose percents add up to 60 was accepted")
-	}
+		if resp, body := fx.get("next-hello.default"); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("unknown revision: %d %q, want 503 with Retry-After", resp.StatusCode, body)
+		}
+		if err := fx.gw.SetRoutes([]Route{{Hosts: []string{"a"}, Targets: []Target{{Revision: "x", Percent: 60}}}}); err == nil {
+			t.Error("a route whose percents add up to 60 was accepted")
+		}
+	})
 }
 
 // timeoutSeconds and responseStartTimeoutSeconds end a slow request with
 // a 504 that says which, counted in the metrics.
 func TestGateway_revisionTimeouts(t *testing.T) {
-	fx := newFixture(t, nil)
-	release := make(chan struct{})
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		release := make(chan struct{})
+		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		t.Cleanup(func() { close(release); slow.Close() })
+		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello", Timeout: 200 * time.Millisecond})
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "slow", Node: "node3", Address: strings.TrimPrefix(slow.URL, "http://")}})
+		resp, body := fx.get("hello.default")
+		if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "timeout") {
+			t.Errorf("got %d %q, want 504 naming the timeout", resp.StatusCode, body)
 		}
-	}))
-	t.Cleanup(func() { close(release); slow.Close() })
-	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello", Timeout: 200 * time.Millisecond})
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "slow", Node: "node3", Address: strings.TrimPrefix(slow.URL, "http://")}})
-	resp, body := fx.get("hello.default")
-	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "timeout") {
-		t.Errorf("got %d %q, want 504 naming the timeout", resp.StatusCode, body)
-	}
-	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello", Timeout: time.Hour, ResponseStartTimeout: 200 * time.Millisecond})
-	resp, body = fx.get("hello.default")
-	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "response start timeout") {
-		t.Errorf("got %d %q, want 504 naming the response start timeout", resp.StatusCode, body)
-	}
-	if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "node3", "504")); got != 2 {
-		t.Errorf("504 counter = %v, want 2", got)
-	}
+		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello", Timeout: time.Hour, ResponseStartTimeout: 200 * time.Millisecond})
+		resp, body = fx.get("hello.default")
+		if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "response start timeout") {
+			t.Errorf("got %d %q, want 504 naming the response start timeout", resp.StatusCode, body)
+		}
+		if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "node3", "504")); got != 2 {
+			t.Errorf("504 counter = %v, want 2", got)
+		}
+	})
 }
 
 // The node set changes at run time: replicas on a node that left get no
 // more requests, and the node's series go.
 func TestGateway_setNodes(t *testing.T) {
-	fx := newFixture(t, nil)
-	a, b := newBackend(t, "a"), newBackend(t, "b")
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node1"), b.info("node3")})
-	if err := fx.gw.SetNodes([]string{"node2", "node3", "node4"}); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 20; i++ {
-		if _, body := fx.get("hello.default"); !strings.HasPrefix(body, "b ") {
-			t.Fatalf("request %d answered by %q, want b (node1 left)", i, body)
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		a, b := newBackend(t, "a"), newBackend(t, "b")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node1"), b.info("node3")})
+		if err := fx.gw.SetNodes([]string{"node2", "node3", "node4"}); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := fx.gw.SetNodes([]string{"node1"}); err == nil {
-		t.Error("a node set without the gateway's own node was accepted")
-	}
+		for i := 0; i < 20; i++ {
+			if _, body := fx.get("hello.default"); !strings.HasPrefix(body, "b ") {
+				t.Fatalf("request %d answered by %q, want b (node1 left)", i, body)
+			}
+		}
+		if err := fx.gw.SetNodes([]string{"node1"}); err == nil {
+			t.Error("a node set without the gateway's own node was accepted")
+		}
+	})
 }
 
 func TestStatsSince(t *testing.T) {
@@ -530,130 +590,290 @@ func TestCopyHeader(t *testing.T) {
 // A replica that refuses connections (it has just died) costs the client
 // nothing: the request goes to another replica.
 func TestGateway_retriesRefusedConnection(t *testing.T) {
-	fx := newFixture(t, func(c *Config) { c.Policy = "round-robin" })
-	dead := newBackend(t, "dead")
-	deadInfo := dead.info("node3")
-	dead.srv.Close()
-	live := newBackend(t, "live")
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{deadInfo, live.info("node3")})
-	for i := 0; i < 6; i++ {
-		resp, body := fx.get("hello.default")
-		if resp.StatusCode != 200 || !strings.HasPrefix(body, "live") {
-			t.Fatalf("request %d: %d %q, want 200 from the live replica", i, resp.StatusCode, body)
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, func(c *Config) { c.Policy = "round-robin" })
+		dead := newBackend(t, "dead")
+		deadInfo := dead.info("node3")
+		dead.srv.Close()
+		live := newBackend(t, "live")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{deadInfo, live.info("node3")})
+		for i := 0; i < 6; i++ {
+			resp, body := fx.get("hello.default")
+			if resp.StatusCode != 200 || !strings.HasPrefix(body, "live") {
+				t.Fatalf("request %d: %d %q, want 200 from the live replica", i, resp.StatusCode, body)
+			}
 		}
-	}
-	// With only the dead replica, the client gets a 502 saying so.
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{deadInfo})
-	resp, body := fx.get("hello.default")
-	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "did not answer") {
-		t.Errorf("only a dead replica: %d %q, want 502", resp.StatusCode, body)
-	}
+		// With only the dead replica, the client gets a 502 saying so.
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{deadInfo})
+		resp, body := fx.get("hello.default")
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "did not answer") {
+			t.Errorf("only a dead replica: %d %q, want 502", resp.StatusCode, body)
+		}
+	})
 }
 
 // The service time charged to a node excludes connection setup: a dial
 // that takes 400 ms (a new connection over a long link) is not service.
 func TestGateway_serviceTimeExcludesConnectionSetup(t *testing.T) {
-	const dialDelay = 400 * time.Millisecond
-	fx := newFixture(t, func(c *Config) {
-		d := &net.Dialer{}
-		c.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			time.Sleep(dialDelay) // stands in for the emulated link's setup
-			return d.DialContext(ctx, network, addr)
-		}}
+	forEngines(t, func(t *testing.T, e engine) {
+		const dialDelay = 400 * time.Millisecond
+		fx := newEngineFixture(t, e, func(c *Config) {
+			d := &net.Dialer{}
+			c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				time.Sleep(dialDelay) // stands in for the emulated link's setup
+				return d.DialContext(ctx, network, addr)
+			}
+			c.Transport = &http.Transport{DialContext: c.Dial}
+		})
+		b := newBackend(t, "r")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
+		if resp, body := fx.get("hello.default"); resp.StatusCode != 200 {
+			t.Fatalf("got %d %s", resp.StatusCode, body)
+		}
+		st := fx.stats(t)
+		if len(st.Dest) != 1 || st.Dest[0].Responses != 1 {
+			t.Fatalf("dest stats %+v, want one response", st.Dest)
+		}
+		service := time.Duration(st.Dest[0].Service * float64(time.Second))
+		t.Logf("service time %v with a %v dial", service, dialDelay)
+		if service >= dialDelay/2 {
+			t.Errorf("service time %v includes the %v connection setup", service, dialDelay)
+		}
 	})
-	b := newBackend(t, "r")
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
-	if resp, body := fx.get("hello.default"); resp.StatusCode != 200 {
-		t.Fatalf("got %d %s", resp.StatusCode, body)
-	}
-	st := fx.stats(t)
-	if len(st.Dest) != 1 || st.Dest[0].Responses != 1 {
-		t.Fatalf("dest stats %+v, want one response", st.Dest)
-	}
-	service := time.Duration(st.Dest[0].Service * float64(time.Second))
-	t.Logf("service time %v with a %v dial", service, dialDelay)
-	if service >= dialDelay/2 {
-		t.Errorf("service time %v includes the %v connection setup", service, dialDelay)
-	}
 }
 
 // A node that was slow and became fast wins its traffic back: once this
 // gateway's estimate of it is stale, one probe measures it again.
 func TestGateway_slowNodeThatRecoversIsProbed(t *testing.T) {
-	var clock atomic.Int64
-	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	fx := newFixture(t, func(c *Config) { c.Now = func() time.Time { return time.Unix(0, clock.Load()) } })
-	var farDelay atomic.Int64
-	farDelay.Store(int64(200 * time.Millisecond))
-	far := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(time.Duration(farDelay.Load())) // the replica's processing
-		fmt.Fprint(w, "far")
-	}))
-	near := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(50 * time.Millisecond)
-		fmt.Fprint(w, "near")
-	}))
-	t.Cleanup(far.Close)
-	t.Cleanup(near.Close)
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{
-		{Name: "far", Node: "node1", Address: strings.TrimPrefix(far.URL, "http://")},
-		{Name: "near", Node: "node3", Address: strings.TrimPrefix(near.URL, "http://")},
-	})
-	// The fleet-wide estimates the control step pushes: node1 was slow.
-	fx.gw.SetProcessing("default/"+rev1, map[string]time.Duration{"node1": 200 * time.Millisecond, "node3": 50 * time.Millisecond})
-	served := func(n int) map[string]int {
-		m := map[string]int{}
-		for i := 0; i < n; i++ {
-			_, body := fx.get("hello.default")
-			m[body]++
+	forEngines(t, func(t *testing.T, e engine) {
+		var clock atomic.Int64
+		clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+		fx := newEngineFixture(t, e, func(c *Config) { c.Now = func() time.Time { return time.Unix(0, clock.Load()) } })
+		var farDelay atomic.Int64
+		farDelay.Store(int64(200 * time.Millisecond))
+		far := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(time.Duration(farDelay.Load())) // the replica's processing
+			fmt.Fprint(w, "far")
+		}))
+		near := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(50 * time.Millisecond)
+			fmt.Fprint(w, "near")
+		}))
+		t.Cleanup(far.Close)
+		t.Cleanup(near.Close)
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{
+			{Name: "far", Node: "node1", Address: strings.TrimPrefix(far.URL, "http://")},
+			{Name: "near", Node: "node3", Address: strings.TrimPrefix(near.URL, "http://")},
+		})
+		// The fleet-wide estimates the control step pushes: node1 was slow.
+		fx.gw.SetProcessing("default/"+rev1, map[string]time.Duration{"node1": 200 * time.Millisecond, "node3": 50 * time.Millisecond})
+		served := func(n int) map[string]int {
+			m := map[string]int{}
+			for i := 0; i < n; i++ {
+				_, body := fx.get("hello.default")
+				m[body]++
+			}
+			return m
 		}
-		return m
-	}
-	if got := served(5); got["near"] != 5 {
-		t.Fatalf("node1 slow: served %v, want all near", got)
-	}
-	farDelay.Store(0) // node1 became fast; nobody has measured it
-	clock.Add(int64(10 * time.Second))
-	fx.gw.Refresh()
-	got := served(10)
-	t.Logf("after node1 became fast: served %v", got)
-	if got["far"] < 8 {
-		t.Errorf("served %v, want node1 to win its traffic back after one probe", got)
-	}
+		if got := served(5); got["near"] != 5 {
+			t.Fatalf("node1 slow: served %v, want all near", got)
+		}
+		farDelay.Store(0) // node1 became fast; nobody has measured it
+		clock.Add(int64(10 * time.Second))
+		fx.gw.Refresh()
+		got := served(10)
+		t.Logf("after node1 became fast: served %v", got)
+		if got["far"] < 8 {
+			t.Errorf("served %v, want node1 to win its traffic back after one probe", got)
+		}
+	})
 }
 
 // Estimates show what the policy decides from, by host, with the route's
 // shares, and the same figures reach the metrics at each refresh.
 func TestGateway_estimates(t *testing.T) {
-	fx := newFixture(t, func(c *Config) {
-		c.RTT = func(n string) (time.Duration, bool) { return 40 * time.Millisecond, n != "node3" }
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, func(c *Config) {
+			c.RTT = func(n string) (time.Duration, bool) { return 40 * time.Millisecond, n != "node3" }
+		})
+		a, b := newBackend(t, "a"), newBackend(t, "b")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node1"), b.info("node3")})
+		fx.gw.SetProcessing("default/"+rev1, map[string]time.Duration{"node1": 5 * time.Millisecond, "node3": 10 * time.Millisecond})
+		fx.gw.Refresh()
+		est, ok := fx.gw.Estimates("Hello.Default:80")
+		if !ok || len(est) != 1 || est[0].Percent != 100 {
+			t.Fatalf("estimates = %+v %v, want one revision at 100%%", est, ok)
+		}
+		byNode := map[string]NodeEstimate{}
+		for _, n := range est[0].Nodes {
+			byNode[n.Node] = n
+		}
+		if n := byNode["node1"]; n.RTT != 40*time.Millisecond || n.Expected != 45*time.Millisecond || n.Replicas != 1 {
+			t.Errorf("node1 = %+v, want RTT 40ms, expected 45ms, one replica", n)
+		}
+		if n := byNode["node3"]; n.Expected != 10*time.Millisecond {
+			t.Errorf("node3 = %+v, want expected 10ms (local, no RTT)", n)
+		}
+		if n := byNode["node2"]; n.Expected != 0 || n.Replicas != 0 {
+			t.Errorf("node2 = %+v, want no replica and no expectation", n)
+		}
+		if _, ok := fx.gw.Estimates("nothing.default"); ok {
+			t.Error("estimates for a host no route serves")
+		}
+		g := fx.gw.cfg.Metrics.estimate.WithLabelValues("hello", "default/"+rev1, "node3", "node1", "expected")
+		if got := testutil.ToFloat64(g); got != 0.045 {
+			t.Errorf("expected-time gauge = %v, want 0.045", got)
+		}
 	})
-	a, b := newBackend(t, "a"), newBackend(t, "b")
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{a.info("node1"), b.info("node3")})
-	fx.gw.SetProcessing("default/"+rev1, map[string]time.Duration{"node1": 5 * time.Millisecond, "node3": 10 * time.Millisecond})
-	fx.gw.Refresh()
-	est, ok := fx.gw.Estimates("Hello.Default:80")
-	if !ok || len(est) != 1 || est[0].Percent != 100 {
-		t.Fatalf("estimates = %+v %v, want one revision at 100%%", est, ok)
-	}
-	byNode := map[string]NodeEstimate{}
-	for _, n := range est[0].Nodes {
-		byNode[n.Node] = n
-	}
-	if n := byNode["node1"]; n.RTT != 40*time.Millisecond || n.Expected != 45*time.Millisecond || n.Replicas != 1 {
-		t.Errorf("node1 = %+v, want RTT 40ms, expected 45ms, one replica", n)
-	}
-	if n := byNode["node3"]; n.Expected != 10*time.Millisecond {
-		t.Errorf("node3 = %+v, want expected 10ms (local, no RTT)", n)
-	}
-	if n := byNode["node2"]; n.Expected != 0 || n.Replicas != 0 {
-		t.Errorf("node2 = %+v, want no replica and no expectation", n)
-	}
-	if _, ok := fx.gw.Estimates("nothing.default"); ok {
-		t.Error("estimates for a host no route serves")
-	}
-	g := fx.gw.cfg.Metrics.estimate.WithLabelValues("hello", "default/"+rev1, "node3", "node1", "expected")
-	if got := testutil.ToFloat64(g); got != 0.045 {
-		t.Errorf("expected-time gauge = %v, want 0.045", got)
-	}
+}
+
+// A replica that closes a kept-alive connection between two requests (its
+// idle timeout, a restart) costs the client nothing: a request without a
+// body is sent again on a new connection.
+func TestGateway_retriesOnConnectionClosedByReplica(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		closed := make(chan struct{}, 4)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				// One answer per connection, then a close without
+				// "Connection: close": the gateway keeps it for reuse.
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				c.Close()
+				closed <- struct{}{}
+			}
+		}()
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "r", Node: "node3", Address: ln.Addr().String()}})
+		for i := 0; i < 3; i++ {
+			resp, body := fx.get("hello.default")
+			if resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("request %d: %d %q, want 200 ok", i, resp.StatusCode, body)
+			}
+			<-closed
+		}
+	})
+}
+
+// The revision's timeout also bounds the body: a replica that sends its
+// headers and then stalls has its answer cut at the timeout, counted as
+// a 504, and its slot given back.
+func TestGateway_revisionTimeoutCutsTheBody(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		release := make(chan struct{})
+		stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "start;")
+			http.NewResponseController(w).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		t.Cleanup(func() { close(release); stall.Close() })
+		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
+			Timeout: 300 * time.Millisecond, ResponseStartTimeout: 200 * time.Millisecond})
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "stall", Node: "node3", Address: strings.TrimPrefix(stall.URL, "http://")}})
+		resp, body := fx.get("hello.default")
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "start;") {
+			t.Errorf("got %d %q, want 200 and the start of the body", resp.StatusCode, body)
+		}
+		waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "stall") == 0 })
+		if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "node3", "504")); got != 1 {
+			t.Errorf("504 counter = %v, want 1", got)
+		}
+	})
+}
+
+// A replica whose connection never completes (a blackholed address) costs
+// a request no more than the revision's response start timeout: the dial
+// is bounded by it, and the client gets 504 naming it (the time is spent:
+// no other replica is tried).
+func TestGateway_dialBoundedByTimeout(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		var dials atomic.Int32
+		fx := newEngineFixture(t, e, func(c *Config) {
+			c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				<-ctx.Done()
+				return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+			}
+			c.Transport = &http.Transport{DialContext: c.Dial}
+		})
+		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
+			Timeout: time.Hour, ResponseStartTimeout: 100 * time.Millisecond})
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "hole", Node: "node3", Address: "192.0.2.1:80"}})
+		resp, body := fx.get("hello.default")
+		if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "response start timeout") {
+			t.Errorf("got %d %q, want 504 naming the response start timeout", resp.StatusCode, body)
+		}
+		if n := dials.Load(); n != 1 {
+			t.Errorf("%d dials, want 1", n)
+		}
+	})
+}
+
+// A replica that switches protocols unasked gets its client a 502 saying
+// so, and its connection is not used again.
+func TestGateway_unaskedSwitchIs502(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		sw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		}))
+		t.Cleanup(sw.Close)
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "sw", Node: "node3", Address: strings.TrimPrefix(sw.URL, "http://")}})
+		resp, body := fx.get("hello.default")
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "switched to protocol") {
+			t.Errorf("got %d %q, want 502 saying the replica switched protocols", resp.StatusCode, body)
+		}
+		waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "sw") == 0 })
+	})
+}
+
+// A client that goes away while its request waits for a replica leaves
+// the queue at once (counted as 499), rather than holding a place and,
+// later, a replica's slot for nobody.
+func TestGateway_clientGoneWhileWaiting(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: hello.default\r\n\r\n")
+		waitFor(t, func() bool { return fx.stats(t).Waiting == 1 })
+		c.Close()
+		waitFor(t, func() bool { return fx.stats(t).Waiting == 0 })
+		if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "none", "499")); got != 1 {
+			t.Errorf("499 counter = %v, want 1", got)
+		}
+		// The gateway still serves: a replica comes, a request is answered.
+		b := newBackend(t, "r")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
+		if resp, body := fx.get("hello.default"); resp.StatusCode != 200 {
+			t.Errorf("after: %d %q", resp.StatusCode, body)
+		}
+	})
 }

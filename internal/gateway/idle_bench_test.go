@@ -25,6 +25,12 @@ import (
 //
 //	go test -run '^$' -bench idleConnMemory -benchtime 1x ./internal/gateway
 func BenchmarkServer_idleConnMemory(b *testing.B) {
+	for _, e := range []engine{engineNetHTTP, engineFast} {
+		b.Run(string(e), func(b *testing.B) { benchIdleConnMemory(b, e) })
+	}
+}
+
+func benchIdleConnMemory(b *testing.B, e engine) {
 	const conns = 2000
 	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok")
@@ -49,7 +55,10 @@ func BenchmarkServer_idleConnMemory(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := NewServer(gw, ServerOptions{MaxConns: 2 * conns})
+	var srv ListenerServer = NewServer(gw, ServerOptions{MaxConns: 2 * conns})
+	if e == engineFast {
+		srv = NewFastServer(gw.FastHandler(), ServerOptions{MaxConns: 2 * conns})
+	}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
@@ -107,7 +116,7 @@ func memNow() memFigures {
 	return f
 }
 
-func waitServer(b *testing.B, s *Server, cond func(ServerStats) bool) {
+func waitServer(b *testing.B, s engineServer, cond func(ServerStats) bool) {
 	b.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond(s.Stats()) {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 
 	"kantai.dev/kantai/internal/balance"
 )
@@ -122,6 +124,7 @@ type replica struct {
 	url        url.URL
 	header     []string
 	nodeHeader []string
+	fast       atomic.Pointer[fasthttp.HostClient] // the fasthttp engine's client, made on first use
 }
 
 type waiter struct{ ch chan *replica }

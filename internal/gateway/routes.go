@@ -335,13 +335,26 @@ func newPathRule(p Path, base map[string]string, host string, revs map[string]*r
 	return pr
 }
 
+// requestView is what route lookup reads of a request, whichever engine
+// received it.
+type requestView interface {
+	hasPathPrefix(prefix string) bool
+	// hasHeader reports whether one of the request's values of the header
+	// with the canonical name is exactly value.
+	hasHeader(name, value string) bool
+	// overTLS reports a request that reached the gateway over TLS, or
+	// through a proxy that terminated TLS and says so (the last
+	// X-Forwarded-Proto is https).
+	overTLS() bool
+}
+
 // matches reports whether a request's path and headers satisfy the rule.
-func (p *pathRule) matches(r *http.Request) bool {
-	if !strings.HasPrefix(r.URL.Path, p.prefix) {
+func matches[V requestView](p *pathRule, v V) bool {
+	if !v.hasPathPrefix(p.prefix) {
 		return false
 	}
 	for _, m := range p.headers {
-		if !slices.Contains(r.Header[m.name], m.value) {
+		if !v.hasHeader(m.name, m.value) {
 			return false
 		}
 	}
@@ -363,6 +376,11 @@ const (
 // external listener or the in-cluster one, or why there is none; for
 // noRewrite, the rewritten host. It neither allocates nor locks.
 func (tb *table) find(host string, r *http.Request, external bool) (*target, miss, string) {
+	return find(tb, host, httpExchange{r: r}, external)
+}
+
+// find is table.find for a request of either engine.
+func find[V requestView](tb *table, host string, r V, external bool) (*target, miss, string) {
 	m := tb.all
 	if external {
 		m = tb.external
@@ -371,7 +389,7 @@ func (tb *table) find(host string, r *http.Request, external bool) (*target, mis
 	if vh == nil {
 		return nil, noHost, ""
 	}
-	if external && vh.redirect && !overTLS(r) {
+	if external && vh.redirect && !r.overTLS() {
 		return nil, redirect, ""
 	}
 	if vh.only != nil {
@@ -394,41 +412,31 @@ func (tb *table) find(host string, r *http.Request, external bool) (*target, mis
 	return p.route.pick(), found, ""
 }
 
-func firstMatch(paths []pathRule, r *http.Request) *pathRule {
+func firstMatch[V requestView](paths []pathRule, r V) *pathRule {
 	for i := range paths {
-		if paths[i].matches(r) {
+		if matches(&paths[i], r) {
 			return &paths[i]
 		}
 	}
 	return nil
 }
 
-// overTLS reports a request that reached the gateway over TLS, or through
-// a proxy that terminated TLS and says so.
-func overTLS(r *http.Request) bool {
-	if r.TLS != nil {
-		return true
-	}
-	v := r.Header["X-Forwarded-Proto"]
-	return len(v) > 0 && strings.EqualFold(v[len(v)-1], "https")
-}
-
 // unrouted answers a request that found no target.
-func (g *Gateway) unrouted(w http.ResponseWriter, r *http.Request, why miss, host, detail string) {
+func unrouted[X exchange](g *Gateway, x X, why miss, host, detail string) {
 	code := http.StatusNotFound
 	switch why {
 	case redirect:
 		code = http.StatusMovedPermanently
-		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), code)
+		x.redirect("https://"+host+x.requestURI(), code)
 	case noPath:
 		if detail != "" {
 			host = detail
 		}
-		http.Error(w, "kantai: no path of host "+strconv.Quote(host)+" matches "+strconv.Quote(r.URL.Path), code)
+		x.reply(code, "kantai: no path of host "+strconv.Quote(host)+" matches "+strconv.Quote(x.path()), false)
 	case noRewrite:
-		http.Error(w, "kantai: host "+strconv.Quote(r.Host)+" is rewritten to "+strconv.Quote(detail)+", which no function serves", code)
+		x.reply(code, "kantai: host "+strconv.Quote(x.rawHost())+" is rewritten to "+strconv.Quote(detail)+", which no function serves", false)
 	default:
-		http.Error(w, "kantai: no function serves host "+strconv.Quote(r.Host), code)
+		x.reply(code, "kantai: no function serves host "+strconv.Quote(x.rawHost()), false)
 	}
 	g.cfg.Metrics.requests.WithLabelValues("", "", g.cfg.Node, "none", strconv.Itoa(code)).Inc()
 }
@@ -441,7 +449,9 @@ func (g *Gateway) External() http.Handler { return externalListener{g} }
 
 type externalListener struct{ g *Gateway }
 
-func (l externalListener) ServeHTTP(w http.ResponseWriter, r *http.Request) { l.g.serve(w, r, true) }
+func (l externalListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	serve(l.g, httpExchange{w: w, r: r}, true)
+}
 
 // route is a split of targets resolved for the request path.
 type route struct {

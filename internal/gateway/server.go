@@ -80,9 +80,16 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // bound on open connections, and a shutdown that loses no request (see
 // Shutdown).
 type Server struct {
-	opts    ServerOptions
+	connTable
 	handler http.Handler
 	http    *http.Server
+}
+
+// connTable is a gateway listener's connections, as both engines' servers
+// bound and drain them: MaxConns at Accept (boundedListener), the state
+// of each connection as its server reports it, and Shutdown's wait.
+type connTable struct {
+	opts ServerOptions
 
 	draining atomic.Bool // late requests get 503 + Connection: close
 	stopping atomic.Bool // the listener was closed on purpose
@@ -98,9 +105,25 @@ type Server struct {
 	refused, evicted atomic.Int64
 }
 
+func newConnTable(o ServerOptions) connTable {
+	return connTable{opts: o, conns: map[net.Conn]*connTracking{}, changed: make(chan struct{}, 1)}
+}
+
+// connPhase is a connection's state as the table tracks it, whichever
+// server reports it.
+type connPhase uint8
+
+const (
+	phaseNone   connPhase = iota
+	phaseNew              // accepted, no request yet: evictable
+	phaseActive           // a request in flight
+	phaseIdle             // keep-alive, between requests: evictable
+	phaseGone             // closed, or taken over by a handler
+)
+
 type connTracking struct {
 	conn       net.Conn
-	state      http.ConnState
+	state      connPhase
 	prev, next *connTracking // in waiting, when new or idle
 	waiting    bool
 }
@@ -139,7 +162,7 @@ func (l *waitList) remove(t *connTracking) {
 // NewServer returns a server for a gateway handler.
 func NewServer(h http.Handler, o ServerOptions) *Server {
 	o.defaults()
-	s := &Server{opts: o, handler: h, conns: map[net.Conn]*connTracking{}, changed: make(chan struct{}, 1)}
+	s := &Server{connTable: newConnTable(o), handler: h}
 	s.http = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
@@ -160,7 +183,7 @@ type ServerStats struct {
 }
 
 // Stats returns the server's connection counts.
-func (s *Server) Stats() ServerStats {
+func (s *connTable) Stats() ServerStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return ServerStats{Open: s.open, Active: s.active, Refused: s.refused.Load(), Evicted: s.evicted.Load()}
@@ -172,7 +195,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.ln = ln
 	s.mu.Unlock()
-	err := s.http.Serve(&boundedListener{Listener: ln, s: s})
+	err := s.http.Serve(&boundedListener{Listener: ln, s: &s.connTable})
 	if s.stopping.Load() {
 		return http.ErrServerClosed
 	}
@@ -217,6 +240,20 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // still counts as open, so Shutdown waits for it only as long as for an
 // idle connection, and leaves it to end with its process.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.drain(ctx)
+	// The listener was closed above: http.Server closing it again reports
+	// net.ErrClosed, which is no failure to drain.
+	err := s.http.Shutdown(ctx)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		_ = s.http.Close()
+		return fmt.Errorf("gateway shutdown: %w", err)
+	}
+	return nil
+}
+
+// drain does Shutdown's steps 1 to 4 and returns when the connections
+// are to be closed.
+func (s *connTable) drain(ctx context.Context) {
 	s.stopping.Store(true)
 	s.mu.Lock()
 	ln := s.ln
@@ -257,14 +294,6 @@ wait:
 			break wait
 		}
 	}
-	// The listener was closed above: http.Server closing it again reports
-	// net.ErrClosed, which is no failure to drain.
-	err := s.http.Shutdown(ctx)
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		_ = s.http.Close()
-		return fmt.Errorf("gateway shutdown: %w", err)
-	}
-	return nil
 }
 
 // Close closes the listener and every connection at once.
@@ -274,37 +303,53 @@ func (s *Server) Close() error {
 	return s.http.Close()
 }
 
-func (s *Server) poke() {
+func (s *connTable) poke() {
 	select {
 	case s.changed <- struct{}{}:
 	default:
 	}
 }
 
-// connState tracks which connections may be evicted (new or idle) and how
-// many have a request in flight.
+// connState is net/http's report of a connection's state.
 func (s *Server) connState(c net.Conn, st http.ConnState) {
+	var ph connPhase
+	switch st {
+	case http.StateNew:
+		ph = phaseNew
+	case http.StateActive:
+		ph = phaseActive
+	case http.StateIdle:
+		ph = phaseIdle
+	case http.StateClosed, http.StateHijacked:
+		ph = phaseGone
+	}
+	s.track(c, ph)
+}
+
+// track records which connections may be evicted (new or idle) and how
+// many have a request in flight.
+func (s *connTable) track(c net.Conn, st connPhase) {
 	s.mu.Lock()
 	t := s.conns[c]
 	if t == nil {
-		if st != http.StateNew {
+		if st != phaseNew {
 			s.mu.Unlock()
 			return
 		}
 		t = &connTracking{conn: c}
 		s.conns[c] = t
 	}
-	if t.state == http.StateActive {
+	if t.state == phaseActive {
 		s.active--
 	}
 	s.waiting.remove(t)
 	t.state = st
 	switch st {
-	case http.StateNew, http.StateIdle:
+	case phaseNew, phaseIdle:
 		s.waiting.pushBack(t)
-	case http.StateActive:
+	case phaseActive:
 		s.active++
-	case http.StateClosed, http.StateHijacked:
+	case phaseGone:
 		delete(s.conns, c)
 	}
 	s.mu.Unlock()
@@ -316,7 +361,7 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 // boundedListener enforces MaxConns at Accept.
 type boundedListener struct {
 	net.Listener
-	s *Server
+	s *connTable
 }
 
 func (l *boundedListener) Accept() (net.Conn, error) {
@@ -359,7 +404,7 @@ func refuse(c net.Conn, limit int) {
 // countedConn gives its place back on its first Close.
 type countedConn struct {
 	net.Conn
-	s    *Server
+	s    *connTable
 	once sync.Once
 }
 

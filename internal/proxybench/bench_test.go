@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"kantai.dev/kantai/internal/gateway"
 )
 
 // stubTransport answers every request at once, without I/O, so that a
@@ -96,7 +98,25 @@ func BenchmarkGateway_ServeHTTP(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	b.Run("loopback", func(b *testing.B) {
+	benchLoopback(b, "", addr)
+
+	// The same gateway on the fasthttp engine.
+	fln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	fsrv := gateway.NewFastServer(g.FastHandler(), gateway.ServerOptions{})
+	go func() { _ = fsrv.Serve(fln) }()
+	defer fsrv.Close()
+	if err := probe(fln.Addr().String()); err != nil {
+		b.Fatal(err)
+	}
+	benchLoopback(b, "-fasthttp", fln.Addr().String())
+}
+
+// benchLoopback runs the loopback benchmarks against the gateway at addr.
+func benchLoopback(b *testing.B, suffix, addr string) {
+	b.Run("loopback"+suffix, func(b *testing.B) {
 		c := &client{addr: addr, req: buildRequest(benchHost)}
 		defer c.close()
 		b.ReportAllocs()
@@ -107,7 +127,7 @@ func BenchmarkGateway_ServeHTTP(b *testing.B) {
 			}
 		}
 	})
-	b.Run("loopback-parallel", func(b *testing.B) {
+	b.Run("loopback-parallel"+suffix, func(b *testing.B) {
 		b.SetParallelism(8)
 		b.ReportAllocs()
 		b.ResetTimer()

@@ -64,6 +64,7 @@ func MaybeServeChild() {
 
 func serveChild(role, backend string) error {
 	var h http.Handler
+	var gw *gateway.Gateway
 	switch role {
 	case roleBackend:
 		h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -76,7 +77,7 @@ func serveChild(role, backend string) error {
 		if err != nil {
 			return err
 		}
-		h = g
+		h, gw = g, g
 	case roleHTTPUtil:
 		p, err := newHTTPUtilProxy(backend)
 		if err != nil {
@@ -91,13 +92,17 @@ func serveChild(role, backend string) error {
 		return err
 	}
 	// The kantai gateway runs behind the server the fleet gives it, so
-	// the comparison includes its connection tracking and limits.
+	// the comparison includes its connection tracking and limits; its
+	// engine is the one gateway.EnvEngine names (a variant may set it).
 	var srv interface {
 		Serve(net.Listener) error
 		Close() error
 	}
 	if role == roleKantai {
-		srv = gateway.NewServer(h, gateway.ServerOptions{})
+		if srv, err = gateway.NewListenerServer(os.Getenv(gateway.EnvEngine), gw, false, gateway.ServerOptions{}); err != nil {
+			_ = ln.Close()
+			return err
+		}
 	} else {
 		srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	}

@@ -113,6 +113,7 @@ func TestNew_refusesIncompleteConfig(t *testing.T) {
 		{"no node", Config{Token: "t", Rest: &rest.Config{}}, "node name is empty"},
 		{"no token", Config{Node: "a", Rest: &rest.Config{}}, "token is empty"},
 		{"no API server", Config{Node: "a", Token: "t"}, "no API server"},
+		{"unknown engine", Config{Node: "a", Token: "t", Rest: &rest.Config{}, Engine: "h2o"}, `gateway engine "h2o"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {

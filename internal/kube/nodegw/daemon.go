@@ -79,7 +79,10 @@ type Config struct {
 	// Dial opens connections to replicas and peers; nil means a plain
 	// net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	Log  *slog.Logger
+	// Engine is the gateway's forwarding engine, gateway.EngineNetHTTP
+	// (default) or gateway.EngineFast.
+	Engine string
+	Log    *slog.Logger
 }
 
 func (c *Config) defaults() error {
@@ -91,6 +94,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Rest == nil {
 		return errors.New("no API server configuration")
+	}
+	if err := gateway.CheckEngine(c.Engine); err != nil {
+		return err
 	}
 	def := func(s *string, d string) {
 		if *s == "" {
@@ -187,7 +193,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	d.gw, err = gateway.New(gateway.Config{
 		Node: cfg.Node, Nodes: []string{cfg.Node}, Policy: cfg.Policy,
 		QueueDepth: cfg.QueueDepth, ActivationTimeout: cfg.ActivationTimeout,
-		Transport: transport, RTT: d.agent.RTT, Metrics: gateway.NewMetrics(d.reg), Log: d.log,
+		Transport: transport, Dial: cfg.Dial, RTT: d.agent.RTT, Metrics: gateway.NewMetrics(d.reg), Log: d.log,
 		// Nodes draw different random choices.
 		Seed: seedOf(cfg.Node),
 		// A request for a revision with no replica waits in the gateway;
@@ -265,7 +271,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	d.log.Info("Starting", "podIP", d.cfg.PodIP, "external", d.Addr(ListenerExternal), "internal", d.Addr(ListenerInternal),
 		"agent", d.Addr(ListenerAgent), "nodeAPI", d.Addr(ListenerNodeAPI), "metrics", d.Addr(ListenerMetrics))
-	gws := map[string]*gateway.Server{}
+	gws := map[string]gateway.ListenerServer{}
 	err := d.watch.start(bg, ctx)
 	switch {
 	case err == nil:
@@ -278,9 +284,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			// One gateway, two views: the external listener serves only
 			// ExternalIP rules (and redirects them when asked); the
 			// internal one serves every rule.
-			handlers := map[string]http.Handler{ListenerExternal: d.gw.External(), ListenerInternal: d.gw}
 			for _, name := range []string{ListenerExternal, ListenerInternal} {
-				srv := gateway.NewServer(handlers[name], gateway.ServerOptions{})
+				srv, err := gateway.NewListenerServer(d.cfg.Engine, d.gw, name == ListenerExternal, gateway.ServerOptions{})
+				if err != nil { // checked in New
+					panic(err)
+				}
 				gws[name] = srv
 				goServe(name+" gateway", func() error { return srv.Serve(d.lns[name]) })
 			}

@@ -1,0 +1,683 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The fasthttp engine: the gateway's request path (serve, shared with the
+// net/http engine) on a fasthttp server, forwarding on one
+// fasthttp.HostClient per replica (its connection pool, buffers and
+// dial; the round trip is the engine's own, so that the revision's
+// timeouts are connection deadlines and the service time starts when the
+// request is written). The request is forwarded in place (its headers
+// edited, its body streamed from the client's connection); the response
+// is streamed back from the replica's connection, or copied when it is
+// small and already read; the replica's slot and connection go back when
+// the response body is through.
+//
+// What differs from the net/http engine: fasthttp does not watch a
+// client's connection while the handler runs. The engine watches it
+// while a request without a body waits for a replica (clientWatch); a
+// client that goes away after that is noticed only when its answer is
+// written (the net/http engine cancels the forwarded request and counts
+// a 499). A body the revision's timeout cuts ends with the client's
+// connection closed.
+
+// FastHandler returns the gateway's in-cluster handler for a FastServer:
+// every route, no redirect, as ServeHTTP.
+func (g *Gateway) FastHandler() fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) { serveFast(g, ctx, false) }
+}
+
+// FastExternal returns the handler of the gateway's external listener for
+// a FastServer, as External.
+func (g *Gateway) FastExternal() fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) { serveFast(g, ctx, true) }
+}
+
+func serveFast(g *Gateway, ctx *fasthttp.RequestCtx, external bool) {
+	x := fastExchange{ctx: ctx}
+	if conn := ctx.Conn(); conn != nil && x.bodyless() {
+		// Watched only while it waits for a replica (see clientWatch).
+		x.watch = watchClient(conn)
+		defer x.watch.release()
+	}
+	serve(g, x, external)
+}
+
+// Connections the fasthttp engine opens to one replica.
+const (
+	// fastMaxConnsPerReplica bounds them: beyond, a request without a
+	// body is offered to another replica, one with a body gets 502.
+	// Twice a listener's default bound on client connections, each of
+	// which has at most one request in flight.
+	fastMaxConnsPerReplica = 2 * DefaultMaxConns
+)
+
+func defaultDial() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+}
+
+// fastClient returns the replica's client, made on first use: a gateway
+// on the net/http engine never makes one.
+func (r *replica) fastClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *fasthttp.HostClient {
+	if hc := r.fast.Load(); hc != nil {
+		return hc
+	}
+	hc := &fasthttp.HostClient{
+		Addr: r.info.Address,
+		// The request's first deadline bounds a new connection's dial
+		// (AcquireConn passes it on).
+		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			ctx := context.Background()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			return dial(ctx, "tcp", addr)
+		},
+		MaxConns:            fastMaxConnsPerReplica,
+		MaxIdleConnDuration: IdleConnTimeout,
+	}
+	if !r.fast.CompareAndSwap(nil, hc) {
+		return r.fast.Load()
+	}
+	return hc
+}
+
+// fastExchange is the fasthttp engine's side of a request.
+type fastExchange struct {
+	ctx   *fasthttp.RequestCtx
+	watch *clientWatch // nil for a request with a body, whose client's connection the body's stream reads
+}
+
+// preparedFor is the request context's user value naming the target the
+// request was last prepared for (see prepare): kept in the context, which
+// fasthttp pools, rather than in a variable that would escape.
+const preparedFor = "kantai.gateway.prepared"
+
+// bytesString views b as a string without copying; the string must not
+// outlive b's request.
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+func (x fastExchange) rawHost() string    { return bytesString(x.ctx.Host()) }
+func (x fastExchange) requestURI() string { return string(x.ctx.RequestURI()) }
+func (x fastExchange) path() string       { return string(x.ctx.Path()) }
+
+// bodyless: fasthttp gives a request with neither Content-Length nor
+// Transfer-Encoding the length -2, which for a request means no body.
+func (x fastExchange) bodyless() bool {
+	n := x.ctx.Request.Header.ContentLength()
+	return n == 0 || n == -2
+}
+
+// context ends when the client is gone, for a request without a body
+// while it waits for a replica (see clientWatch); else never: fasthttp
+// does not tell a handler that its client went away.
+func (x fastExchange) context() context.Context {
+	if x.watch != nil {
+		return x.watch
+	}
+	return context.Background()
+}
+
+func (x fastExchange) hasPathPrefix(prefix string) bool {
+	p := x.ctx.Path()
+	return len(p) >= len(prefix) && string(p[:len(prefix)]) == prefix
+}
+
+func (x fastExchange) hasHeader(name, value string) bool {
+	for _, v := range x.ctx.Request.Header.PeekAll(name) {
+		if string(v) == value {
+			return true
+		}
+	}
+	return false
+}
+
+func (x fastExchange) overTLS() bool {
+	if x.ctx.IsTLS() {
+		return true
+	}
+	v := x.ctx.Request.Header.PeekAll("X-Forwarded-Proto")
+	return len(v) > 0 && equalFoldBytes(v[len(v)-1], "https")
+}
+
+func equalFoldBytes(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c, d := b[i], s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}
+
+// reply answers as http.Error does.
+func (x fastExchange) reply(code int, msg string, retryAfter bool) {
+	fastError(&x.ctx.Response, code, msg)
+	if retryAfter {
+		x.ctx.Response.Header.Set("Retry-After", "1")
+	}
+}
+
+func fastError(resp *fasthttp.Response, code int, msg string) {
+	resp.Reset()
+	resp.SetStatusCode(code)
+	resp.Header.SetContentType("text/plain; charset=utf-8")
+	resp.Header.Set("X-Content-Type-Options", "nosniff")
+	resp.SetBodyString(msg + "\n")
+}
+
+func (x fastExchange) redirect(location string, code int) {
+	x.ctx.Response.Header.Set("Location", location)
+	x.ctx.SetStatusCode(code)
+}
+
+// The fasthttp engine leaves these to fasthttp, which frames messages
+// itself: Transfer-Encoding and Trailer describe the body as read, and
+// are written anew for the body as sent.
+var fastHopHeaders = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Upgrade"}
+
+// prepare edits the request for forwarding to t: hop-by-hop headers out
+// (those its Connection header names too), X-Forwarded-For extended,
+// X-Forwarded-Proto and -Host replaced, once; the target's headers in and
+// the Host rewritten when the route says so, again for another target
+// when the request is offered again (the previous target's headers go
+// first). It returns the protocol the request asks to switch to, or "".
+func (x fastExchange) prepare(t *target) string {
+	req := &x.ctx.Request
+	h := &req.Header
+	upgrade := fastUpgradeType(h)
+	if prev, ok := x.ctx.UserValue(preparedFor).(*target); ok {
+		if prev != t {
+			for k := range prev.headers {
+				h.Del(k)
+			}
+			x.retarget(t, h.Peek("X-Forwarded-Host"))
+		}
+		return upgrade
+	}
+	var upgradeTo [32]byte
+	up := append(upgradeTo[:0], h.Peek("Upgrade")...)
+	if conn := h.Peek("Connection"); len(conn) > 0 {
+		// Copied: deleting headers may reuse the value's storage.
+		var buf [128]byte
+		for v := append(buf[:0], conn...); len(v) > 0; {
+			var name []byte
+			name, v = cutComma(v)
+			switch name = trimSpaceBytes(name); {
+			case len(name) == 0, equalFoldBytes(name, "close"), equalFoldBytes(name, "keep-alive"), equalFoldBytes(name, "upgrade"):
+			default:
+				h.DelBytes(name)
+			}
+		}
+	}
+	h.Del("Connection")
+	h.ResetConnectionClose() // the client's connection's matter, not the replica's
+	for _, k := range fastHopHeaders {
+		h.Del(k)
+	}
+	if upgrade != "" {
+		h.Set("Connection", "Upgrade")
+		h.SetBytesV("Upgrade", up)
+	}
+	var fwd [80]byte
+	xff := fwd[:0]
+	if prior := h.PeekAll("X-Forwarded-For"); len(prior) > 0 {
+		xff = append(xff, prior[len(prior)-1]...)
+		xff = append(xff, ", "...)
+	}
+	if a, ok := x.ctx.RemoteAddr().(*net.TCPAddr); ok {
+		xff = a.AddrPort().Addr().Unmap().AppendTo(xff)
+		h.SetBytesV("X-Forwarded-For", xff)
+	}
+	if x.ctx.IsTLS() {
+		h.Set("X-Forwarded-Proto", "https")
+	} else {
+		h.Set("X-Forwarded-Proto", "http")
+	}
+	h.SetBytesV("X-Forwarded-Host", h.Host())
+	x.retarget(t, nil)
+	// The request goes out with its Host header and its target as
+	// received, not as fasthttp would rebuild them from the parsed URI.
+	req.UseHostHeader = true
+	req.URI().DisablePathNormalizing = true
+	return upgrade
+}
+
+// retarget sets t's headers and Host on the request; host is the Host the
+// request came with, to restore when t rewrites none (nil: unchanged).
+func (x fastExchange) retarget(t *target, host []byte) {
+	h := &x.ctx.Request.Header
+	for k, v := range t.headers {
+		h.Set(k, v[0])
+	}
+	switch {
+	case t.host != "":
+		h.SetHost(t.host)
+	case host != nil:
+		h.SetHostBytes(host)
+	}
+	x.ctx.SetUserValue(preparedFor, t)
+}
+
+func cutComma(b []byte) (before, after []byte) {
+	for i, c := range b {
+		if c == ',' {
+			return b[:i], b[i+1:]
+		}
+	}
+	return b, nil
+}
+
+func trimSpaceBytes(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// fastUpgradeType is upgradeType for a fasthttp request.
+func fastUpgradeType(h *fasthttp.RequestHeader) string {
+	up := h.Peek("Upgrade")
+	if len(up) == 0 {
+		return ""
+	}
+	for _, v := range h.PeekAll("Connection") {
+		for len(v) > 0 {
+			var name []byte
+			name, v = cutComma(v)
+			if equalFoldBytes(trimSpaceBytes(name), "upgrade") {
+				return string(up)
+			}
+		}
+	}
+	return ""
+}
+
+// connOf returns c as the connection type HostClient's methods take, which
+// fasthttp does not export; the first argument only names that type (it is
+// acquireConn, a method expression, which costs nothing to pass).
+func connOf[C any](_ func(*fasthttp.HostClient, time.Duration, bool) (C, error), c any) C {
+	return c.(C)
+}
+
+var acquireConn = (*fasthttp.HostClient).AcquireConn
+
+// isTimeout reports an error of a deadline passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica, start time.Time, retryable bool) bool {
+	ctx := x.ctx
+	upgrade := x.prepare(t)
+	p := rev.plan(rep)
+	first, cause := p.firstBound()
+	armed := time.Now()
+	deadline := armed.Add(first)
+	if upgrade != "" {
+		return x.forwardUpgrade(g, rev, rep, &p, start, armed, deadline, cause, upgrade, retryable)
+	}
+	hc := rep.fastClient(g.cfg.Dial)
+	head := ctx.IsHead()
+	// A connection kept from an earlier request may have been closed by
+	// the replica meanwhile; a request without a body is sent again on
+	// another, as net/http's transport does.
+	for try := 0; ; try++ {
+		cc, err := hc.AcquireConn(max(time.Until(deadline), time.Millisecond), false)
+		if err != nil {
+			// A connection refused is offered to another replica; one
+			// that did not complete before the deadline has spent the
+			// request's time, as on the net/http engine.
+			now := g.now()
+			var timedOut error
+			if isTimeout(err) || !time.Now().Before(deadline) {
+				timedOut = cause
+			}
+			if retryable && timedOut == nil {
+				g.unreached(rev, rep, now, err)
+				return true
+			}
+			if code, msg := g.unanswered(rev, rep, &p, now, err, timedOut, false); code != 499 {
+				fastError(&ctx.Response, code, msg)
+			}
+			return false
+		}
+		conn := cc.Conn()
+		reused := cc.CreatedTime().Before(armed)
+		_ = conn.SetDeadline(deadline)
+		bw := hc.AcquireWriter(conn)
+		err = ctx.Request.Write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		hc.ReleaseWriter(bw)
+		sent := time.Now()
+		back := fasthttp.AcquireResponse()
+		var br *bufio.Reader
+		if err == nil {
+			back.SkipBody = head
+			br = hc.AcquireReader(conn)
+			err = readResponseHead(back, br)
+		}
+		done := time.Now()
+		if err != nil {
+			if br != nil {
+				hc.ReleaseReader(br)
+			}
+			fasthttp.ReleaseResponse(back)
+			hc.CloseConn(cc)
+			if reused && try == 0 && x.bodyless() && !isTimeout(err) {
+				continue
+			}
+			var timedOut error
+			if isTimeout(err) || !time.Now().Before(deadline) {
+				timedOut = cause
+			}
+			if code, msg := g.unanswered(rev, rep, &p, g.now(), err, timedOut, false); code != 499 {
+				fastError(&ctx.Response, code, msg)
+			}
+			return false
+		}
+		if back.StatusCode() == http.StatusSwitchingProtocols {
+			// Nobody asked to switch: the connection is no longer HTTP.
+			msg := "kantai: replica switched to protocol " + strconv.Quote(string(back.Header.Peek("Upgrade"))) +
+				", the client asked for " + strconv.Quote("")
+			hc.ReleaseReader(br)
+			fasthttp.ReleaseResponse(back)
+			hc.CloseConn(cc)
+			g.answered(rev, rep, &p, http.StatusBadGateway, start, g.now())
+			rev.release(rep, g.now(), p.service(sent, done))
+			fastError(&ctx.Response, http.StatusBadGateway, msg)
+			return false
+		}
+		x.relay(g, rev, rep, &p, start, armed, sent, done, back, hc, cc, br, nil)
+		return false
+	}
+}
+
+// relay passes the replica's response on to the client: headers now, the
+// body as the server writes it. The replica's slot and connection go
+// back once the body is through (fastBody.Close), or now without one.
+// Either hc and cc (a pooled connection), or raw, a connection of its own.
+func (x fastExchange) relay(g *Gateway, rev *revision, rep *replica, p *plan, start, armed, sent, done time.Time,
+	back *fasthttp.Response, hc *fasthttp.HostClient, cc any, br *bufio.Reader, raw net.Conn) {
+	resp := &x.ctx.Response
+	if p.startTimeout < p.timeout {
+		// Headers are in: the rest of the timeout covers the body.
+		conn := raw
+		if conn == nil {
+			conn = connOf(acquireConn, cc).Conn()
+		}
+		_ = conn.SetDeadline(armed.Add(p.timeout))
+	}
+	service := p.service(sent, done)
+	now := g.now()
+	back.Header.CopyTo(&resp.Header)
+	stripHop(&resp.Header, &back.Header)
+	resp.Header.Set(HeaderReplica, rep.header[0])
+	resp.Header.Set(HeaderNode, rep.nodeHeader[0])
+	g.answered(rev, rep, p, back.StatusCode(), start, now)
+	fb := fastBodyPool.Get().(*fastBody)
+	*fb = fastBody{g: g, rev: rev, rep: rep, service: service, back: back, resp: resp,
+		hc: hc, cc: cc, br: br, raw: raw, deadline: armed.Add(p.timeout)}
+	if br != nil && !noBody(back) {
+		// Only the head was read. A body of known length already in the
+		// read buffer (a small answer) is copied and the replica's
+		// connection and slot go back at once; any other streams.
+		if n := back.Header.ContentLength(); n >= 0 && n <= br.Buffered() {
+			body, _ := br.Peek(n)
+			resp.SetBody(body)
+			_, _ = br.Discard(n)
+		} else {
+			back.StreamBody = true
+			_ = back.ReadBody(br, 0) // with StreamBody, it only sets up the stream
+		}
+	}
+	if stream := back.BodyStream(); stream != nil {
+		fb.stream = stream
+		resp.SetBodyStream(fb, back.Header.ContentLength())
+		return
+	}
+	fb.eof = true
+	fb.Close()
+}
+
+// noBody reports a response that has no body: to a HEAD request, 1xx,
+// 204 or 304.
+func noBody(back *fasthttp.Response) bool {
+	s := back.StatusCode()
+	return back.SkipBody || s < 200 || s == http.StatusNoContent || s == http.StatusNotModified
+}
+
+// maxInterim bounds the interim (1xx) answers read before a response.
+const maxInterim = 100
+
+// readResponseHead reads a response's head, after any interim answers
+// but 101 Switching Protocols; the body is left in br.
+func readResponseHead(back *fasthttp.Response, br *bufio.Reader) error {
+	for range maxInterim {
+		if err := back.Header.Read(br); err != nil {
+			return err
+		}
+		if s := back.StatusCode(); s < 100 || s >= 200 || s == http.StatusSwitchingProtocols {
+			return nil
+		}
+	}
+	return errors.New("too many interim (1xx) answers")
+}
+
+// stripHop deletes from the client's response the hop-by-hop headers of
+// the replica's, and those its Connection header names.
+func stripHop(h, from *fasthttp.ResponseHeader) {
+	if conn := from.Peek("Connection"); len(conn) > 0 {
+		for v := conn; len(v) > 0; {
+			var name []byte
+			name, v = cutComma(v)
+			switch name = trimSpaceBytes(name); {
+			case len(name) == 0, equalFoldBytes(name, "close"), equalFoldBytes(name, "keep-alive"):
+			default:
+				h.DelBytes(name)
+			}
+		}
+	}
+	h.Del("Connection")
+	h.ResetConnectionClose() // the replica's connection's matter, not the client's
+	for _, k := range fastHopHeaders {
+		h.Del(k)
+	}
+}
+
+// fastBody is a response body on its way from a replica to a client: the
+// server reads it and closes it when written or failed.
+type fastBody struct {
+	g        *Gateway
+	rev      *revision
+	rep      *replica
+	service  time.Duration
+	back     *fasthttp.Response // the replica's response, its headers read
+	resp     *fasthttp.Response // the client's, which trailers join
+	stream   io.Reader
+	hc       *fasthttp.HostClient
+	cc       any // the pooled connection, of fasthttp's unexported type
+	br       *bufio.Reader
+	raw      net.Conn
+	deadline time.Time // the revision's timeout
+	eof      bool      // the body was read to its end
+	cut      bool      // the revision's timeout cut it
+}
+
+var fastBodyPool = sync.Pool{New: func() any { return new(fastBody) }}
+
+func (b *fastBody) Read(p []byte) (int, error) {
+	n, err := b.stream.Read(p)
+	switch {
+	case err == io.EOF:
+		b.eof = true
+		// Trailers came after the body: they go after the client's.
+		for k := range b.back.Header.Trailers() {
+			if v := b.back.Header.PeekBytes(k); v != nil {
+				b.resp.Header.SetBytesKV(k, v)
+			}
+		}
+	case err != nil && (isTimeout(err) || !time.Now().Before(b.deadline)):
+		b.cut = true
+	}
+	return n, err
+}
+
+// Close gives back what the body held: the replica's connection (to the
+// pool if the body was read through and the replica keeps it open) and
+// the replica's slot, with the service time sample.
+func (b *fastBody) Close() error {
+	// A body without a length (-2) ends with its connection.
+	keep := b.eof && !b.back.ConnectionClose() && b.back.Header.ContentLength() != -2
+	_ = b.back.CloseBodyStream()
+	fasthttp.ReleaseResponse(b.back)
+	if b.hc != nil {
+		if b.br != nil {
+			b.hc.ReleaseReader(b.br)
+		}
+		cc := connOf(acquireConn, b.cc)
+		if keep {
+			// Its deadline is left: the next request on it sets its own.
+			b.hc.ReleaseConn(cc)
+		} else {
+			b.hc.CloseConn(cc)
+		}
+	} else if b.raw != nil {
+		_ = b.raw.Close()
+	}
+	if b.cut {
+		b.g.cutShort(b.rev, b.rep)
+	}
+	b.rev.release(b.rep, b.g.now(), b.service)
+	*b = fastBody{}
+	fastBodyPool.Put(b)
+	return nil
+}
+
+// forwardUpgrade forwards a request to switch protocols on a connection
+// of its own: on a 101 the client's connection is taken from the server
+// and bytes are copied both ways until either side closes, the replica's
+// slot held meanwhile; any other answer is relayed and the connection
+// closed.
+func (x fastExchange) forwardUpgrade(g *Gateway, rev *revision, rep *replica, p *plan, start, armed, deadline time.Time,
+	cause error, upgrade string, retryable bool) bool {
+	ctx := x.ctx
+	dctx, cancel := context.WithDeadline(context.Background(), deadline)
+	conn, err := g.cfg.Dial(dctx, "tcp", rep.info.Address)
+	cancel()
+	if err != nil {
+		now := g.now()
+		var timedOut error
+		if isTimeout(err) || !time.Now().Before(deadline) {
+			timedOut = cause
+		}
+		if retryable && timedOut == nil {
+			g.unreached(rev, rep, now, err)
+			return true
+		}
+		if code, msg := g.unanswered(rev, rep, p, now, err, timedOut, false); code != 499 {
+			fastError(&ctx.Response, code, msg)
+		}
+		return false
+	}
+	_ = conn.SetDeadline(deadline)
+	bw := bufio.NewWriter(conn)
+	err = ctx.Request.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	sent := time.Now()
+	back := fasthttp.AcquireResponse()
+	br := bufio.NewReader(conn)
+	if err == nil {
+		back.StreamBody = true
+		back.SkipBody = ctx.IsHead()
+		err = back.ReadLimitBody(br, 0)
+	}
+	done := time.Now()
+	if err != nil {
+		fasthttp.ReleaseResponse(back)
+		_ = conn.Close()
+		var timedOut error
+		if isTimeout(err) || !time.Now().Before(deadline) {
+			timedOut = cause
+		}
+		if code, msg := g.unanswered(rev, rep, p, g.now(), err, timedOut, false); code != 499 {
+			fastError(&ctx.Response, code, msg)
+		}
+		return false
+	}
+	if back.StatusCode() != http.StatusSwitchingProtocols {
+		x.relay(g, rev, rep, p, start, armed, sent, done, back, nil, nil, nil, conn)
+		return false
+	}
+	service := p.service(sent, done)
+	switchedTo := back.Header.Peek("Upgrade")
+	if !equalFoldBytes(switchedTo, upgrade) {
+		msg := "kantai: replica switched to protocol " + strconv.Quote(string(switchedTo)) + ", the client asked for " + strconv.Quote(upgrade)
+		fasthttp.ReleaseResponse(back)
+		_ = conn.Close()
+		g.answered(rev, rep, p, http.StatusBadGateway, start, g.now())
+		rev.release(rep, g.now(), service)
+		fastError(&ctx.Response, http.StatusBadGateway, msg)
+		return false
+	}
+	g.switched(rev, rep)
+	_ = conn.SetDeadline(time.Time{})
+	var out fasthttp.ResponseHeader
+	back.Header.CopyTo(&out)
+	stripHop(&out, &back.Header)
+	out.Set("Connection", "Upgrade")
+	out.SetBytesV("Upgrade", switchedTo)
+	out.Set(HeaderReplica, rep.header[0])
+	out.Set(HeaderNode, rep.nodeHeader[0])
+	head := append([]byte(nil), out.Header()...)
+	fasthttp.ReleaseResponse(back)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(client net.Conn) {
+		defer func() { rev.release(rep, g.now(), service) }()
+		defer conn.Close()
+		if _, err := client.Write(head); err != nil {
+			return
+		}
+		done := make(chan struct{}, 2)
+		go func() { _, _ = io.Copy(conn, client); done <- struct{}{} }()
+		go func() { _, _ = io.Copy(client, br); done <- struct{}{} }() // bytes read ahead first
+		<-done
+		// One side is gone: closing both ends the other copy.
+		_ = client.Close()
+		_ = conn.Close()
+		<-done
+	})
+	return false
+}

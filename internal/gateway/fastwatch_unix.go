@@ -1,0 +1,39 @@
+//go:build unix
+
+package gateway
+
+import (
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// peekFunc returns a function that waits until conn is readable and
+// reports whether its peer closed it (end of stream, or reset), without
+// consuming a byte; nil when conn is not a socket.
+func peekFunc(conn net.Conn) func() bool {
+	sc, ok := socketOf(conn).(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return func() bool {
+		var b [1]byte
+		gone := false
+		_ = rc.Read(func(fd uintptr) bool {
+			n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			switch {
+			case err == unix.EAGAIN || err == unix.EINTR:
+				return false // wait for readability
+			case err != nil || n == 0:
+				gone = true
+			}
+			return true
+		})
+		return gone
+	}
+}
