@@ -54,8 +54,8 @@ type Options struct {
 	Registry *prometheus.Registry
 	Seed     uint64
 	// GatewayEngine is the gateways' forwarding engine, gateway.EngineNetHTTP
-	// or gateway.EngineFast; default the environment's
-	// KANTAI_GATEWAY_ENGINE, else net/http.
+	// or gateway.EngineFast; default the testbed's gateway.engine, else the
+	// environment's KANTAI_GATEWAY_ENGINE, else net/http.
 	GatewayEngine string
 }
 
@@ -121,6 +121,9 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.GatewayEngine == "" {
+		opts.GatewayEngine = opts.Testbed.Gateway.Engine
 	}
 	if opts.GatewayEngine == "" {
 		opts.GatewayEngine = os.Getenv(gateway.EnvEngine)

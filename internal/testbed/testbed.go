@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"kantai.dev/kantai/internal/balance"
+	"kantai.dev/kantai/internal/gateway"
 	"kantai.dev/kantai/internal/placement"
 	"math"
 	"net/netip"
@@ -109,6 +110,10 @@ type Gateway struct {
 	// ActivationTimeout bounds how long a request waits for a first replica
 	// (scale from zero) before the gateway answers 504.
 	ActivationTimeout Duration `json:"activationTimeout,omitempty"`
+	// Engine is the gateways' HTTP stack: "net/http" (the default) or
+	// "fasthttp" (less CPU per request; see docs/benchmarks.md for what
+	// differs). KANTAI_GATEWAY_ENGINE sets it when the file does not.
+	Engine string `json:"engine,omitempty"`
 }
 
 // Defaults used when the file leaves a field out.
@@ -226,6 +231,9 @@ func (tb *Testbed) complete() error {
 	}
 	if tb.Gateway.ActivationTimeout < 0 {
 		return fmt.Errorf("gateway.activationTimeout: must not be negative, got %v", tb.Gateway.ActivationTimeout)
+	}
+	if err := gateway.CheckEngine(tb.Gateway.Engine); err != nil {
+		return fmt.Errorf("gateway.engine: %w", err)
 	}
 	if err := tb.expandGroups(); err != nil {
 		return err

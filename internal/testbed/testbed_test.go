@@ -149,6 +149,7 @@ func TestParse_policiesFromTheRegistry(t *testing.T) {
 	for _, tt := range []struct{ doc, want string }{
 		{"policies: {loadBalancer: fastest}\nnodes: [{name: a, role: cloud, capacity: 1}]\n", "policies.loadBalancer: unknown policy \"fastest\" (known: faast, kantai"},
 		{"policies: {placement: best}\nnodes: [{name: a, role: cloud, capacity: 1}]\n", "policies.placement: unknown policy \"best\" (known: nearest, spread)"},
+		{"gateway: {engine: nginx}\nnodes: [{name: a, role: cloud, capacity: 1}]\n", `gateway.engine: gateway engine "nginx": want net/http or fasthttp`},
 	} {
 		if _, err := Parse([]byte(tt.doc)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Parse(%q) = %v, want an error containing %q", tt.doc, err, tt.want)
