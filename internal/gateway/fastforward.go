@@ -335,6 +335,26 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// unconnected answers a request whose connection to rep failed with err,
+// and reports whether it may be offered to another replica instead. A
+// connection refused may; one that did not complete before the deadline
+// has spent the request's time (cause), as on the net/http engine.
+func (x fastExchange) unconnected(g *Gateway, rev *revision, rep *replica, p *plan, err error, deadline time.Time, cause error, retryable bool) bool {
+	now := g.now()
+	var timedOut error
+	if isTimeout(err) || !time.Now().Before(deadline) {
+		timedOut = cause
+	}
+	if retryable && timedOut == nil {
+		g.unreached(rev, rep, now, err)
+		return true
+	}
+	if code, msg := g.unanswered(rev, rep, p, now, err, timedOut, false); code != 499 {
+		fastError(&x.ctx.Response, code, msg)
+	}
+	return false
+}
+
 func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica, start time.Time, retryable bool) bool {
 	ctx := x.ctx
 	upgrade := x.prepare(t)
@@ -353,22 +373,7 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 	for try := 0; ; try++ {
 		cc, err := hc.AcquireConn(max(time.Until(deadline), time.Millisecond), false)
 		if err != nil {
-			// A connection refused is offered to another replica; one
-			// that did not complete before the deadline has spent the
-			// request's time, as on the net/http engine.
-			now := g.now()
-			var timedOut error
-			if isTimeout(err) || !time.Now().Before(deadline) {
-				timedOut = cause
-			}
-			if retryable && timedOut == nil {
-				g.unreached(rev, rep, now, err)
-				return true
-			}
-			if code, msg := g.unanswered(rev, rep, &p, now, err, timedOut, false); code != 499 {
-				fastError(&ctx.Response, code, msg)
-			}
-			return false
+			return x.unconnected(g, rev, rep, &p, err, deadline, cause, retryable)
 		}
 		conn := cc.Conn()
 		reused := cc.CreatedTime().Before(armed)
@@ -596,19 +601,7 @@ func (x fastExchange) forwardUpgrade(g *Gateway, rev *revision, rep *replica, p 
 	conn, err := g.cfg.Dial(dctx, "tcp", rep.info.Address)
 	cancel()
 	if err != nil {
-		now := g.now()
-		var timedOut error
-		if isTimeout(err) || !time.Now().Before(deadline) {
-			timedOut = cause
-		}
-		if retryable && timedOut == nil {
-			g.unreached(rev, rep, now, err)
-			return true
-		}
-		if code, msg := g.unanswered(rev, rep, p, now, err, timedOut, false); code != 499 {
-			fastError(&ctx.Response, code, msg)
-		}
-		return false
+		return x.unconnected(g, rev, rep, p, err, deadline, cause, retryable)
 	}
 	_ = conn.SetDeadline(deadline)
 	bw := bufio.NewWriter(conn)

@@ -18,11 +18,21 @@ import (
 // and its address.
 func startServer(t *testing.T, h http.Handler, o ServerOptions) (*Server, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.78.201.1:0")
+	s := NewServer(h, o)
+	return s, serveOn(t, "127.78.201.1:0", s)
+}
+
+// serveOn serves s on a listener at addr until the test ends, and returns
+// the listener's address.
+func serveOn(t *testing.T, addr string, s interface {
+	Serve(net.Listener) error
+	Close() error
+}) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(h, o)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
@@ -31,7 +41,7 @@ func startServer(t *testing.T, h http.Handler, o ServerOptions) (*Server, string
 			t.Errorf("Serve returned %v, want ErrServerClosed", err)
 		}
 	})
-	return s, ln.Addr().String()
+	return ln.Addr().String()
 }
 
 // engineServer is what the server tests use of Server and FastServer.
