@@ -104,7 +104,8 @@ generator drives them in interleaved rounds: p50/p99 at a fixed rate,
 requests/s at saturation, and proxy CPU per request. Prints medians, ratios and
 PASS/MISS for the targets (better than httputil on all four; against nginx:
 p50 within 1.1×, p99 within 1.2×, requests/s at least 0.9×, CPU per request
-within 1.5×). Exits 1 if a target is missed.`,
+within 1.5×), and the same for each --variant gateway. Exits 1 if a target of
+the default gateway is missed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res, err := proxybench.Run(cmd.Context(), opts, cmd.OutOrStdout())

@@ -91,8 +91,26 @@ func TestRun_structure(t *testing.T) {
 			t.Errorf("%s: status %s, want PASS or MISS", c.Name, c.Status)
 		}
 	}
+	// The variant is judged on the same targets, under its own name.
+	if len(res.VariantChecks) != 8 {
+		t.Fatalf("variant checks = %d, want 8", len(res.VariantChecks))
+	}
+	for i, c := range res.VariantChecks {
+		nginx := strings.Contains(c.Ratio, "nginx")
+		switch {
+		case !strings.HasPrefix(c.Ratio, "kantai GOMAXPROCS=1/") || c.Name != res.Checks[i].Name:
+			t.Errorf("variant check %q on %q, want %q on the variant's ratio", c.Name, c.Ratio, res.Checks[i].Name)
+		case nginx && c.Status != NotMeasured:
+			t.Errorf("variant %s: status %s without nginx", c.Name, c.Status)
+		case !nginx && c.Status != Pass && c.Status != Miss:
+			t.Errorf("variant %s: status %s, want PASS or MISS", c.Name, c.Status)
+		}
+	}
 	if res.Passed {
 		t.Error("Passed with nginx targets not measured")
+	}
+	if !strings.Contains(out.String(), "for the variants") || !strings.Contains(out.String(), "kantai GOMAXPROCS=1/httputil p50") {
+		t.Errorf("report lacks the variant's checks:\n%s", out.String())
 	}
 	if !strings.Contains(out.String(), "NOT MEASURED") || !strings.Contains(out.String(), "kantai/httputil") {
 		t.Errorf("report lacks the checks:\n%s", out.String())
