@@ -950,8 +950,10 @@ func within(t *testing.T, ch <-chan struct{}, what string) {
 func TestGateway_pipelinedWhileForwarded(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
 		fx := newEngineFixture(t, e, nil)
+		started := make(chan struct{})
 		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/slow" {
+				close(started)
 				// Long enough for the client's connection to be watched
 				// (watchAfter) with the next request in it.
 				select {
@@ -969,7 +971,11 @@ func TestGateway_pipelinedWhileForwarded(t *testing.T) {
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: hello.default\r\n\r\nGET /next HTTP/1.1\r\nHost: hello.default\r\n\r\n")
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: hello.default\r\n\r\n")
+		// Sent once the first is forwarded: unread in the socket, where
+		// the watch peeks.
+		within(t, started, "the replica to get the first request")
+		io.WriteString(c, "GET /next HTTP/1.1\r\nHost: hello.default\r\n\r\n")
 		br := bufio.NewReader(c)
 		for _, want := range []string{"/slow", "/next"} {
 			resp, err := http.ReadResponse(br, nil)
