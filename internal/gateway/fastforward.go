@@ -27,12 +27,16 @@ import (
 // the response body is through.
 //
 // What differs from the net/http engine: fasthttp does not watch a
-// client's connection while the handler runs. The engine watches it
-// while a request without a body waits for a replica (clientWatch); a
-// client that goes away after that is noticed only when its answer is
-// written (the net/http engine cancels the forwarded request and counts
-// a 499). A body the revision's timeout cuts ends with the client's
-// connection closed.
+// client's connection while the handler runs. The engine watches it for
+// a request without a body (clientWatch) while it waits for a replica,
+// and once forwarded, while its response head has been awaited longer
+// than watchAfter: a client gone then is counted 499, as on the net/http
+// engine, and the replica's connection closed. A client that goes away
+// otherwise (a request with a body, an answer within watchAfter, a
+// response body on its way, a protocol switch) is noticed only when its
+// answer is written, where the net/http engine cancels the forwarded
+// request and counts a 499. A body the revision's timeout cuts ends with
+// the client's connection closed.
 
 // FastHandler returns the gateway's in-cluster handler for a FastServer:
 // every route, no redirect, as ServeHTTP.
@@ -48,13 +52,26 @@ func (g *Gateway) FastExternal() fasthttp.RequestHandler {
 
 func serveFast(g *Gateway, ctx *fasthttp.RequestCtx, external bool) {
 	x := fastExchange{ctx: ctx}
-	if conn := ctx.Conn(); conn != nil && x.bodyless() {
-		// Watched only while it waits for a replica (see clientWatch).
-		x.watch = watchClient(conn)
-		defer x.watch.release()
+	conn := ctx.Conn()
+	if conn == nil || !x.bodyless() {
+		serve(g, x, external)
+		return
 	}
+	// Watched while it waits for a replica or, past watchAfter, for the
+	// replica's response head (see clientWatch).
+	x.watch = watchClient(conn)
 	serve(g, x, external)
+	gone := x.watch.Err() != nil
+	x.watch.release()
+	if gone {
+		// Counted 499, answered nothing: closed, the connection fails
+		// the write fasthttp makes of the empty response.
+		_ = conn.Close()
+	}
 }
+
+// errClientGone is why a request whose client went away was not answered.
+var errClientGone = errors.New("client gone")
 
 // Connections the fasthttp engine opens to one replica.
 const (
@@ -125,7 +142,8 @@ func (x fastExchange) bodyless() bool {
 
 // context ends when the client is gone, for a request without a body
 // while it waits for a replica (see clientWatch); else never: fasthttp
-// does not tell a handler that its client went away.
+// does not tell a handler that its client went away. (forward watches
+// the wait for the response head itself, through arm.)
 func (x fastExchange) context() context.Context {
 	if x.watch != nil {
 		return x.watch
@@ -387,18 +405,31 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 		sent := time.Now()
 		back := fasthttp.AcquireResponse()
 		var br *bufio.Reader
+		gone := false
 		if err == nil {
 			back.SkipBody = head
 			br = hc.AcquireReader(conn)
+			if x.watch != nil {
+				// A client gone while the head is awaited closes conn.
+				x.watch.arm(conn)
+			}
 			err = readResponseHead(back, br)
+			if x.watch != nil {
+				gone = x.watch.disarm()
+			}
 		}
 		done := time.Now()
-		if err != nil {
+		if err != nil || gone {
 			if br != nil {
 				hc.ReleaseReader(br)
 			}
 			fasthttp.ReleaseResponse(back)
 			hc.CloseConn(cc)
+			if gone {
+				// Whatever the replica said, nobody is left to hear it.
+				g.unanswered(rev, rep, &p, g.now(), errClientGone, nil, true)
+				return false
+			}
 			if reused && try == 0 && x.bodyless() && !isTimeout(err) {
 				continue
 			}

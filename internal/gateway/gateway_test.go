@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/valyala/fasthttp"
 )
 
 // backend is a replica stand-in that counts concurrency and can be held.
@@ -874,6 +875,118 @@ func TestGateway_clientGoneWhileWaiting(t *testing.T) {
 		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{b.info("node3")})
 		if resp, body := fx.get("hello.default"); resp.StatusCode != 200 {
 			t.Errorf("after: %d %q", resp.StatusCode, body)
+		}
+	})
+}
+
+// A client that goes away while its forwarded request waits for the
+// replica's answer cancels it: the replica sees its request's connection
+// close, the request is counted 499 and the replica's slot is free again.
+func TestGateway_clientGoneWhileForwarded(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		// The gateway served again, handler wrapped: its return is when
+		// the request's accounting is through.
+		returned := make(chan struct{}, 1)
+		url := ""
+		if e == engineFast {
+			h := fx.gw.FastHandler()
+			_, addr := startFastServer(t, func(ctx *fasthttp.RequestCtx) { h(ctx); returned <- struct{}{} }, ServerOptions{})
+			url = "http://" + addr
+		} else {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fx.gw.ServeHTTP(w, r)
+				returned <- struct{}{}
+			}))
+			t.Cleanup(srv.Close)
+			url = srv.URL
+		}
+		started, cancelled := make(chan struct{}), make(chan struct{})
+		release := make(chan struct{})
+		defer close(release)
+		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(started)
+			select {
+			case <-r.Context().Done():
+				close(cancelled)
+			case <-release:
+			}
+		}))
+		t.Cleanup(replica.Close)
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "held", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
+
+		c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /held HTTP/1.1\r\nHost: hello.default\r\n\r\n")
+		within(t, started, "the replica to get the request")
+		c.Close()
+		within(t, cancelled, "the replica to see its request cancelled")
+		within(t, returned, "the gateway's handler to return")
+		if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "node3", "499")); got != 1 {
+			t.Errorf("499 counter = %v, want 1", got)
+		}
+		if n := fx.gw.InFlight("default/"+rev1, "held"); n != 0 {
+			t.Errorf("replica in flight = %d, want 0", n)
+		}
+	})
+}
+
+// within waits for ch, failing t after a bound generous enough for a
+// busy machine.
+func within(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no sign within 10s of %s", what)
+	}
+}
+
+// A client that has sent its next request (pipelined) while the first
+// waits for a slow answer is not gone: both are answered, in order.
+func TestGateway_pipelinedWhileForwarded(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		started := make(chan struct{})
+		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				close(started)
+				// Long enough for the client's connection to be watched
+				// (watchAfter) with the next request in it.
+				select {
+				case <-r.Context().Done():
+				case <-time.After(4 * watchAfter):
+				}
+			}
+			io.WriteString(w, r.URL.Path)
+		}))
+		t.Cleanup(replica.Close)
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "r", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
+		c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: hello.default\r\n\r\n")
+		// Sent once the first is forwarded: unread in the socket, where
+		// the watch peeks.
+		within(t, started, "the replica to get the first request")
+		io.WriteString(c, "GET /next HTTP/1.1\r\nHost: hello.default\r\n\r\n")
+		br := bufio.NewReader(c)
+		for _, want := range []string{"/slow", "/next"} {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("reading the answer to %s: %v", want, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != want {
+				t.Errorf("answer to %s: %d %q", want, resp.StatusCode, body)
+			}
 		}
 	})
 }
