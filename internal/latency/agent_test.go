@@ -176,18 +176,6 @@ func (fx *fixture) stop(node string) {
 	}
 }
 
-// taken counts the successful probes from one node to another that went
-// into the smoothed RTT (not left out as spikes).
-func (fx *fixture) taken(from, to string) int {
-	n := 0
-	for _, e := range fx.rec.since(0) {
-		if e.from == from && e.Peer == to && e.Err == nil && !e.Spike {
-			n++
-		}
-	}
-	return n
-}
-
 // round moves the clock one interval on and waits until every running
 // agent has probed each of its peers once (mesh mode). It returns the
 // outcomes by [from, to].
@@ -258,12 +246,11 @@ func TestAgent(t *testing.T) {
 				e := m[dir[0]][dir[1]]
 				t.Logf("%s sees %s→%s: %v (jitter %.2f ms, %d samples)", viewer, dir[0], dir[1], got, e.Jitter*1e3, e.Samples)
 				// A row learnt from its node lags by at most one round.
-				wantSamples := fx.taken(dir[0], dir[1])
-				if dir[0] != viewer {
-					wantSamples--
-				}
-				if !ok || !within(got, want) || e.Stale || e.Estimated || e.Samples < wantSamples {
-					t.Errorf("%s sees %s→%s = %+v, want %v measured at least %d times", viewer, dir[0], dir[1], e, want, wantSamples)
+				// (Sample counts are not compared: a path whose samples
+				// jump, as a loaded machine's do, starts its estimate over.)
+				own := agents[dir[0]].Matrix()[dir[0]][dir[1]]
+				if !ok || !within(got, want) || e.Stale || e.Estimated || e.Samples == 0 || own.Updated.Sub(e.Updated) > time.Second {
+					t.Errorf("%s sees %s→%s = %+v, want %v measured, at most a round behind %s's own %+v", viewer, dir[0], dir[1], e, want, dir[0], own)
 				}
 			}
 		}
@@ -361,6 +348,7 @@ kantai_latency_probes_total{from="a"} %d
 
 	t.Run("stopped peer", func(t *testing.T) {
 		before, _ := agents["a"].RTT("c")
+		last := agents["a"].Matrix()["a"]["c"]
 		fx.stop("c")
 		// One round: a's and b's probes to c fail, the others succeed.
 		evs := fx.round()
@@ -370,14 +358,14 @@ kantai_latency_probes_total{from="a"} %d
 			}
 		}
 		m := agents["a"].Matrix()
-		if e := m["a"]["c"]; !e.Stale || e.Failures != 1 || e.Samples != fx.taken("a", "c") {
+		if e := m["a"]["c"]; !e.Stale || e.Failures != 1 || e.Samples != last.Samples || e.RTT != last.RTT {
 			t.Errorf("a→c after c stopped = %+v, want stale with one failure and the old value", e)
 		}
 		if got, ok := agents["a"].RTT("c"); !ok || got != before {
 			t.Errorf("a.RTT(c) = %v, %v; want the last value %v", got, ok, before)
 		}
 		// Probes to b went on meanwhile.
-		if e := m["a"]["b"]; e.Stale || !e.Updated.Equal(evs[[2]string{"a", "b"}].At) || e.Samples != fx.taken("a", "b") {
+		if e := m["a"]["b"]; e.Stale || !e.Updated.Equal(evs[[2]string{"a", "b"}].At) || e.Samples == 0 {
 			t.Errorf("a→b = %+v, want fresh from the last round", e)
 		}
 		if m["c"]["a"].Stale {
