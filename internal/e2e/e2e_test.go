@@ -46,22 +46,7 @@ func newNamespace(t testing.TB) string {
 // with TARGET=target and the given template annotations.
 func createService(t testing.TB, ns, name, target string, ann map[string]string) {
 	t.Helper()
-	svc := &unstructured.Unstructured{}
-	svc.SetAPIVersion("serving.knative.dev/v1")
-	svc.SetKind("Service")
-	svc.SetNamespace(ns)
-	svc.SetName(name)
-	a := map[string]any{}
-	for k, v := range ann {
-		a[k] = v
-	}
-	svc.Object["spec"] = map[string]any{"template": map[string]any{
-		"metadata": map[string]any{"annotations": a},
-		"spec": map[string]any{"containers": []any{map[string]any{
-			"image": "example.local/hello:v1",
-			"env":   []any{map[string]any{"name": "TARGET", "value": target}},
-		}}},
-	}}
+	svc := k8stest.KnativeService(ns, name, ann, map[string]string{"TARGET": target})
 	if err := k8sClient.Create(context.Background(), svc); err != nil {
 		t.Fatalf("creating Service %s: %v", name, err)
 	}

@@ -115,17 +115,7 @@ func init() {
 	}
 }
 
-func TestMain(m *testing.M) {
-	switch {
-	case k8stest.Assets() == "":
-		fmt.Println(k8stest.SkipReason)
-		os.Exit(m.Run())
-	case k8stest.KnativeAssets() == "":
-		fmt.Println(k8stest.KnativeSkipReason)
-		os.Exit(m.Run())
-	}
-	os.Exit(runWithEnv(m))
-}
+func TestMain(m *testing.M) { k8stest.Main(m, true, func() int { return runWithEnv(m) }) }
 
 func runWithEnv(m *testing.M) int {
 	ctrllog.SetLogger(logr.Discard())

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -268,4 +269,20 @@ func Eventually(ctx context.Context, timeout, interval time.Duration, cond func(
 		case <-time.After(interval):
 		}
 	}
+}
+
+// Main runs a package of integration tests: when the control plane's
+// binaries (and, if knative, Knative's) are not provided, it prints why and
+// runs the tests, which then skip; else it exits with run's code, run
+// starting what the suite needs and calling m.Run.
+func Main(m *testing.M, knative bool, run func() int) {
+	switch {
+	case Assets() == "":
+		fmt.Println(SkipReason)
+	case knative && KnativeAssets() == "":
+		fmt.Println(KnativeSkipReason)
+	default:
+		os.Exit(run())
+	}
+	os.Exit(m.Run())
 }

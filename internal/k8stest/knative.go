@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -444,4 +446,32 @@ func freePorts(n int) ([]int, error) {
 		out = append(out, port)
 	}
 	return out, nil
+}
+
+// KnativeService is a serving.knative.dev/v1 Service of one container,
+// image example.local/hello:v1, with the given template annotations and
+// environment.
+func KnativeService(ns, name string, annotations, env map[string]string) *unstructured.Unstructured {
+	svc := &unstructured.Unstructured{}
+	svc.SetAPIVersion("serving.knative.dev/v1")
+	svc.SetKind("Service")
+	svc.SetNamespace(ns)
+	svc.SetName(name)
+	ann := map[string]any{}
+	for k, v := range annotations {
+		ann[k] = v
+	}
+	container := map[string]any{"image": "example.local/hello:v1"}
+	if len(env) > 0 {
+		var vars []any
+		for _, k := range slices.Sorted(maps.Keys(env)) {
+			vars = append(vars, map[string]any{"name": k, "value": env[k]})
+		}
+		container["env"] = vars
+	}
+	svc.Object["spec"] = map[string]any{"template": map[string]any{
+		"metadata": map[string]any{"annotations": ann},
+		"spec":     map[string]any{"containers": []any{container}},
+	}}
+	return svc
 }

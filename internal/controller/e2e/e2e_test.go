@@ -166,19 +166,7 @@ func conditionOf(u *unstructured.Unstructured, t string) string {
 // annotations.
 func createService(tb testing.TB, ns, name string, ann map[string]string) {
 	tb.Helper()
-	svc := &unstructured.Unstructured{}
-	svc.SetAPIVersion("serving.knative.dev/v1")
-	svc.SetKind("Service")
-	svc.SetNamespace(ns)
-	svc.SetName(name)
-	a := map[string]any{}
-	for k, v := range ann {
-		a[k] = v
-	}
-	svc.Object["spec"] = map[string]any{"template": map[string]any{
-		"metadata": map[string]any{"annotations": a},
-		"spec":     map[string]any{"containers": []any{map[string]any{"image": "example.local/hello:v1"}}},
-	}}
+	svc := k8stest.KnativeService(ns, name, ann, nil)
 	if err := k8sClient.Create(context.Background(), svc); err != nil {
 		tb.Fatalf("creating Service %s: %v", name, err)
 	}

@@ -91,17 +91,7 @@ func init() {
 // (PodAutoscaler class and ingress class kantai's), the fake gateways, and
 // the controllers as in cmd/kantai-controller with --pod-autoscaler and
 // --ingress; without KUBEBUILDER_ASSETS and KNATIVE_ASSETS the tests skip.
-func TestMain(m *testing.M) {
-	if k8stest.Assets() == "" {
-		fmt.Println(k8stest.SkipReason)
-		os.Exit(m.Run())
-	}
-	if k8stest.KnativeAssets() == "" {
-		fmt.Println(k8stest.KnativeSkipReason)
-		os.Exit(m.Run())
-	}
-	os.Exit(runWithEnv(m))
-}
+func TestMain(m *testing.M) { k8stest.Main(m, true, func() int { return runWithEnv(m) }) }
 
 func runWithEnv(m *testing.M) int {
 	start := time.Now()

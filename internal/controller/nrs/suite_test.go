@@ -48,13 +48,7 @@ func init() {
 // TestMain starts kube-apiserver, etcd, kube-scheduler, the garbage
 // collector of kube-controller-manager and kwok, plus the controller, when
 // KUBEBUILDER_ASSETS is set; otherwise the integration tests skip.
-func TestMain(m *testing.M) {
-	if k8stest.Assets() == "" {
-		fmt.Println(k8stest.SkipReason)
-		os.Exit(m.Run())
-	}
-	os.Exit(runWithEnv(m))
-}
+func TestMain(m *testing.M) { k8stest.Main(m, false, func() int { return runWithEnv(m) }) }
 
 func runWithEnv(m *testing.M) int {
 	start := time.Now()

@@ -69,17 +69,7 @@ func init() {
 // Knative Serving 1.15's controller and webhook, then the NodeReplicaSet
 // controller and the PodAutoscaler reconciler, when KUBEBUILDER_ASSETS and
 // KNATIVE_ASSETS are set; otherwise the integration tests skip.
-func TestMain(m *testing.M) {
-	if k8stest.Assets() == "" {
-		fmt.Println(k8stest.SkipReason)
-		os.Exit(m.Run())
-	}
-	if k8stest.KnativeAssets() == "" {
-		fmt.Println(k8stest.KnativeSkipReason)
-		os.Exit(m.Run())
-	}
-	os.Exit(runWithEnv(m))
-}
+func TestMain(m *testing.M) { k8stest.Main(m, true, func() int { return runWithEnv(m) }) }
 
 func runWithEnv(m *testing.M) int {
 	start := time.Now()

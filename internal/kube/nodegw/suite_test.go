@@ -41,17 +41,7 @@ var (
 // KUBEBUILDER_ASSETS and KNATIVE_ASSETS are set; otherwise the
 // integration tests skip. No Knative controller runs: the tests write the
 // objects Knative would.
-func TestMain(m *testing.M) {
-	if k8stest.Assets() == "" {
-		fmt.Println(k8stest.SkipReason)
-		os.Exit(m.Run())
-	}
-	if k8stest.KnativeAssets() == "" {
-		fmt.Println(k8stest.KnativeSkipReason)
-		os.Exit(m.Run())
-	}
-	os.Exit(runWithEnv(m))
-}
+func TestMain(m *testing.M) { k8stest.Main(m, true, func() int { return runWithEnv(m) }) }
 
 func runWithEnv(m *testing.M) int {
 	ctrllog.SetLogger(logr.Discard())
