@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "how long the gateway keeps serving, not ready, after SIGTERM before it drains")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", nodegw.DefaultDrainTimeout, "how long the gateway drains on SIGTERM")
 	fs.DurationVar(&cfg.LatencyInterval, "latency-interval", 0, "the latency agent's probing round (0: its default)")
-	fs.StringVar(&cfg.Engine, "engine", gateway.EngineNetHTTP, "the gateway's forwarding engine: "+gateway.EngineNetHTTP+" or "+gateway.EngineFast)
+	fs.StringVar(&cfg.Engine, "engine", gateway.DefaultEngine, "the gateway's forwarding engine: "+gateway.EngineNetHTTP+" or "+gateway.EngineFast)
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")
 	fs.StringVar(&emulation, "emulation", "", "emulated clusters on one machine only: a file placing the pods' virtual addresses on loopback and the links between nodes (see docs/kubernetes.md)")
 	if err := fs.Parse(args); err != nil {

@@ -53,9 +53,9 @@ type Options struct {
 	// Registry receives every metric of the fleet; default a new one.
 	Registry *prometheus.Registry
 	Seed     uint64
-	// GatewayEngine is the gateways' forwarding engine, gateway.EngineNetHTTP
-	// or gateway.EngineFast; default the testbed's gateway.engine, else the
-	// environment's KANTAI_GATEWAY_ENGINE, else net/http.
+	// GatewayEngine is the gateways' forwarding engine, gateway.EngineFast
+	// or gateway.EngineNetHTTP; default the testbed's gateway.engine, else
+	// the environment's KANTAI_GATEWAY_ENGINE, else gateway.DefaultEngine.
 	GatewayEngine string
 }
 

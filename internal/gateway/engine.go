@@ -13,6 +13,11 @@ import (
 const (
 	EngineNetHTTP = "net/http"
 	EngineFast    = "fasthttp"
+
+	// DefaultEngine is the engine an empty name selects: fasthttp, which
+	// costs a gateway about half net/http's CPU per request
+	// (docs/benchmarks.md, "The fasthttp engine").
+	DefaultEngine = EngineFast
 )
 
 // EnvEngine is the environment variable that selects the engine where a
@@ -20,7 +25,7 @@ const (
 const EnvEngine = "KANTAI_GATEWAY_ENGINE"
 
 // CheckEngine reports an engine name that is neither EngineNetHTTP nor
-// EngineFast; "" means EngineNetHTTP.
+// EngineFast; "" means DefaultEngine.
 func CheckEngine(engine string) error {
 	switch engine {
 	case "", EngineNetHTTP, EngineFast:
@@ -43,6 +48,9 @@ type ListenerServer interface {
 func NewListenerServer(engine string, gw *Gateway, external bool, o ServerOptions) (ListenerServer, error) {
 	if err := CheckEngine(engine); err != nil {
 		return nil, err
+	}
+	if engine == "" {
+		engine = DefaultEngine
 	}
 	if engine == EngineFast {
 		h := gw.FastHandler()

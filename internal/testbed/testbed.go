@@ -110,9 +110,9 @@ type Gateway struct {
 	// ActivationTimeout bounds how long a request waits for a first replica
 	// (scale from zero) before the gateway answers 504.
 	ActivationTimeout Duration `json:"activationTimeout,omitempty"`
-	// Engine is the gateways' HTTP stack: "net/http" (the default) or
-	// "fasthttp" (less CPU per request; see docs/benchmarks.md for what
-	// differs). KANTAI_GATEWAY_ENGINE sets it when the file does not.
+	// Engine is the gateways' HTTP stack: "fasthttp" (the default) or
+	// "net/http" (see docs/benchmarks.md for what differs).
+	// KANTAI_GATEWAY_ENGINE sets it when the file does not.
 	Engine string `json:"engine,omitempty"`
 }
 

@@ -79,8 +79,8 @@ type Config struct {
 	// Dial opens connections to replicas and peers; nil means a plain
 	// net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// Engine is the gateway's forwarding engine, gateway.EngineNetHTTP
-	// (default) or gateway.EngineFast.
+	// Engine is the gateway's forwarding engine, gateway.EngineFast or
+	// gateway.EngineNetHTTP; "" is gateway.DefaultEngine.
 	Engine string
 	Log    *slog.Logger
 }
