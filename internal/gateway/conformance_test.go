@@ -739,7 +739,12 @@ var confCases = []confCase{
 			body, _ := io.ReadAll(resp.Body)
 			t.Fatalf("%d %v %q; want 101 to echo", resp.StatusCode, resp.Header, body)
 		}
-		for _, msg := range []string{"ping", "pong pong"} {
+		for i, msg := range []string{"ping", "pong pong"} {
+			if i > 0 {
+				// A switched connection is no longer bound by the
+				// header timeout its request was read under.
+				time.Sleep(confReadHeaderTimeout + confReadHeaderTimeout/4)
+			}
 			c.send(msg)
 			got := make([]byte, len(msg))
 			if _, err := io.ReadFull(c.br, got); err != nil || string(got) != msg {

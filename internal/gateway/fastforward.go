@@ -26,16 +26,17 @@ import (
 // small and already read; the replica's slot and connection go back when
 // the response body is through.
 //
-// What differs from the net/http engine: fasthttp does not watch a
-// client's connection while the handler runs. The engine watches it for
-// a request without a body (clientWatch) while it waits for a replica,
-// and once forwarded, while its response head has been awaited longer
-// than watchAfter: a client gone then is counted 499, as on the net/http
-// engine, and the replica's connection closed. A client that goes away
-// otherwise (a request with a body, an answer within watchAfter, a
-// response body on its way, a protocol switch) is noticed only when its
-// answer is written, where the net/http engine cancels the forwarded
-// request and counts a 499. A body the revision's timeout cuts ends with
+// fasthttp does not watch a client's connection while the handler runs;
+// the engine does it itself (clientWatch): while the request waits for a
+// replica (unless its body is still to be read from the connection), and
+// once its body is forwarded, from watchAfter on, while the response head
+// is awaited and while the response body streams. A client gone then has
+// the replica's connection closed (the replica sees its client go, as on
+// the net/http engine) and, before the head, is counted 499. What the
+// watch cannot see: a client that leaves before an answer that comes
+// within watchAfter (the answer is written to a closed connection and
+// counted with its status), and one that has sent its next request
+// (pipelined) before it left. A body the revision's timeout cuts ends with
 // the client's connection closed.
 
 // FastHandler returns the gateway's in-cluster handler for a FastServer:
@@ -53,14 +54,15 @@ func (g *Gateway) FastExternal() fasthttp.RequestHandler {
 func serveFast(g *Gateway, ctx *fasthttp.RequestCtx, external bool) {
 	x := fastExchange{ctx: ctx}
 	conn := ctx.Conn()
-	if conn == nil || !x.bodyless() {
+	if conn == nil {
 		serve(g, x, external)
 		return
 	}
-	// Watched while it waits for a replica or, past watchAfter, for the
-	// replica's response head (see clientWatch).
 	x.watch = watchClient(conn)
 	serve(g, x, external)
+	if x.watch.handedOff {
+		return // a streaming response body releases it (fastBody.Close)
+	}
 	gone := x.watch.Err() != nil
 	x.watch.release()
 	if gone {
@@ -117,7 +119,7 @@ func (r *replica) fastClient(dial func(ctx context.Context, network, addr string
 // fastExchange is the fasthttp engine's side of a request.
 type fastExchange struct {
 	ctx   *fasthttp.RequestCtx
-	watch *clientWatch // nil for a request with a body, whose client's connection the body's stream reads
+	watch *clientWatch // nil when there is no connection to watch
 }
 
 // preparedFor is the request context's user value naming the target the
@@ -140,15 +142,34 @@ func (x fastExchange) bodyless() bool {
 	return n == 0 || n == -2
 }
 
-// context ends when the client is gone, for a request without a body
-// while it waits for a replica (see clientWatch); else never: fasthttp
-// does not tell a handler that its client went away. (forward watches
-// the wait for the response head itself, through arm.)
+// bodyRead reports a request of which nothing is left to read from the
+// client's connection: one without a body, or whose body the server read
+// whole before the handler ran (fastBodyPrefetch).
+func (x fastExchange) bodyRead() bool {
+	n := x.ctx.Request.Header.ContentLength()
+	return n == 0 || n == -2 || (n > 0 && n <= fastBodyPrefetch)
+}
+
+// context ends when the client is gone, for a request with nothing left
+// to read while it waits for a replica (see clientWatch); else never:
+// fasthttp does not tell a handler that its client went away, and a body
+// still to come would look like a client that is there. (forward watches
+// the rest itself, through arm.)
 func (x fastExchange) context() context.Context {
-	if x.watch != nil {
+	if x.watch != nil && x.bodyRead() {
 		return x.watch
 	}
 	return context.Background()
+}
+
+// clientGone reports, after a forward failed, whether the client is gone:
+// the failure is then its leaving (a body cut short, a closed watch), not
+// the replica's, and counts 499.
+func (x fastExchange) clientGone() bool {
+	if x.watch == nil {
+		return false
+	}
+	return x.watch.Err() != nil || peekGone(x.watch.conn)
 }
 
 func (x fastExchange) hasPathPrefix(prefix string) bool {
@@ -397,32 +418,20 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 		reused := cc.CreatedTime().Before(armed)
 		_ = conn.SetDeadline(deadline)
 		bw := hc.AcquireWriter(conn)
-		err = ctx.Request.Write(bw)
-		if err == nil {
-			err = bw.Flush()
+		br := hc.AcquireReader(conn)
+		back := fasthttp.AcquireResponse()
+		back.SkipBody = head
+		var sent time.Time
+		var gone bool
+		if x.bodyRead() {
+			sent, gone, err = x.exchange(conn, bw, br, back)
+		} else {
+			sent, gone, err = x.exchangeStreaming(conn, bw, br, back)
 		}
 		hc.ReleaseWriter(bw)
-		sent := time.Now()
-		back := fasthttp.AcquireResponse()
-		var br *bufio.Reader
-		gone := false
-		if err == nil {
-			back.SkipBody = head
-			br = hc.AcquireReader(conn)
-			if x.watch != nil {
-				// A client gone while the head is awaited closes conn.
-				x.watch.arm(conn)
-			}
-			err = readResponseHead(back, br)
-			if x.watch != nil {
-				gone = x.watch.disarm()
-			}
-		}
 		done := time.Now()
 		if err != nil || gone {
-			if br != nil {
-				hc.ReleaseReader(br)
-			}
+			hc.ReleaseReader(br)
 			fasthttp.ReleaseResponse(back)
 			hc.CloseConn(cc)
 			if gone {
@@ -457,6 +466,87 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 		x.relay(g, rev, rep, &p, start, armed, sent, done, back, hc, cc, br, nil)
 		return false
 	}
+}
+
+// exchange writes a request that has nothing left to read from its
+// client, then reads the response head; a client gone meanwhile (see
+// clientWatch) closes conn and is reported.
+func (x fastExchange) exchange(conn net.Conn, bw *bufio.Writer, br *bufio.Reader, back *fasthttp.Response) (sent time.Time, gone bool, err error) {
+	err = x.ctx.Request.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	sent = time.Now()
+	if err != nil {
+		return sent, x.clientGone(), err
+	}
+	if x.watch != nil {
+		x.watch.arm(conn)
+	}
+	err = readResponseHead(back, br)
+	if x.watch != nil {
+		gone = x.watch.disarm()
+	}
+	return sent, gone, err
+}
+
+// exchangeStreaming forwards a request whose body streams from the client
+// while the response head is awaited, as net/http's transport does: a
+// replica may answer before it has taken the whole body (a refusal), and
+// that answer is relayed. The body is then not sent on; the replica's
+// connection and the client's are closed after the answer (the rest of
+// the body is never read). The wait for the head also bounds a client
+// that stops sending its body: its connection, not the replica's
+// deadline, would otherwise hold the request.
+func (x fastExchange) exchangeStreaming(conn net.Conn, bw *bufio.Writer, br *bufio.Reader, back *fasthttp.Response) (sent time.Time, gone bool, err error) {
+	start := time.Now()
+	written := make(chan error, 1)
+	left := false // the writer found the client gone
+	go func() {
+		err := x.ctx.Request.Write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		switch {
+		case err == nil:
+			sent = time.Now()
+			if x.watch != nil {
+				x.watch.arm(conn)
+			}
+		case x.clientGone():
+			// Nobody is left to answer: end the wait for the head.
+			left = true
+			_ = conn.SetReadDeadline(time.Unix(1, 0))
+		}
+		written <- err
+	}()
+	err = readResponseHead(back, br)
+	var werr error
+	select {
+	case werr = <-written:
+	default:
+		// The head (or the end of waiting) came first: stop sending the
+		// body, whichever side the writer waits on.
+		_ = conn.SetWriteDeadline(time.Unix(1, 0))
+		if c := x.ctx.Conn(); c != nil {
+			_ = c.SetReadDeadline(time.Unix(1, 0))
+		}
+		werr = <-written
+	}
+	if werr == nil {
+		if x.watch != nil {
+			gone = x.watch.disarm()
+		}
+		return sent, gone, err
+	}
+	// Part of the body is unread: neither connection can carry another
+	// request.
+	x.ctx.SetConnectionClose()
+	back.SetConnectionClose()
+	if err != nil {
+		return start, left, err
+	}
+	return start, false, nil
 }
 
 // relay passes the replica's response on to the client: headers now, the
@@ -499,6 +589,18 @@ func (x fastExchange) relay(g *Gateway, rev *revision, rep *replica, p *plan, st
 	}
 	if stream := back.BodyStream(); stream != nil {
 		fb.stream = stream
+		if x.watch != nil {
+			// The body may take its time: a client gone meanwhile has
+			// the replica's connection closed, which ends it. The
+			// watch is the body's now, released when it is through.
+			conn := raw
+			if conn == nil {
+				conn = connOf(acquireConn, cc).Conn()
+			}
+			x.watch.arm(conn)
+			x.watch.handedOff = true
+			fb.watch = x.watch
+		}
 		resp.SetBodyStream(fb, back.Header.ContentLength())
 		return
 	}
@@ -566,8 +668,9 @@ type fastBody struct {
 	br       *bufio.Reader
 	raw      net.Conn
 	deadline time.Time // the revision's timeout
-	eof      bool      // the body was read to its end
-	cut      bool      // the revision's timeout cut it
+	watch    *clientWatch
+	eof      bool // the body was read to its end
+	cut      bool // the revision's timeout cut it
 }
 
 var fastBodyPool = sync.Pool{New: func() any { return new(fastBody) }}
@@ -593,6 +696,12 @@ func (b *fastBody) Read(p []byte) (int, error) {
 // pool if the body was read through and the replica keeps it open) and
 // the replica's slot, with the service time sample.
 func (b *fastBody) Close() error {
+	if b.watch != nil {
+		// Before the connection may go back to the pool, where the
+		// watch must not close it.
+		b.watch.disarm()
+		b.watch.release()
+	}
 	// A body without a length (-2) ends with its connection.
 	keep := b.eof && !b.back.ConnectionClose() && b.back.Header.ContentLength() != -2
 	_ = b.back.CloseBodyStream()
@@ -643,12 +752,27 @@ func (x fastExchange) forwardUpgrade(g *Gateway, rev *revision, rep *replica, p 
 	sent := time.Now()
 	back := fasthttp.AcquireResponse()
 	br := bufio.NewReader(conn)
+	gone := false
 	if err == nil {
 		back.StreamBody = true
 		back.SkipBody = ctx.IsHead()
+		if x.watch != nil {
+			x.watch.arm(conn)
+		}
 		err = back.ReadLimitBody(br, 0)
+		if x.watch != nil {
+			gone = x.watch.disarm()
+		}
+	} else {
+		gone = x.clientGone()
 	}
 	done := time.Now()
+	if gone {
+		fasthttp.ReleaseResponse(back)
+		_ = conn.Close()
+		g.unanswered(rev, rep, p, g.now(), errClientGone, nil, true)
+		return false
+	}
 	if err != nil {
 		fasthttp.ReleaseResponse(back)
 		_ = conn.Close()

@@ -36,6 +36,10 @@ type clientWatch struct {
 
 	mu    sync.Mutex
 	abort net.Conn // the replica's connection to close when the client goes; nil when none
+
+	// handedOff: a streaming response body holds the watch, and releases
+	// it when the body is through.
+	handedOff bool
 }
 
 // watchAfter is how long a forwarded request waits for its response head
@@ -138,6 +142,7 @@ func (w *clientWatch) release() {
 	}
 	t := w.timer
 	w.conn, w.done, w.ended, w.abort = nil, nil, nil, nil
+	w.handedOff = false
 	w.once = sync.Once{}
 	w.gone.Store(false)
 	w.timer = t

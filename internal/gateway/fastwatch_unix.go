@@ -37,3 +37,24 @@ func peekFunc(conn net.Conn) func() bool {
 		return gone
 	}
 }
+
+// peekGone reports whether conn's peer has closed it, without waiting or
+// consuming a byte; false when that cannot be told.
+func peekGone(conn net.Conn) bool {
+	sc, ok := socketOf(conn).(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var b [1]byte
+	gone := false
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		gone = (err == nil && n == 0) || (err != nil && err != unix.EAGAIN && err != unix.EINTR)
+		return true
+	})
+	return gone
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -989,4 +990,243 @@ func TestGateway_pipelinedWhileForwarded(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A client that leaves once its request, body and all, is with the replica
+// has the forwarded request cancelled, whether its body was small (read
+// whole before forwarding), large or chunked (streamed through): 499, the
+// replica's slot free.
+func TestGateway_clientGoneAfterBody(t *testing.T) {
+	big := strings.Repeat("b", 64<<10)
+	for _, tc := range []struct{ name, head, body string }{
+		{"small", "Content-Length: 5\r\n", "small"},
+		{"large", "Content-Length: " + strconv.Itoa(len(big)) + "\r\n", big},
+		{"chunked", "Transfer-Encoding: chunked\r\n", "5\r\nchunk\r\n0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			forEngines(t, func(t *testing.T, e engine) {
+				fx := newEngineFixture(t, e, nil)
+				read, cancelled := make(chan struct{}), make(chan struct{})
+				release := make(chan struct{})
+				defer close(release)
+				replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					_, _ = io.Copy(io.Discard, r.Body)
+					close(read)
+					select {
+					case <-r.Context().Done():
+						close(cancelled)
+					case <-release:
+					}
+				}))
+				t.Cleanup(replica.Close)
+				fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "held", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
+				c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				io.WriteString(c, "POST /held HTTP/1.1\r\nHost: hello.default\r\n"+tc.head+"\r\n"+tc.body)
+				within(t, read, "the replica to read the request's body")
+				c.Close()
+				within(t, cancelled, "the replica to see its request cancelled")
+				waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "held") == 0 })
+				waitFor(t, func() bool {
+					return testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "node3", "499")) == 1
+				})
+			})
+		})
+	}
+}
+
+// A client that leaves while the response body streams has the replica's
+// request cancelled (its connection closed), and the slot freed.
+func TestGateway_clientGoneWhileBodyStreams(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		cancelled := make(chan struct{})
+		release := make(chan struct{})
+		defer close(release)
+		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "first part;")
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				close(cancelled)
+			case <-release:
+			}
+		}))
+		t.Cleanup(replica.Close)
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "held", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
+		c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: hello.default\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := make([]byte, len("first part;"))
+		if _, err := io.ReadFull(resp.Body, part); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%d, first part %q, %v", resp.StatusCode, part, err)
+		}
+		c.Close()
+		within(t, cancelled, "the replica to see its request cancelled")
+		waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "held") == 0 })
+	})
+}
+
+// A request to switch protocols that waited for a replica (scale from
+// zero) is switched, and its connection then carries the new protocol
+// past the header timeout it was read under.
+func TestGateway_upgradeAfterWait(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		waiting := make(chan struct{}, 1)
+		fx := newEngineFixture(t, e, func(c *Config) {
+			c.OnDemand = func(string) {
+				select {
+				case waiting <- struct{}{}:
+				default:
+				}
+			}
+		})
+		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+			_ = brw.Flush()
+			_, _ = io.Copy(c, brw)
+		}))
+		t.Cleanup(replica.Close)
+		c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: hello.default\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		// Waiting, the request is watched for its client's leaving; the
+		// watch has to be gone from the connection once it is switched.
+		within(t, waiting, "the request to wait for a replica")
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "echo", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("status %d, want 101", resp.StatusCode)
+		}
+		for _, msg := range []string{"ping", "pong pong"} {
+			io.WriteString(c, msg)
+			got := make([]byte, len(msg))
+			if _, err := io.ReadFull(br, got); err != nil || string(got) != msg {
+				t.Fatalf("echo %q, %v; want %q", got, err, msg)
+			}
+		}
+	})
+}
+
+// A replica that answers before it has read a large request body (a
+// refusal, say) has its answer relayed, not a 502 for the body it never
+// took.
+func TestGateway_earlyAnswer(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+		}))
+		t.Cleanup(replica.Close)
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "r", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
+		c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		const size = 64 << 20
+		go func() {
+			// Until the gateway stops reading; the error is expected.
+			_, _ = io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: hello.default\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n")
+			chunk := make([]byte, 64<<10)
+			for n := 0; n < size; n += len(chunk) {
+				if _, err := c.Write(chunk); err != nil {
+					return
+				}
+			}
+		}()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || string(body) != "too large\n" {
+			t.Errorf("answer %d %q, want the replica's 413", resp.StatusCode, body)
+		}
+	})
+}
+
+// A client whose request body stops part way, by leaving or by stalling,
+// does not hold the replica: one that leaves is counted 499, one that
+// stalls gets 504 once the revision's response-start timeout has passed;
+// either way the replica sees its request end and its slot is freed.
+func TestGateway_bodyCutShort(t *testing.T) {
+	for _, leave := range []bool{true, false} {
+		name := "stalls"
+		if leave {
+			name = "leaves"
+		}
+		t.Run(name, func(t *testing.T) {
+			forEngines(t, func(t *testing.T, e engine) {
+				if !leave && e == engineNetHTTP {
+					t.Skip("on the net/http engine the answer to a stalled body waits for the body (docs/benchmarks.md)")
+				}
+				fx := newEngineFixture(t, e, nil)
+				fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
+					Timeout: time.Minute, ResponseStartTimeout: 300 * time.Millisecond})
+				reading, ended := make(chan struct{}), make(chan struct{})
+				replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					close(reading)
+					_, _ = io.Copy(io.Discard, r.Body)
+					<-r.Context().Done()
+					close(ended)
+				}))
+				t.Cleanup(replica.Close)
+				fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "r", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
+				c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: hello.default\r\nContent-Length: 1048576\r\n\r\n"+strings.Repeat("x", 100<<10))
+				within(t, reading, "the replica to start reading the body")
+				code := "499"
+				if leave {
+					c.Close()
+				} else {
+					code = "504"
+					resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if resp.StatusCode != http.StatusGatewayTimeout {
+						t.Errorf("status %d, want 504", resp.StatusCode)
+					}
+				}
+				within(t, ended, "the replica to see its request end")
+				waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "r") == 0 })
+				waitFor(t, func() bool {
+					return testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "node3", code)) == 1
+				})
+			})
+		})
+	}
 }
