@@ -132,6 +132,7 @@ the default gateway is missed.`,
 	cmd.Flags().IntVar(&opts.Rate, "rate", 2000, "requests per second of the fixed-rate runs")
 	cmd.Flags().IntVar(&opts.Concurrency, "concurrency", 32, "connections of the saturation runs")
 	cmd.Flags().BoolVar(&opts.NoNginx, "no-nginx", false, "leave nginx out (its targets show NOT MEASURED)")
+	cmd.Flags().BoolVar(&opts.NginxHeaders, "nginx-headers", false, "also measure nginx doing the gateway's header work (X-Forwarded-*, two answer headers), for information")
 	cmd.Flags().Float64Var(&opts.MaxOtherCores, "max-other-cores", 0.10, "re-run a run when other programs use more CPU than this (negative: never)")
 	cmd.Flags().StringVar(&jsonOut, "json", "", "also write the result as JSON to this file")
 	cmd.Flags().IntVar(&opts.ProxyProcs, "proxy-procs", 1, "GOMAXPROCS of the Go proxies, nginx runs one worker process (negative: inherit)")

@@ -36,9 +36,21 @@ http {
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-        }
+%[4]s        }
     }
 }
+`
+
+// nginxKantaiHeaders has nginx do the header work the kantai gateway does
+// on every request: the client's Host passed on, X-Forwarded-For extended,
+// -Proto and -Host set, and two headers added to the answer (which
+// replica and node served it). The "nginx-headers" target runs it.
+const nginxKantaiHeaders = `            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+            add_header X-Kantai-Replica hello-node1-1;
+            add_header X-Kantai-Node node1;
 `
 
 // nginxVersion returns the "nginx/1.x.y" of a binary.
@@ -53,7 +65,7 @@ func nginxVersion(path string) string {
 
 // startNginx runs nginx in the foreground with one worker in front of the
 // backend, its configuration and logs in a temporary directory.
-func startNginx(ctx context.Context, path, backend string) (*server, error) {
+func startNginx(ctx context.Context, path, backend, extra string) (*server, error) {
 	// A free port, found by the kernel; it is released just before nginx
 	// binds it, so another program could take it: retry a few times.
 	var lastErr error
@@ -69,7 +81,7 @@ func startNginx(ctx context.Context, path, backend string) (*server, error) {
 		}
 		addr := ln.Addr().String()
 		ln.Close()
-		s, err := runNginx(ctx, path, dir, backend, addr)
+		s, err := runNginx(ctx, path, dir, backend, addr, extra)
 		if err == nil {
 			return s, nil
 		}
@@ -79,9 +91,9 @@ func startNginx(ctx context.Context, path, backend string) (*server, error) {
 	return nil, lastErr
 }
 
-func runNginx(ctx context.Context, path, dir, backend, addr string) (*server, error) {
+func runNginx(ctx context.Context, path, dir, backend, addr, extra string) (*server, error) {
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, backend, addr)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, backend, addr, extra)), 0o644); err != nil {
 		return nil, err
 	}
 	// -e sets the error log before the configuration is read, so nothing is

@@ -41,6 +41,10 @@ type Options struct {
 	NginxPath string `json:"nginx_path,omitempty"`
 	// NoNginx leaves nginx out even when it is installed.
 	NoNginx bool `json:"no_nginx,omitempty"`
+	// NginxHeaders adds a second nginx, "nginx-headers", that does the
+	// gateway's header work too (nginxKantaiHeaders): compared with the
+	// gateway for information, not judged.
+	NginxHeaders bool `json:"nginx_headers,omitempty"`
 	// MaxOtherCores is how much CPU (in cores) other programs of the
 	// machine may use during a run before the run is thrown away and
 	// repeated (default 0.10; negative: never).
@@ -94,10 +98,13 @@ func (o Options) withDefaults() Options {
 
 // Target names, in the order of each round.
 const (
-	TargetDirect   = "direct"
-	TargetNginx    = "nginx"
-	TargetHTTPUtil = "httputil"
-	TargetKantai   = "kantai"
+	TargetDirect = "direct"
+	TargetNginx  = "nginx"
+	// TargetNginxHeaders is nginx doing the gateway's header work
+	// (Options.NginxHeaders).
+	TargetNginxHeaders = "nginx-headers"
+	TargetHTTPUtil     = "httputil"
+	TargetKantai       = "kantai"
 )
 
 // Figures are one run's measurements, or the medians over rounds.
@@ -249,7 +256,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 			break
 		}
 		res.NginxVersion = nginxVersion(path)
-		s, err := startNginx(ctx, path, backend.addr)
+		s, err := startNginx(ctx, path, backend.addr, "")
 		if err != nil {
 			nginxRes.Note = "failed to start: " + err.Error()
 			break
@@ -258,8 +265,20 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 		targets = append(targets, target{name: TargetNginx, addr: s.addr, srv: s})
 		nginxRes.Measured = true
 		nginxRes.Note = res.NginxVersion + ", worker_processes 1, upstream keepalive 64"
+		if opts.NginxHeaders {
+			s, err := startNginx(ctx, path, backend.addr, nginxKantaiHeaders)
+			if err != nil {
+				return res, fmt.Errorf("%s: %w", TargetNginxHeaders, err)
+			}
+			servers = append(servers, s)
+			targets = append(targets, target{name: TargetNginxHeaders, addr: s.addr, srv: s})
+		}
 	}
 	res.Targets = append(res.Targets, nginxRes)
+	if nginxRes.Measured && opts.NginxHeaders {
+		res.Targets = append(res.Targets, TargetResult{Name: TargetNginxHeaders, Measured: true,
+			Note: "as nginx, with the gateway's request and answer headers"})
+	}
 	if !nginxRes.Measured {
 		res.Notes = append(res.Notes, "nginx: "+nginxRes.Note)
 	}
@@ -552,6 +571,9 @@ func judge(res *Result) {
 	for _, e := range res.Options.External {
 		name, _, _ := strings.Cut(e, "=")
 		res.Ratios = append(res.Ratios, compare(res, name, TargetNginx), compare(res, name, TargetKantai))
+	}
+	if res.Options.NginxHeaders {
+		res.Ratios = append(res.Ratios, compare(res, TargetKantai, TargetNginxHeaders), compare(res, TargetNginxHeaders, TargetNginx))
 	}
 	res.Checks = targetChecks(res, TargetKantai)
 	for _, v := range res.Options.Variants {

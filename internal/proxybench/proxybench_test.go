@@ -5,10 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestMain(m *testing.M) {
@@ -178,6 +183,60 @@ func TestRun_full(t *testing.T) {
 		b, _ := json.MarshalIndent(res, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// The nginx-headers target does the header work the kantai gateway does:
+// a replica behind either sees the same forwarding headers, and a client
+// the same answer headers.
+func TestNginxHeaders_likeKantai(t *testing.T) {
+	path, err := lookNginx()
+	if err != nil {
+		t.Skip("nginx is not installed (" + NginxHint + ")")
+	}
+	seen := make(chan http.Header, 2)
+	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		h.Set("Host", r.Host)
+		seen <- h
+		io.WriteString(w, "ok")
+	}))
+	defer replica.Close()
+	backend := strings.TrimPrefix(replica.URL, "http://")
+	ng, err := startNginx(context.Background(), path, backend, nginxKantaiHeaders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ng.stop()
+	gw, err := newKantaiGateway(backend, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kantai := httptest.NewServer(gw)
+	defer kantai.Close()
+	var got [2]http.Header
+	var answers [2]http.Header
+	for i, addr := range []string{kantai.Listener.Addr().String(), ng.addr} {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+		req.Host = benchHost
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		answers[i] = resp.Header
+		got[i] = <-seen
+	}
+	for _, k := range []string{"Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+		if got[0].Get(k) == "" || got[0].Get(k) != got[1].Get(k) {
+			t.Errorf("%s: kantai forwards %q, nginx-headers %q", k, got[0].Get(k), got[1].Get(k))
+		}
+	}
+	for _, k := range []string{"X-Kantai-Replica", "X-Kantai-Node"} {
+		if answers[0].Get(k) == "" || answers[0].Get(k) != answers[1].Get(k) {
+			t.Errorf("answer's %s: kantai %q, nginx-headers %q", k, answers[0].Get(k), answers[1].Get(k))
 		}
 	}
 }
