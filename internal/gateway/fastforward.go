@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -248,7 +249,13 @@ var fastHopHeaders = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authentic
 func (x fastExchange) prepare(t *target) string {
 	req := &x.ctx.Request
 	h := &req.Header
-	upgrade := fastUpgradeType(h)
+	// Most requests carry no hop-by-hop header: one look at the head as
+	// received spares a lookup per name.
+	hop := hopInHead(h.RawHeaders())
+	upgrade := ""
+	if hop {
+		upgrade = fastUpgradeType(h)
+	}
 	if prev, ok := x.ctx.UserValue(preparedFor).(*target); ok {
 		if prev != t {
 			for k := range prev.headers {
@@ -258,6 +265,49 @@ func (x fastExchange) prepare(t *target) string {
 		}
 		return upgrade
 	}
+	h.ResetConnectionClose() // the client's connection's matter, not the replica's
+	if hop {
+		x.dropHop(h, upgrade)
+	}
+	var fwd [80]byte
+	xff := fwd[:0]
+	if prior := h.PeekAll("X-Forwarded-For"); len(prior) > 0 {
+		xff = append(xff, prior[len(prior)-1]...)
+		xff = append(xff, ", "...)
+	}
+	if a, ok := x.ctx.RemoteAddr().(*net.TCPAddr); ok {
+		xff = a.AddrPort().Addr().Unmap().AppendTo(xff)
+		h.SetCanonical(keyForwardedFor, xff)
+	}
+	if x.ctx.IsTLS() {
+		h.SetCanonical(keyForwardedProto, valueHTTPS)
+	} else {
+		h.SetCanonical(keyForwardedProto, valueHTTP)
+	}
+	h.SetCanonical(keyForwardedHost, h.Host())
+	x.retarget(t, nil)
+	// The request goes out with its Host header and its target as
+	// received, not as fasthttp would rebuild them from the parsed URI.
+	req.UseHostHeader = true
+	req.URI().DisablePathNormalizing = true
+	return upgrade
+}
+
+// Header names and values the engine sets on every request and answer,
+// canonical already (SetCanonical skips normalising them).
+var (
+	keyForwardedFor   = []byte("X-Forwarded-For")
+	keyForwardedProto = []byte("X-Forwarded-Proto")
+	keyForwardedHost  = []byte("X-Forwarded-Host")
+	keyReplica        = []byte(HeaderReplica)
+	keyNode           = []byte(HeaderNode)
+	valueHTTP         = []byte("http")
+	valueHTTPS        = []byte("https")
+)
+
+// dropHop deletes the request's hop-by-hop headers and those its
+// Connection header names, keeping an upgrade's Connection and Upgrade.
+func (x fastExchange) dropHop(h *fasthttp.RequestHeader, upgrade string) {
 	var upgradeTo [32]byte
 	up := append(upgradeTo[:0], h.Peek("Upgrade")...)
 	if conn := h.Peek("Connection"); len(conn) > 0 {
@@ -274,7 +324,6 @@ func (x fastExchange) prepare(t *target) string {
 		}
 	}
 	h.Del("Connection")
-	h.ResetConnectionClose() // the client's connection's matter, not the replica's
 	for _, k := range fastHopHeaders {
 		h.Del(k)
 	}
@@ -282,28 +331,36 @@ func (x fastExchange) prepare(t *target) string {
 		h.Set("Connection", "Upgrade")
 		h.SetBytesV("Upgrade", up)
 	}
-	var fwd [80]byte
-	xff := fwd[:0]
-	if prior := h.PeekAll("X-Forwarded-For"); len(prior) > 0 {
-		xff = append(xff, prior[len(prior)-1]...)
-		xff = append(xff, ", "...)
+}
+
+// hopInHead reports whether a request head as received has a header
+// named Connection or one of fastHopHeaders.
+func hopInHead(raw []byte) bool {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if i := bytes.IndexByte(line, ':'); i > 0 && isHopName(trimSpaceBytes(line[:i])) {
+			return true
+		}
 	}
-	if a, ok := x.ctx.RemoteAddr().(*net.TCPAddr); ok {
-		xff = a.AddrPort().Addr().Unmap().AppendTo(xff)
-		h.SetBytesV("X-Forwarded-For", xff)
+	return false
+}
+
+// isHopName reports Connection or one of fastHopHeaders, in any case.
+func isHopName(k []byte) bool {
+	if equalFoldBytes(k, "Connection") {
+		return true
 	}
-	if x.ctx.IsTLS() {
-		h.Set("X-Forwarded-Proto", "https")
-	} else {
-		h.Set("X-Forwarded-Proto", "http")
+	for _, h := range fastHopHeaders {
+		if equalFoldBytes(k, h) {
+			return true
+		}
 	}
-	h.SetBytesV("X-Forwarded-Host", h.Host())
-	x.retarget(t, nil)
-	// The request goes out with its Host header and its target as
-	// received, not as fasthttp would rebuild them from the parsed URI.
-	req.UseHostHeader = true
-	req.URI().DisablePathNormalizing = true
-	return upgrade
+	return false
 }
 
 // retarget sets t's headers and Host on the request; host is the Host the
@@ -568,8 +625,8 @@ func (x fastExchange) relay(g *Gateway, rev *revision, rep *replica, p *plan, st
 	now := g.now()
 	back.Header.CopyTo(&resp.Header)
 	stripHop(&resp.Header, &back.Header)
-	resp.Header.Set(HeaderReplica, rep.header[0])
-	resp.Header.Set(HeaderNode, rep.nodeHeader[0])
+	resp.Header.SetCanonical(keyReplica, rep.headerBytes)
+	resp.Header.SetCanonical(keyNode, rep.nodeHeaderBytes)
 	g.answered(rev, rep, p, back.StatusCode(), start, now)
 	fb := fastBodyPool.Get().(*fastBody)
 	*fb = fastBody{g: g, rev: rev, rep: rep, service: service, back: back, resp: resp,
@@ -635,6 +692,17 @@ func readResponseHead(back *fasthttp.Response, br *bufio.Reader) error {
 // stripHop deletes from the client's response the hop-by-hop headers of
 // the replica's, and those its Connection header names.
 func stripHop(h, from *fasthttp.ResponseHeader) {
+	h.ResetConnectionClose() // the replica's connection's matter, not the client's
+	hop := false
+	for k := range from.All() {
+		if isHopName(k) {
+			hop = true
+			break
+		}
+	}
+	if !hop {
+		return
+	}
 	if conn := from.Peek("Connection"); len(conn) > 0 {
 		for v := conn; len(v) > 0; {
 			var name []byte

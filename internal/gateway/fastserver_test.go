@@ -13,3 +13,23 @@ func startFastServer(t *testing.T, h fasthttp.RequestHandler, o ServerOptions) (
 	s := NewFastServer(h, o)
 	return s, serveOn(t, "127.78.201.2:0", s)
 }
+
+func TestHopInHead(t *testing.T) {
+	for _, tc := range []struct {
+		head string
+		want bool
+	}{
+		{"Host: a\r\nAccept: */*\r\n", false},
+		{"Host: a\r\nX-Connection-Id: 1\r\nUpgraded: no\r\n", false},
+		{"", false},
+		{"Host: a\r\nconnection: close\r\n", true},
+		{"Host: a\r\nKEEP-ALIVE: timeout=5\r\n", true},
+		{"Te: trailers\r\n", true},
+		{"Host: a\r\nProxy-Authorization: Basic eA==", true},
+		{"Host: a\r\nUpgrade : websocket\r\n", true},
+	} {
+		if got := hopInHead([]byte(tc.head)); got != tc.want {
+			t.Errorf("%q: %v, want %v", tc.head, got, tc.want)
+		}
+	}
+}

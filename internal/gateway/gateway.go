@@ -282,7 +282,8 @@ func (g *Gateway) SetReplicas(key string, replicas []ReplicaInfo) {
 		if r == nil {
 			r = &replica{info: info,
 				url:    url.URL{Scheme: "http", Host: info.Address},
-				header: []string{info.Name}, nodeHeader: []string{info.Node}}
+				header: []string{info.Name}, nodeHeader: []string{info.Node},
+				headerBytes: []byte(info.Name), nodeHeaderBytes: []byte(info.Node)}
 		}
 		r.node = node
 		r.idx = len(rev.reps)

@@ -124,7 +124,9 @@ type replica struct {
 	url        url.URL
 	header     []string
 	nodeHeader []string
-	fast       atomic.Pointer[fasthttp.HostClient] // the fasthttp engine's client, made on first use
+	// The same as bytes, for the fasthttp engine's answers.
+	headerBytes, nodeHeaderBytes []byte
+	fast                         atomic.Pointer[fasthttp.HostClient] // the fasthttp engine's client, made on first use
 }
 
 type waiter struct{ ch chan *replica }
