@@ -467,7 +467,11 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 	// the replica meanwhile; a request without a body is sent again on
 	// another, as net/http's transport does.
 	for try := 0; ; try++ {
-		cc, err := hc.AcquireConn(max(time.Until(deadline), time.Millisecond), false)
+		wait := first // armed just now
+		if try > 0 {
+			wait = max(time.Until(deadline), time.Millisecond)
+		}
+		cc, err := hc.AcquireConn(wait, false)
 		if err != nil {
 			return x.unconnected(g, rev, rep, &p, err, deadline, cause, retryable)
 		}
