@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", nodegw.DefaultDrainTimeout, "how long the gateway drains on SIGTERM")
 	fs.DurationVar(&cfg.LatencyInterval, "latency-interval", 0, "the latency agent's probing round (0: its default)")
 	fs.StringVar(&cfg.Engine, "engine", gateway.DefaultEngine, "the gateway's forwarding engine: "+gateway.EngineNetHTTP+" or "+gateway.EngineFast)
+	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", gateway.DefaultMaxHeaderBytes, "largest request line and headers, in bytes (431 beyond); on fasthttp also each client connection's read buffer")
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level (debug, info, warn, error)")
 	fs.StringVar(&emulation, "emulation", "", "emulated clusters on one machine only: a file placing the pods' virtual addresses on loopback and the links between nodes (see docs/kubernetes.md)")
 	if err := fs.Parse(args); err != nil {

@@ -17,8 +17,11 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 60 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
-	DefaultMaxConns          = 4096
-	DefaultDrainGrace        = time.Second
+	// MinMaxHeaderBytes is the smallest MaxHeaderBytes a command accepts:
+	// below it, ordinary browser requests would get 431.
+	MinMaxHeaderBytes = 4 << 10
+	DefaultMaxConns   = 4096
+	DefaultDrainGrace = time.Second
 )
 
 // ServerOptions bound what one client can hold of a gateway. Zero values

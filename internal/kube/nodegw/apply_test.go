@@ -114,6 +114,8 @@ func TestNew_refusesIncompleteConfig(t *testing.T) {
 		{"no token", Config{Node: "a", Rest: &rest.Config{}}, "token is empty"},
 		{"no API server", Config{Node: "a", Token: "t"}, "no API server"},
 		{"unknown engine", Config{Node: "a", Token: "t", Rest: &rest.Config{}, Engine: "h2o"}, `gateway engine "h2o"`},
+		{"header bound too small", Config{Node: "a", Token: "t", Rest: &rest.Config{}, MaxHeaderBytes: 512}, "max header bytes 512"},
+		{"header bound negative", Config{Node: "a", Token: "t", Rest: &rest.Config{}, MaxHeaderBytes: -1}, "max header bytes -1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -82,7 +82,11 @@ type Config struct {
 	// Engine is the gateway's forwarding engine, gateway.EngineFast or
 	// gateway.EngineNetHTTP; "" is gateway.DefaultEngine.
 	Engine string
-	Log    *slog.Logger
+	// MaxHeaderBytes bounds a request's line and headers (431 beyond); on
+	// the fasthttp engine it is also the read buffer each client
+	// connection holds. 0 means gateway.DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+	Log            *slog.Logger
 }
 
 func (c *Config) defaults() error {
@@ -97,6 +101,9 @@ func (c *Config) defaults() error {
 	}
 	if err := gateway.CheckEngine(c.Engine); err != nil {
 		return err
+	}
+	if c.MaxHeaderBytes < 0 || (c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < gateway.MinMaxHeaderBytes) {
+		return fmt.Errorf("max header bytes %d: want 0 (the default) or at least %d", c.MaxHeaderBytes, gateway.MinMaxHeaderBytes)
 	}
 	def := func(s *string, d string) {
 		if *s == "" {
@@ -285,7 +292,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			// ExternalIP rules (and redirects them when asked); the
 			// internal one serves every rule.
 			for _, name := range []string{ListenerExternal, ListenerInternal} {
-				srv, err := gateway.NewListenerServer(d.cfg.Engine, d.gw, name == ListenerExternal, gateway.ServerOptions{})
+				srv, err := gateway.NewListenerServer(d.cfg.Engine, d.gw, name == ListenerExternal, gateway.ServerOptions{MaxHeaderBytes: d.cfg.MaxHeaderBytes})
 				if err != nil { // checked in New
 					panic(err)
 				}

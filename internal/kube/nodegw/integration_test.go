@@ -128,8 +128,8 @@ func TestDaemon(t *testing.T) {
 		Token: token, Namespace: kantaiNamespace, Rest: saConfig,
 		ActivationTimeout: activation, LatencyInterval: 200 * time.Millisecond, DrainTimeout: 10 * time.Second,
 		Dial: dm.dial, Log: testLog(),
-		// The engine under test: KANTAI_GATEWAY_ENGINE=fasthttp runs the
-		// test on the fasthttp engine.
+		// The engine under test: KANTAI_GATEWAY_ENGINE=net/http runs the
+		// test on the net/http engine (default: gateway.DefaultEngine).
 		Engine: os.Getenv(gateway.EnvEngine),
 	})
 	if err != nil {
