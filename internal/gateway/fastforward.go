@@ -167,10 +167,15 @@ func (x fastExchange) context() context.Context {
 // the failure is then its leaving (a body cut short, a closed watch), not
 // the replica's, and counts 499.
 func (x fastExchange) clientGone() bool {
-	if x.watch == nil {
+	switch {
+	case x.watch == nil:
 		return false
+	case x.watch.started.Load():
+		// Its peek holds the connection's read side: a second would
+		// wait for it. It reports what it has seen.
+		return x.watch.Err() != nil
 	}
-	return x.watch.Err() != nil || peekGone(x.watch.conn)
+	return peekGone(x.watch.conn)
 }
 
 func (x fastExchange) hasPathPrefix(prefix string) bool {
@@ -483,13 +488,19 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 		back := fasthttp.AcquireResponse()
 		back.SkipBody = head
 		var sent time.Time
-		var gone bool
+		var gone, cut bool
 		if x.bodyRead() {
 			sent, gone, err = x.exchange(conn, bw, br, back)
 		} else {
-			sent, gone, err = x.exchangeStreaming(conn, bw, br, back)
+			sent, gone, cut, err = x.exchangeStreaming(conn, bw, br, back)
 		}
 		hc.ReleaseWriter(bw)
+		if cut {
+			// Part of the client's body is unread: whatever the answer,
+			// its connection cannot carry another request. Set last, as
+			// the answer's headers replace the flag.
+			defer ctx.SetConnectionClose()
+		}
 		done := time.Now()
 		if err != nil || gone {
 			hc.ReleaseReader(br)
@@ -559,7 +570,7 @@ func (x fastExchange) exchange(conn net.Conn, bw *bufio.Writer, br *bufio.Reader
 // the body is never read). The wait for the head also bounds a client
 // that stops sending its body: its connection, not the replica's
 // deadline, would otherwise hold the request.
-func (x fastExchange) exchangeStreaming(conn net.Conn, bw *bufio.Writer, br *bufio.Reader, back *fasthttp.Response) (sent time.Time, gone bool, err error) {
+func (x fastExchange) exchangeStreaming(conn net.Conn, bw *bufio.Writer, br *bufio.Reader, back *fasthttp.Response) (sent time.Time, gone, cut bool, err error) {
 	start := time.Now()
 	written := make(chan error, 1)
 	left := false // the writer found the client gone
@@ -598,16 +609,13 @@ func (x fastExchange) exchangeStreaming(conn net.Conn, bw *bufio.Writer, br *buf
 		if x.watch != nil {
 			gone = x.watch.disarm()
 		}
-		return sent, gone, err
+		return sent, gone, false, err
 	}
 	// Part of the body is unread: neither connection can carry another
-	// request.
-	x.ctx.SetConnectionClose()
+	// request. A client that left is gone even if the head came in
+	// meanwhile (the writer has cut the replica's connection short).
 	back.SetConnectionClose()
-	if err != nil {
-		return start, left, err
-	}
-	return start, false, nil
+	return start, left, true, err
 }
 
 // relay passes the replica's response on to the client: headers now, the
@@ -768,14 +776,15 @@ func (b *fastBody) Read(p []byte) (int, error) {
 // pool if the body was read through and the replica keeps it open) and
 // the replica's slot, with the service time sample.
 func (b *fastBody) Close() error {
+	gone := false
 	if b.watch != nil {
 		// Before the connection may go back to the pool, where the
-		// watch must not close it.
-		b.watch.disarm()
+		// watch must not close it; if it did meanwhile, it is not kept.
+		gone = b.watch.disarm()
 		b.watch.release()
 	}
 	// A body without a length (-2) ends with its connection.
-	keep := b.eof && !b.back.ConnectionClose() && b.back.Header.ContentLength() != -2
+	keep := !gone && b.eof && !b.back.ConnectionClose() && b.back.Header.ContentLength() != -2
 	_ = b.back.CloseBodyStream()
 	fasthttp.ReleaseResponse(b.back)
 	if b.hc != nil {

@@ -25,11 +25,12 @@ import (
 // awaited closes the replica's connection (the replica sees its client
 // go, as with net/http), which ends the read.
 type clientWatch struct {
-	conn  net.Conn // the client's connection, as accepted
-	once  sync.Once
-	done  chan struct{} // closed when the client is gone; made by start
-	ended chan struct{} // closed when the watch's goroutine returned; nil if none
-	gone  atomic.Bool   // set before done is closed: Err without start's sync
+	conn    net.Conn // the client's connection, as accepted
+	once    sync.Once
+	done    chan struct{} // closed when the client is gone; made by start
+	ended   chan struct{} // closed when the watch's goroutine returned; nil if none
+	gone    atomic.Bool   // set before done is closed: Err without start's sync
+	started atomic.Bool   // start ran: the goroutine may hold the connection's read side
 
 	timer *time.Timer    // starts the watch watchAfter after arm; kept with the pooled watch
 	fired sync.WaitGroup // the timer's function, armed and not yet through
@@ -76,6 +77,12 @@ func (w *clientWatch) start() {
 	if peek == nil {
 		return // not a socket: never cancelled
 	}
+	// The deadline the request was read under (the header timeout) would
+	// end the peek, and the watch with it, long before the answer: the
+	// server reads nothing meanwhile, and sets its own deadline before it
+	// reads the next request.
+	_ = w.conn.SetReadDeadline(time.Time{})
+	w.started.Store(true)
 	w.ended = make(chan struct{})
 	go func() {
 		defer close(w.ended)
@@ -143,6 +150,7 @@ func (w *clientWatch) release() {
 	t := w.timer
 	w.conn, w.done, w.ended, w.abort = nil, nil, nil, nil
 	w.handedOff = false
+	w.started.Store(false)
 	w.once = sync.Once{}
 	w.gone.Store(false)
 	w.timer = t

@@ -1170,6 +1170,9 @@ func TestGateway_earlyAnswer(t *testing.T) {
 		if resp.StatusCode != http.StatusRequestEntityTooLarge || string(body) != "too large\n" {
 			t.Errorf("answer %d %q, want the replica's 413", resp.StatusCode, body)
 		}
+		if !resp.Close {
+			t.Error("the answer keeps the connection, whose request body was not read to its end")
+		}
 	})
 }
 
@@ -1178,12 +1181,18 @@ func TestGateway_earlyAnswer(t *testing.T) {
 // stalls gets 504 once the revision's response-start timeout has passed;
 // either way the replica sees its request end and its slot is freed.
 func TestGateway_bodyCutShort(t *testing.T) {
-	for _, leave := range []bool{true, false} {
-		name := "stalls"
-		if leave {
-			name = "leaves"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		leave      bool
+		size, sent int // declared, sent before the cut
+	}{
+		{"leaves", true, 1 << 20, 100 << 10},
+		{"stalls", false, 1 << 20, 100 << 10},
+		// Past what the server reads ahead, within its body bound.
+		{"stalls-12KiB", false, 12 << 10, 9000},
+	} {
+		leave := tc.leave
+		t.Run(tc.name, func(t *testing.T) {
 			forEngines(t, func(t *testing.T, e engine) {
 				if !leave && e == engineNetHTTP {
 					t.Skip("on the net/http engine the answer to a stalled body waits for the body (docs/benchmarks.md)")
@@ -1206,7 +1215,7 @@ func TestGateway_bodyCutShort(t *testing.T) {
 				}
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-				io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: hello.default\r\nContent-Length: 1048576\r\n\r\n"+strings.Repeat("x", 100<<10))
+				io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: hello.default\r\nContent-Length: "+strconv.Itoa(tc.size)+"\r\n\r\n"+strings.Repeat("x", tc.sent))
 				within(t, reading, "the replica to start reading the body")
 				code := "499"
 				if leave {
@@ -1229,4 +1238,57 @@ func TestGateway_bodyCutShort(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A client that leaves a streaming answer after its connection's header
+// timeout has passed is still seen to leave: the watch does not end with
+// the deadline the request was read under.
+func TestGateway_clientGoneAfterHeaderTimeout(t *testing.T) {
+	forEngines(t, func(t *testing.T, e engine) {
+		fx := newEngineFixture(t, e, nil)
+		const headerTimeout = 200 * time.Millisecond
+		name := EngineNetHTTP
+		if e == engineFast {
+			name = EngineFast
+		}
+		srv, err := NewListenerServer(name, fx.gw, false, ServerOptions{ReadHeaderTimeout: headerTimeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := serveOn(t, "127.78.201.2:0", srv)
+		cancelled := make(chan struct{})
+		release := make(chan struct{})
+		defer close(release)
+		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "first part;")
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				close(cancelled)
+			case <-release:
+			}
+		}))
+		t.Cleanup(replica.Close)
+		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "held", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: hello.default\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := make([]byte, len("first part;"))
+		if _, err := io.ReadFull(resp.Body, part); err != nil {
+			t.Fatalf("first part %q, %v", part, err)
+		}
+		// Past the header timeout (and the watch's start), then gone.
+		time.Sleep(2*headerTimeout + watchAfter)
+		c.Close()
+		within(t, cancelled, "the replica to see its request cancelled")
+		waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "held") == 0 })
+	})
 }
