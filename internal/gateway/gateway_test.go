@@ -1195,7 +1195,7 @@ func TestGateway_bodyCutShort(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			forEngines(t, func(t *testing.T, e engine) {
 				if !leave && e == engineNetHTTP {
-					t.Skip("on the net/http engine the answer to a stalled body waits for the body (docs/benchmarks.md)")
+					t.Skip("on the net/http engine no answer to a stalled body comes within the bound (docs/benchmarks.md)")
 				}
 				fx := newEngineFixture(t, e, nil)
 				fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
