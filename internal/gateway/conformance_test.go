@@ -326,12 +326,8 @@ type confConn struct {
 
 func confDial(t *testing.T, addr string) *confConn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	c := dialFront(t, addr)
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second)) // room for the large streams
 	return &confConn{t: t, c: c, br: bufio.NewReader(c)}
 }
 

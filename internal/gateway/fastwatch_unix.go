@@ -13,12 +13,8 @@ import (
 // reports whether its peer closed it (end of stream, or reset), without
 // consuming a byte; nil when conn is not a socket.
 func peekFunc(conn net.Conn) func() bool {
-	sc, ok := socketOf(conn).(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := rawConn(conn)
+	if rc == nil {
 		return nil
 	}
 	return func() bool {
@@ -41,12 +37,8 @@ func peekFunc(conn net.Conn) func() bool {
 // peekGone reports whether conn's peer has closed it, without waiting or
 // consuming a byte; false when that cannot be told.
 func peekGone(conn net.Conn) bool {
-	sc, ok := socketOf(conn).(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := rawConn(conn)
+	if rc == nil {
 		return false
 	}
 	var b [1]byte
@@ -57,4 +49,17 @@ func peekGone(conn net.Conn) bool {
 		return true
 	})
 	return gone
+}
+
+// rawConn returns the socket under conn, or nil when there is none.
+func rawConn(conn net.Conn) syscall.RawConn {
+	sc, ok := socketOf(conn).(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }

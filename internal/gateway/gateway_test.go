@@ -905,22 +905,16 @@ func TestGateway_clientGoneWhileForwarded(t *testing.T) {
 		started, cancelled := make(chan struct{}), make(chan struct{})
 		release := make(chan struct{})
 		defer close(release)
-		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fx.serveReplica(t, "held", func(w http.ResponseWriter, r *http.Request) {
 			close(started)
 			select {
 			case <-r.Context().Done():
 				close(cancelled)
 			case <-release:
 			}
-		}))
-		t.Cleanup(replica.Close)
-		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "held", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
+		})
 
-		c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialFront(t, strings.TrimPrefix(url, "http://"))
 		io.WriteString(c, "GET /held HTTP/1.1\r\nHost: hello.default\r\n\r\n")
 		within(t, started, "the replica to get the request")
 		c.Close()
@@ -952,7 +946,7 @@ func TestGateway_pipelinedWhileForwarded(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
 		fx := newEngineFixture(t, e, nil)
 		started := make(chan struct{})
-		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fx.serveReplica(t, "r", func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/slow" {
 				close(started)
 				// Long enough for the client's connection to be watched
@@ -963,15 +957,8 @@ func TestGateway_pipelinedWhileForwarded(t *testing.T) {
 				}
 			}
 			io.WriteString(w, r.URL.Path)
-		}))
-		t.Cleanup(replica.Close)
-		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "r", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
-		c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		})
+		c := dialFront(t, strings.TrimPrefix(fx.url, "http://"))
 		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: hello.default\r\n\r\n")
 		// Sent once the first is forwarded: unread in the socket, where
 		// the watch peeks.
@@ -1009,7 +996,7 @@ func TestGateway_clientGoneAfterBody(t *testing.T) {
 				read, cancelled := make(chan struct{}), make(chan struct{})
 				release := make(chan struct{})
 				defer close(release)
-				replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fx.serveReplica(t, "held", func(w http.ResponseWriter, r *http.Request) {
 					_, _ = io.Copy(io.Discard, r.Body)
 					close(read)
 					select {
@@ -1017,14 +1004,8 @@ func TestGateway_clientGoneAfterBody(t *testing.T) {
 						close(cancelled)
 					case <-release:
 					}
-				}))
-				t.Cleanup(replica.Close)
-				fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "held", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
-				c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
+				})
+				c := dialFront(t, strings.TrimPrefix(fx.url, "http://"))
 				io.WriteString(c, "POST /held HTTP/1.1\r\nHost: hello.default\r\n"+tc.head+"\r\n"+tc.body)
 				within(t, read, "the replica to read the request's body")
 				c.Close()
@@ -1036,46 +1017,6 @@ func TestGateway_clientGoneAfterBody(t *testing.T) {
 			})
 		})
 	}
-}
-
-// A client that leaves while the response body streams has the replica's
-// request cancelled (its connection closed), and the slot freed.
-func TestGateway_clientGoneWhileBodyStreams(t *testing.T) {
-	forEngines(t, func(t *testing.T, e engine) {
-		fx := newEngineFixture(t, e, nil)
-		cancelled := make(chan struct{})
-		release := make(chan struct{})
-		defer close(release)
-		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, "first part;")
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				close(cancelled)
-			case <-release:
-			}
-		}))
-		t.Cleanup(replica.Close)
-		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "held", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
-		c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: hello.default\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		part := make([]byte, len("first part;"))
-		if _, err := io.ReadFull(resp.Body, part); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%d, first part %q, %v", resp.StatusCode, part, err)
-		}
-		c.Close()
-		within(t, cancelled, "the replica to see its request cancelled")
-		waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "held") == 0 })
-	})
 }
 
 // A request to switch protocols that waited for a replica (scale from
@@ -1104,12 +1045,7 @@ func TestGateway_upgradeAfterWait(t *testing.T) {
 			_, _ = io.Copy(c, brw)
 		}))
 		t.Cleanup(replica.Close)
-		c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		c := dialFront(t, strings.TrimPrefix(fx.url, "http://"))
 		io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: hello.default\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 		// Waiting, the request is watched for its client's leaving; the
 		// watch has to be gone from the connection once it is switched.
@@ -1139,18 +1075,11 @@ func TestGateway_upgradeAfterWait(t *testing.T) {
 func TestGateway_earlyAnswer(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
 		fx := newEngineFixture(t, e, nil)
-		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fx.serveReplica(t, "r", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Connection", "close")
 			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
-		}))
-		t.Cleanup(replica.Close)
-		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "r", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
-		c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		})
+		c := dialFront(t, strings.TrimPrefix(fx.url, "http://"))
 		const size = 64 << 20
 		go func() {
 			// Until the gateway stops reading; the error is expected.
@@ -1201,20 +1130,13 @@ func TestGateway_bodyCutShort(t *testing.T) {
 				fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
 					Timeout: time.Minute, ResponseStartTimeout: 300 * time.Millisecond})
 				reading, ended := make(chan struct{}), make(chan struct{})
-				replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fx.serveReplica(t, "r", func(w http.ResponseWriter, r *http.Request) {
 					close(reading)
 					_, _ = io.Copy(io.Discard, r.Body)
 					<-r.Context().Done()
 					close(ended)
-				}))
-				t.Cleanup(replica.Close)
-				fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "r", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
-				c, err := net.Dial("tcp", strings.TrimPrefix(fx.url, "http://"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				})
+				c := dialFront(t, strings.TrimPrefix(fx.url, "http://"))
 				io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: hello.default\r\nContent-Length: "+strconv.Itoa(tc.size)+"\r\n\r\n"+strings.Repeat("x", tc.sent))
 				within(t, reading, "the replica to start reading the body")
 				code := "499"
@@ -1240,55 +1162,80 @@ func TestGateway_bodyCutShort(t *testing.T) {
 	}
 }
 
-// A client that leaves a streaming answer after its connection's header
-// timeout has passed is still seen to leave: the watch does not end with
-// the deadline the request was read under.
-func TestGateway_clientGoneAfterHeaderTimeout(t *testing.T) {
-	forEngines(t, func(t *testing.T, e engine) {
-		fx := newEngineFixture(t, e, nil)
-		const headerTimeout = 200 * time.Millisecond
-		name := EngineNetHTTP
-		if e == engineFast {
-			name = EngineFast
-		}
-		srv, err := NewListenerServer(name, fx.gw, false, ServerOptions{ReadHeaderTimeout: headerTimeout})
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := serveOn(t, "127.78.201.2:0", srv)
-		cancelled := make(chan struct{})
-		release := make(chan struct{})
-		defer close(release)
-		replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, "first part;")
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				close(cancelled)
-			case <-release:
-			}
-		}))
-		t.Cleanup(replica.Close)
-		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "held", Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: hello.default\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		part := make([]byte, len("first part;"))
-		if _, err := io.ReadFull(resp.Body, part); err != nil {
-			t.Fatalf("first part %q, %v", part, err)
-		}
-		// Past the header timeout (and the watch's start), then gone.
-		time.Sleep(2*headerTimeout + watchAfter)
-		c.Close()
-		within(t, cancelled, "the replica to see its request cancelled")
-		waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "held") == 0 })
-	})
+// A client that leaves while the response body streams has the replica's
+// request cancelled (its connection closed), and the slot freed: at once,
+// or after its connection's header timeout has passed (the watch does not
+// end with the deadline the request was read under).
+func TestGateway_clientGoneWhileBodyStreams(t *testing.T) {
+	const headerTimeout = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		wait time.Duration // reading the first part, before leaving
+	}{
+		{"at once", 0},
+		{"after the header timeout", 2*headerTimeout + watchAfter},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			forEngines(t, func(t *testing.T, e engine) {
+				fx := newEngineFixture(t, e, nil)
+				name := EngineNetHTTP
+				if e == engineFast {
+					name = EngineFast
+				}
+				srv, err := NewListenerServer(name, fx.gw, false, ServerOptions{ReadHeaderTimeout: headerTimeout})
+				if err != nil {
+					t.Fatal(err)
+				}
+				addr := serveOn(t, "127.78.201.2:0", srv)
+				cancelled := make(chan struct{})
+				release := make(chan struct{})
+				defer close(release)
+				fx.serveReplica(t, "held", func(w http.ResponseWriter, r *http.Request) {
+					io.WriteString(w, "first part;")
+					w.(http.Flusher).Flush()
+					select {
+					case <-r.Context().Done():
+						close(cancelled)
+					case <-release:
+					}
+				})
+				c := dialFront(t, addr)
+				io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: hello.default\r\n\r\n")
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				part := make([]byte, len("first part;"))
+				if _, err := io.ReadFull(resp.Body, part); err != nil || resp.StatusCode != 200 {
+					t.Fatalf("%d, first part %q, %v", resp.StatusCode, part, err)
+				}
+				time.Sleep(tc.wait)
+				c.Close()
+				within(t, cancelled, "the replica to see its request cancelled")
+				waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "held") == 0 })
+			})
+		})
+	}
+}
+
+// dialFront opens a connection to a gateway's listener at addr, closed
+// with the test, with a deadline that stops a test that would hang.
+func dialFront(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c
+}
+
+// serveReplica serves h as the revision's only replica, named name, on
+// the fixture's node.
+func (fx *fixture) serveReplica(t *testing.T, name string, h http.HandlerFunc) {
+	t.Helper()
+	replica := httptest.NewServer(h)
+	t.Cleanup(replica.Close)
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: name, Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
 }
