@@ -21,9 +21,11 @@ import (
 // the growth of the heap, of goroutine stacks and of the process's
 // resident memory, per connection. The client's ends live in the same
 // process: their share (a net.TCPConn and its descriptor, about 0.3 KiB
-// of heap) is included. b.N is ignored: one measurement per run.
+// of heap) is included. b.N is ignored: one measurement per run. The
+// resident figure is only meaningful for one engine per process: memory an
+// earlier sub-benchmark freed is resident already when the next reuses it.
 //
-//	go test -run '^$' -bench idleConnMemory -benchtime 1x ./internal/gateway
+//	go test -run '^$' -bench idleConnMemory/fasthttp -benchtime 1x ./internal/gateway
 func BenchmarkServer_idleConnMemory(b *testing.B) {
 	for _, e := range []engine{engineNetHTTP, engineFast} {
 		b.Run(string(e), func(b *testing.B) { benchIdleConnMemory(b, e) })
