@@ -272,7 +272,7 @@ func (x fastExchange) prepare(t *target) string {
 	}
 	h.ResetConnectionClose() // the client's connection's matter, not the replica's
 	if hop {
-		x.dropHop(h, upgrade)
+		dropHop(h, upgrade)
 	}
 	var fwd [80]byte
 	xff := fwd[:0]
@@ -312,7 +312,7 @@ var (
 
 // dropHop deletes the request's hop-by-hop headers and those its
 // Connection header names, keeping an upgrade's Connection and Upgrade.
-func (x fastExchange) dropHop(h *fasthttp.RequestHeader, upgrade string) {
+func dropHop(h *fasthttp.RequestHeader, upgrade string) {
 	var upgradeTo [32]byte
 	up := append(upgradeTo[:0], h.Peek("Upgrade")...)
 	if conn := h.Peek("Connection"); len(conn) > 0 {
