@@ -44,6 +44,7 @@ const (
 	benchName      = "hello"
 	benchHost      = benchName + "." + benchNamespace
 	benchNode      = "node1"
+	benchReplica   = benchName + "-" + benchNode + "-1"
 )
 
 // MaybeServeChild returns at once in an ordinary process. In a process that
@@ -137,7 +138,7 @@ func newKantaiGateway(backend string, rt http.RoundTripper, reg *prometheus.Regi
 	rev := gateway.RevisionConfig{Namespace: benchNamespace, Name: benchName + "-00001", Service: benchName}
 	g.SetRevision(rev)
 	g.SetReplicas(rev.Key(), []gateway.ReplicaInfo{
-		{Name: benchName + "-" + benchNode + "-1", Node: benchNode, Address: backend},
+		{Name: benchReplica, Node: benchNode, Address: backend},
 	})
 	if err := g.SetRoutes(gateway.ServiceRoutes(benchName, benchNamespace, "", []gateway.ServiceTarget{{Revision: rev.Key(), Percent: 100}})); err != nil {
 		return nil, fmt.Errorf("kantai gateway: %w", err)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"kantai.dev/kantai/internal/gateway"
 )
 
 // NginxHint tells how to get nginx on the developers' Debian machines.
@@ -49,8 +51,8 @@ const nginxKantaiHeaders = `            proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $http_host;
-            add_header X-Kantai-Replica hello-node1-1;
-            add_header X-Kantai-Node node1;
+            add_header ` + gateway.HeaderReplica + ` ` + benchReplica + `;
+            add_header ` + gateway.HeaderNode + ` ` + benchNode + `;
 `
 
 // nginxVersion returns the "nginx/1.x.y" of a binary.
