@@ -106,7 +106,11 @@ func (r *replica) fastClient(dial func(ctx context.Context, network, addr string
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			return dial(ctx, "tcp", addr)
+			conn, err := dial(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return sockConnOf(conn), nil
 		},
 		MaxConns:            fastMaxConnsPerReplica,
 		MaxIdleConnDuration: IdleConnTimeout,
@@ -544,6 +548,7 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 // client, then reads the response head; a client gone meanwhile (see
 // clientWatch) closes conn and is reported.
 func (x fastExchange) exchange(conn net.Conn, bw *bufio.Writer, br *bufio.Reader, back *fasthttp.Response) (sent time.Time, gone bool, err error) {
+	holdRequest(conn)
 	err = x.ctx.Request.Write(bw)
 	if err == nil {
 		err = bw.Flush()

@@ -378,7 +378,7 @@ func (l *boundedListener) Accept() (net.Conn, error) {
 		if s.open < s.opts.MaxConns {
 			s.open++
 			s.mu.Unlock()
-			return &countedConn{Conn: c, s: s}, nil
+			return &countedConn{Conn: sockConnOf(c), s: s}, nil
 		}
 		if t := s.waiting.head; t != nil {
 			victim := t.conn
@@ -387,7 +387,7 @@ func (l *boundedListener) Accept() (net.Conn, error) {
 			s.mu.Unlock()
 			s.evicted.Add(1)
 			_ = victim.Close()
-			return &countedConn{Conn: c, s: s}, nil
+			return &countedConn{Conn: sockConnOf(c), s: s}, nil
 		}
 		s.mu.Unlock()
 		s.refused.Add(1)

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package gateway
+
+import "net"
+
+// sockConnOf: conn as it is, where raw socket calls are not made.
+func sockConnOf(conn net.Conn) net.Conn { return conn }
+
+// holdRequest: nothing is held.
+func holdRequest(net.Conn) {}
