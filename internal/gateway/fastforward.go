@@ -114,6 +114,11 @@ func (r *replica) fastClient(dial func(ctx context.Context, network, addr string
 		},
 		MaxConns:            fastMaxConnsPerReplica,
 		MaxIdleConnDuration: IdleConnTimeout,
+		// The connection used last goes first, as net/http's transport
+		// does: the fewest connections stay busy (the rest age out), and
+		// the one taken is the least likely to have been closed by the
+		// replica meanwhile.
+		ConnPoolStrategy: fasthttp.LIFO,
 	}
 	if !r.fast.CompareAndSwap(nil, hc) {
 		return r.fast.Load()
@@ -630,14 +635,6 @@ func (x fastExchange) exchangeStreaming(conn net.Conn, bw *bufio.Writer, br *buf
 func (x fastExchange) relay(g *Gateway, rev *revision, rep *replica, p *plan, start, armed, sent, done time.Time,
 	back *fasthttp.Response, hc *fasthttp.HostClient, cc any, br *bufio.Reader, raw net.Conn) {
 	resp := &x.ctx.Response
-	if p.startTimeout < p.timeout {
-		// Headers are in: the rest of the timeout covers the body.
-		conn := raw
-		if conn == nil {
-			conn = connOf(acquireConn, cc).Conn()
-		}
-		_ = conn.SetDeadline(armed.Add(p.timeout))
-	}
 	service := p.service(sent, done)
 	now := g.now()
 	back.Header.CopyTo(&resp.Header)
@@ -663,14 +660,18 @@ func (x fastExchange) relay(g *Gateway, rev *revision, rep *replica, p *plan, st
 	}
 	if stream := back.BodyStream(); stream != nil {
 		fb.stream = stream
+		conn := raw
+		if conn == nil {
+			conn = connOf(acquireConn, cc).Conn()
+		}
+		if p.startTimeout < p.timeout {
+			// Headers are in: the rest of the timeout covers the body.
+			_ = conn.SetDeadline(fb.deadline)
+		}
 		if x.watch != nil {
 			// The body may take its time: a client gone meanwhile has
 			// the replica's connection closed, which ends it. The
 			// watch is the body's now, released when it is through.
-			conn := raw
-			if conn == nil {
-				conn = connOf(acquireConn, cc).Conn()
-			}
 			x.watch.arm(conn)
 			x.watch.handedOff = true
 			fb.watch = x.watch

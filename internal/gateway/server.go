@@ -332,8 +332,14 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 // track records which connections may be evicted (new or idle) and how
 // many have a request in flight.
 func (s *connTable) track(c net.Conn, st connPhase) {
+	cc, _ := c.(*countedConn) // the listener's: it keeps its entry, no map lookup
 	s.mu.Lock()
-	t := s.conns[c]
+	var t *connTracking
+	if cc != nil {
+		t = cc.t
+	} else {
+		t = s.conns[c]
+	}
 	if t == nil {
 		if st != phaseNew {
 			s.mu.Unlock()
@@ -341,6 +347,9 @@ func (s *connTable) track(c net.Conn, st connPhase) {
 		}
 		t = &connTracking{conn: c}
 		s.conns[c] = t
+		if cc != nil {
+			cc.t = t
+		}
 	}
 	if t.state == phaseActive {
 		s.active--
@@ -354,6 +363,9 @@ func (s *connTable) track(c net.Conn, st connPhase) {
 		s.active++
 	case phaseGone:
 		delete(s.conns, c)
+		if cc != nil {
+			cc.t = nil
+		}
 	}
 	s.mu.Unlock()
 	if s.draining.Load() {
@@ -409,6 +421,7 @@ type countedConn struct {
 	net.Conn
 	s    *connTable
 	once sync.Once
+	t    *connTracking // its entry in s.conns while tracked; guarded by s.mu
 }
 
 func (c *countedConn) Close() error {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -32,9 +33,9 @@ type sockConn struct {
 	net.Conn // a *net.TCPConn
 	rc       syscall.RawConn
 
-	hmu  sync.Mutex // guards hold and held
-	hold bool       // writes go to held until the next read
-	held []byte     // a request not yet sent; owned by Read while it sends
+	hold atomic.Bool // writes go to held until the next read
+	hmu  sync.Mutex  // guards held
+	held []byte      // a request not yet sent; owned by Read while it sends
 
 	rmu    sync.Mutex // one read at a time: the fields below are its state
 	p      []byte
@@ -76,9 +77,7 @@ func sockConnOf(conn net.Conn) net.Conn {
 // its answer.
 func holdRequest(conn net.Conn) {
 	if c, ok := conn.(*sockConn); ok {
-		c.hmu.Lock()
-		c.hold = true
-		c.hmu.Unlock()
+		c.hold.Store(true)
 	}
 }
 
@@ -92,18 +91,17 @@ func (c *sockConn) opError(op string, err error) error {
 }
 
 func (c *sockConn) Write(p []byte) (int, error) {
-	c.hmu.Lock()
-	if !c.hold {
-		c.hmu.Unlock()
+	if !c.hold.Load() {
 		return c.write(p)
 	}
+	c.hmu.Lock()
 	if len(c.held)+len(p) <= maxHeld {
 		c.held = append(c.held, p...)
 		c.hmu.Unlock()
 		return len(p), nil
 	}
 	// Too long to hold: what is held goes first, then this.
-	c.hold = false
+	c.hold.Store(false)
 	held := c.held
 	c.held = nil
 	c.hmu.Unlock()
@@ -155,14 +153,16 @@ func (c *sockConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	c.hmu.Lock()
-	c.hold = false
-	out := c.held
-	c.held = nil
-	c.hmu.Unlock()
+	var out []byte
+	if c.hold.Load() {
+		c.hold.Store(false)
+		c.hmu.Lock()
+		out = c.held
+		c.held = nil
+		c.hmu.Unlock()
+	}
 
 	c.rmu.Lock()
-	defer c.rmu.Unlock()
 	c.p, c.out, c.sent, c.n, c.errno, c.sendOp, c.eof = p, out, 0, 0, 0, false, false
 	err := c.rc.Read(c.readFn)
 	if err == nil && c.errno == 0 && c.sent < len(out) {
@@ -175,6 +175,7 @@ func (c *sockConn) Read(p []byte) (int, error) {
 	}
 	n, errno, sendOp, eof := c.n, c.errno, c.sendOp, c.eof
 	c.p, c.out = nil, nil
+	c.rmu.Unlock()
 	if out != nil && cap(out) <= maxHeld {
 		c.hmu.Lock()
 		if c.held == nil {
