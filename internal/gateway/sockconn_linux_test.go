@@ -177,7 +177,7 @@ func TestSockConn_writeWhileAReadWaits(t *testing.T) {
 func TestSockConn_ends(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		held bool                                // a request is held when the read begins
+		held bool                                 // a request is held when the read begins
 		end  func(c *sockConn, peer *net.TCPConn) // while (or before) the read waits
 		want func(error) bool
 	}{
