@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 )
 
 // Forwarding engines: the gateway serves and forwards with net/http
@@ -23,6 +24,24 @@ const (
 // EnvEngine is the environment variable that selects the engine where a
 // command has no flag for it (kantai bench proxy's gateway, a fleet).
 const EnvEngine = "KANTAI_GATEWAY_ENGINE"
+
+// EnvSyscalls is the environment variable that chooses how the gateway's
+// sockets make their system calls: "raw" (the default, see sockConn) or
+// "runtime", net's ordinary calls, to compare the two.
+const EnvSyscalls = "KANTAI_GATEWAY_SYSCALLS"
+
+// rawSyscalls reports whether a new socket makes raw system calls
+// (checkSyscalls reports a value of EnvSyscalls it does not know).
+func rawSyscalls() bool { return os.Getenv(EnvSyscalls) != "runtime" }
+
+func checkSyscalls() error {
+	switch v := os.Getenv(EnvSyscalls); v {
+	case "", "raw", "runtime":
+		return nil
+	default:
+		return fmt.Errorf("%s=%q: want raw or runtime", EnvSyscalls, v)
+	}
+}
 
 // CheckEngine reports an engine name that is neither EngineNetHTTP nor
 // EngineFast; "" means DefaultEngine.
@@ -47,6 +66,9 @@ type ListenerServer interface {
 // external one (see External).
 func NewListenerServer(engine string, gw *Gateway, external bool, o ServerOptions) (ListenerServer, error) {
 	if err := CheckEngine(engine); err != nil {
+		return nil, err
+	}
+	if err := checkSyscalls(); err != nil {
 		return nil, err
 	}
 	if engine == "" {

@@ -33,3 +33,23 @@ func TestHopInHead(t *testing.T) {
 		}
 	}
 }
+
+func TestNewListenerServer_refusesBadChoices(t *testing.T) {
+	gw, err := New(Config{Node: "n1", Nodes: []string{"n1"}, Policy: "kantai"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, engine, syscalls, want string
+	}{
+		{"engine", "h2o", "", `gateway engine "h2o": want net/http or fasthttp`},
+		{"syscalls", "", "fast", EnvSyscalls + `="fast": want raw or runtime`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(EnvSyscalls, tc.syscalls)
+			if _, err := NewListenerServer(tc.engine, gw, false, ServerOptions{}); err == nil || err.Error() != tc.want {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

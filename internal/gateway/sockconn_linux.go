@@ -20,9 +20,11 @@ import (
 // first such call after the process went idle wakes the runtime's
 // monitor thread, which then polls every 20 µs for a millisecond before
 // it backs off. A gateway under load goes idle between bursts of
-// requests all the time, and those wake-ups cost it a fifth of its CPU
-// per request (docs/benchmarks.md). A read or write of a non-blocking
-// socket returns at once: there is nothing to hand on.
+// requests all the time, and without those wake-ups it spends a fifth
+// less CPU per request (docs/benchmarks.md, "Raw system calls"). A read
+// or write of a non-blocking socket returns at once: there is nothing to
+// hand on. What is lost: a thread the kernel preempts inside such a call
+// keeps its processor meanwhile, as it does in any other code.
 //
 // A replica's connection also holds a request back (see holdRequest) and
 // sends it from the read that awaits the answer, in one step with the
@@ -57,10 +59,11 @@ type sockConn struct {
 // maxHeld bounds a held request; a longer one is sent as it is written.
 const maxHeld = 16 << 10
 
-// sockConnOf returns conn as a sockConn when it is a TCP socket, else conn.
+// sockConnOf returns conn as a sockConn when it is a TCP socket and raw
+// system calls are on (EnvSyscalls), else conn.
 func sockConnOf(conn net.Conn) net.Conn {
 	tc, ok := conn.(*net.TCPConn)
-	if !ok {
+	if !ok || !rawSyscalls() {
 		return conn
 	}
 	rc, err := tc.SyscallConn()

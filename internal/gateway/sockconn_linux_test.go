@@ -18,6 +18,7 @@ import (
 // the connection opens (its window is set then).
 func sockPair(t *testing.T, buf int) (*sockConn, *net.TCPConn) {
 	t.Helper()
+	t.Setenv(EnvSyscalls, "raw")
 	bufs := func(opt int) func(_, _ string, rc syscall.RawConn) error {
 		return func(_, _ string, rc syscall.RawConn) error {
 			if buf == 0 {
@@ -228,4 +229,26 @@ func TestSockConnOf_otherConnsAsTheyAre(t *testing.T) {
 		t.Fatalf("sockConnOf(pipe) = %T, want the pipe", got)
 	}
 	holdRequest(a) // no effect, no panic
+}
+
+func TestSockConnOf_syscallsChosen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.78.201.6:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, tc := range []struct {
+		env string
+		raw bool
+	}{{"", true}, {"raw", true}, {"runtime", false}} {
+		t.Setenv(EnvSyscalls, tc.env)
+		if _, raw := sockConnOf(c).(*sockConn); raw != tc.raw {
+			t.Errorf("%s=%q: sockConn %v, want %v", EnvSyscalls, tc.env, raw, tc.raw)
+		}
+	}
 }
