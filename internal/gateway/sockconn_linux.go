@@ -136,20 +136,30 @@ func (c *sockConn) write(p []byte) (int, error) {
 // writeStep writes what is left of wp; it reports whether the write is
 // done (all written, or failed) rather than to wait until writable.
 func (c *sockConn) writeStep(fd uintptr) bool {
-	for c.wn < len(c.wp) {
-		n, errno := rawWrite(fd, c.wp[c.wn:])
-		switch errno {
-		case 0:
-			c.wn += n
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			c.werrno = errno
-			return true
-		}
+	switch errno := sendRest(fd, c.wp, &c.wn); errno {
+	case 0:
+	case syscall.EAGAIN:
+		return false
+	default:
+		c.werrno = errno
 	}
 	return true
+}
+
+// sendRest writes p from *off on until it is all written, the socket is
+// full (EAGAIN) or the write fails, moving *off on by what was written.
+func sendRest(fd uintptr, p []byte, off *int) syscall.Errno {
+	for *off < len(p) {
+		n, errno := rawWrite(fd, p[*off:])
+		switch errno {
+		case 0:
+			*off += n
+		case syscall.EINTR:
+		default:
+			return errno
+		}
+	}
+	return 0
 }
 
 func (c *sockConn) Read(p []byte) (int, error) {
@@ -205,20 +215,15 @@ func (c *sockConn) Read(p []byte) (int, error) {
 // sends them and waits.
 func (c *sockConn) readStep(fd uintptr) bool {
 	if c.sent < len(c.out) {
-		for c.sent < len(c.out) {
-			n, errno := rawWrite(fd, c.out[c.sent:])
-			switch errno {
-			case 0:
-				c.sent += n
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return true // Read sends the rest
-			default:
-				c.errno, c.sendOp = errno, true
-				return true
-			}
+		switch errno := sendRest(fd, c.out, &c.sent); errno {
+		case 0:
+			return false // sent: wait for the answer
+		case syscall.EAGAIN:
+			return true // Read sends the rest
+		default:
+			c.errno, c.sendOp = errno, true
+			return true
 		}
-		return false // sent: wait for the answer
 	}
 	for {
 		n, errno := rawRead(fd, c.p)
