@@ -1239,3 +1239,62 @@ func (fx *fixture) serveReplica(t *testing.T, name string, h http.HandlerFunc) {
 	t.Cleanup(replica.Close)
 	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: name, Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
 }
+
+// On the fasthttp engine the replica connection used last is the next one
+// taken, as net/http's transport does: requests one after another stay on
+// one connection, the others age out, rather than taking turns on every
+// connection ever opened. (The net/http engine's transport puts a
+// connection back after its body's end is reported, so a test there
+// would race.)
+func TestGateway_lastUsedReplicaConnectionFirst(t *testing.T) {
+	fx := newEngineFixture(t, engineFast, nil)
+	var mu sync.Mutex
+	var seen []string // the replica's view of each request's connection
+	both := make(chan struct{})
+	var arrived atomic.Int32
+	fx.serveReplica(t, "r", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.RemoteAddr)
+		mu.Unlock()
+		if r.URL.Query().Get("q") == "pair" {
+			// Two at once, so that the gateway keeps two connections.
+			if arrived.Add(1) == 2 {
+				close(both)
+			}
+			<-both
+		}
+	})
+	get := func(q string) {
+		req, _ := http.NewRequest("GET", fx.url+"/?q="+q, nil)
+		req.Host = "hello.default"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("status %d", resp.StatusCode)
+		}
+	}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); get("pair") }()
+	}
+	wg.Wait()
+	for range 4 {
+		get("one")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 6 || seen[0] == seen[1] {
+		t.Fatalf("replica saw %q: want two requests on two connections, then four", seen)
+	}
+	for _, c := range seen[3:] {
+		if c != seen[2] {
+			t.Fatalf("requests one after another came on %q, want one connection", seen[2:])
+		}
+	}
+}
