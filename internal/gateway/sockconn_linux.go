@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -89,7 +90,14 @@ func (c *sockConn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
 // CloseWrite half-closes the connection (see countedConn.CloseWrite).
 func (c *sockConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
 
+// opError is err as net's connections report it. The poller's errors
+// (deadline, closed) come from the RawConn as a "raw-read" or
+// "raw-write" OpError: what it holds is kept, under op.
 func (c *sockConn) opError(op string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		err = oe.Err
+	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 

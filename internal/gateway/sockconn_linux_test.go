@@ -214,8 +214,14 @@ func TestSockConn_ends(t *testing.T) {
 			}
 			got := readAsync(c, 64)
 			tc.end(c, peer)
-			if r := <-got; !tc.want(r.err) {
+			r := <-got
+			if !tc.want(r.err) {
 				t.Fatalf("Read = %q, %v", r.b, r.err)
+			}
+			// As net's connections report it: one OpError, "read".
+			var oe *net.OpError
+			if r.err != io.EOF && (!errors.As(r.err, &oe) || oe.Op != "read" || errors.As(oe.Err, new(*net.OpError))) {
+				t.Fatalf("Read's error %#v, want a read OpError holding the cause", r.err)
 			}
 		})
 	}
