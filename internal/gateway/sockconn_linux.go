@@ -186,10 +186,11 @@ func (c *sockConn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	c.p, c.out, c.sent, c.n, c.errno, c.sendOp, c.eof = p, out, 0, 0, 0, false, false
 	err := c.rc.Read(c.readFn)
+	var werr error
 	if err == nil && c.errno == 0 && c.sent < len(out) {
-		// The socket's buffer filled: the rest of the request is
-		// written the ordinary way, and then read for.
-		if _, err = c.write(out[c.sent:]); err == nil {
+		// The socket's buffer filled: the rest of the request goes by a
+		// write that waits for room, and then the answer is read for.
+		if _, werr = c.write(out[c.sent:]); werr == nil {
 			c.out = nil
 			err = c.rc.Read(c.readFn)
 		}
@@ -205,6 +206,8 @@ func (c *sockConn) Read(p []byte) (int, error) {
 		c.hmu.Unlock()
 	}
 	switch {
+	case werr != nil:
+		return 0, werr // already a write's OpError
 	case err != nil:
 		return 0, c.opError("read", err)
 	case errno != 0 && sendOp:
