@@ -582,6 +582,11 @@ func (x fastExchange) exchange(conn net.Conn, bw *bufio.Writer, br *bufio.Reader
 // deadline, would otherwise hold the request.
 func (x fastExchange) exchangeStreaming(conn net.Conn, bw *bufio.Writer, br *bufio.Reader, back *fasthttp.Response) (sent time.Time, gone, cut bool, err error) {
 	start := time.Now()
+	if body := x.ctx.Request.BodyStream(); body != nil {
+		// The server still owns the stream (it drains it after the
+		// handler); the request only reads it through copiedBody.
+		x.ctx.Request.SetBodyStream(copiedBody{body}, x.ctx.Request.Header.ContentLength())
+	}
 	written := make(chan error, 1)
 	left := false // the writer found the client gone
 	go func() {
@@ -777,6 +782,56 @@ func (b *fastBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// bodyCopyBuffer is the size of the buffer a body is relayed through,
+// either way. fasthttp would copy through its connections' write buffers
+// (4 KiB), a read and a write for every 4 KiB of a large body; a read
+// this large takes what the socket holds, and a write this large goes
+// past the (empty) write buffer to the socket.
+const bodyCopyBuffer = 64 << 10
+
+var bodyCopyPool = sync.Pool{New: func() any { return new([bodyCopyBuffer]byte) }}
+
+// relayBody copies r to w through a buffer of bodyCopyBuffer bytes.
+func relayBody(w io.Writer, r io.Reader) (int64, error) {
+	buf := bodyCopyPool.Get().(*[bodyCopyBuffer]byte)
+	defer bodyCopyPool.Put(buf)
+	var written int64
+	for {
+		n, err := r.Read(buf[:])
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, werr
+			}
+			if m < n {
+				return written, io.ErrShortWrite
+			}
+		}
+		switch {
+		case err == io.EOF:
+			return written, nil
+		case err != nil:
+			return written, err
+		}
+	}
+}
+
+// copiedBody is a request body that fasthttp's writer takes through
+// relayBody (see BodyWriterTo); it reads as the stream it holds.
+type copiedBody struct{ io.Reader }
+
+func (b copiedBody) WriteTo(w io.Writer) (int64, error) { return relayBody(w, b.Reader) }
+func (copiedBody) SupportsBodyWriteTo() bool            { return true }
+
+// WriteTo relays the body to w (see relayBody). Each read goes through
+// Read, so what Read records (the end, trailers, a timeout) is the same
+// as when the server reads the body itself.
+func (b *fastBody) WriteTo(w io.Writer) (int64, error) { return relayBody(w, b) }
+
+// SupportsBodyWriteTo tells fasthttp that WriteTo may stand in for Read.
+func (b *fastBody) SupportsBodyWriteTo() bool { return true }
 
 // Close gives back what the body held: the replica's connection (to the
 // pool if the body was read through and the replica keeps it open) and

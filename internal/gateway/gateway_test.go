@@ -1240,6 +1240,89 @@ func (fx *fixture) serveReplica(t *testing.T, name string, h http.HandlerFunc) {
 	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: name, Node: "node3", Address: strings.TrimPrefix(replica.URL, "http://")}})
 }
 
+// pieceConn records the largest read it was offered and the largest
+// write it was given.
+type pieceConn struct {
+	net.Conn
+	maxRead, maxWrite *atomic.Int64
+}
+
+func raise(max *atomic.Int64, n int) {
+	for v := max.Load(); int64(n) > v && !max.CompareAndSwap(v, int64(n)); v = max.Load() {
+	}
+}
+
+func (c pieceConn) Read(p []byte) (int, error) {
+	raise(c.maxRead, len(p))
+	return c.Conn.Read(p)
+}
+
+func (c pieceConn) Write(p []byte) (int, error) {
+	raise(c.maxWrite, len(p))
+	return c.Conn.Write(p)
+}
+
+// On the fasthttp engine a large body crosses in large pieces both ways:
+// fasthttp alone copies a streamed body through a connection's 4 KiB
+// write buffer, a read and a write for every 4 KiB.
+func TestGateway_largeBodiesInLargePieces(t *testing.T) {
+	var maxRead, maxWrite atomic.Int64
+	fx := newEngineFixture(t, engineFast, func(c *Config) {
+		c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := defaultDial()(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return pieceConn{Conn: conn, maxRead: &maxRead, maxWrite: &maxWrite}, nil
+		}
+	})
+	const size = 1 << 20
+	fx.serveReplica(t, "r", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			t.Errorf("replica reading the body: %v", err)
+		}
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			_, _ = w.Write(make([]byte, size))
+			return
+		}
+		fmt.Fprint(w, n)
+	})
+	do := func(method string, body io.Reader) string {
+		t.Helper()
+		req, _ := http.NewRequest(method, fx.url+"/", body)
+		req.Host = "hello.default"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d, %d bytes, %v", method, resp.StatusCode, len(got), err)
+		}
+		return string(got)
+	}
+
+	if got := do(http.MethodPost, strings.NewReader(strings.Repeat("u", size))); got != strconv.Itoa(size) {
+		t.Fatalf("the replica got %s bytes of the upload, want %d", got, size)
+	}
+	// How the client's bytes come in is up to the kernel, but on loopback
+	// one read takes a whole segment (up to 64 KiB), and each goes on as
+	// it came.
+	if w := maxWrite.Load(); w <= 4<<10 {
+		t.Errorf("largest write of the upload to the replica: %d bytes, want more than 4 KiB", w)
+	}
+
+	if got := do(http.MethodGet, nil); len(got) != size {
+		t.Fatalf("downloaded %d bytes, want %d", len(got), size)
+	}
+	if r := maxRead.Load(); r != bodyCopyBuffer {
+		t.Errorf("largest read of the answer from the replica: %d bytes, want %d", r, bodyCopyBuffer)
+	}
+}
+
 // On the fasthttp engine the replica connection used last is the next one
 // taken, as net/http's transport does: requests one after another stay on
 // one connection, the others age out, rather than taking turns on every
