@@ -105,7 +105,9 @@ requests/s at saturation, and proxy CPU per request. Prints medians, ratios and
 PASS/MISS for the targets (better than httputil on all four; against nginx:
 p50 within 1.1×, p99 within 1.2×, requests/s at least 0.9×, CPU per request
 within 1.5×), and the same for each --variant gateway. Exits 1 if a target of
-the default gateway is missed.`,
+the default gateway is missed. The requests are small GETs answered "ok";
+--answer-bytes and --upload-bytes measure large bodies instead (nginx then
+streams request bodies, as the Go proxies do: proxy_request_buffering off).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res, err := proxybench.Run(cmd.Context(), opts, cmd.OutOrStdout())
@@ -135,6 +137,8 @@ the default gateway is missed.`,
 	cmd.Flags().BoolVar(&opts.NginxHeaders, "nginx-headers", false, "also measure nginx doing the gateway's header work (X-Forwarded-*, two answer headers), for information")
 	cmd.Flags().Float64Var(&opts.MaxOtherCores, "max-other-cores", 0.10, "re-run a run when other programs use more CPU than this (negative: never)")
 	cmd.Flags().StringVar(&jsonOut, "json", "", "also write the result as JSON to this file")
+	cmd.Flags().IntVar(&opts.AnswerBytes, "answer-bytes", 0, "size of the backend's answers in bytes (default: 2); with large ones, lower --rate")
+	cmd.Flags().IntVar(&opts.UploadBytes, "upload-bytes", 0, "POST a body of this many bytes with every request (default: GET without one)")
 	cmd.Flags().IntVar(&opts.ProxyProcs, "proxy-procs", 1, "GOMAXPROCS of the Go proxies, nginx runs one worker process (negative: inherit)")
 	cmd.Flags().StringArrayVar(&opts.External, "external", nil, `also measure a proxy program built elsewhere, "name=path" or "name=ENV=V ... path" (repeatable; see internal/proxybench startProgram)`)
 	cmd.Flags().StringArrayVar(&opts.Variants, "variant", nil, `also measure a kantai gateway run with these environment settings (repeatable), e.g. --variant "GOMAXPROCS=1 GOGC=400"`)

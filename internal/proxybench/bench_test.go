@@ -117,7 +117,7 @@ func BenchmarkGateway_ServeHTTP(b *testing.B) {
 // benchLoopback runs the loopback benchmarks against the gateway at addr.
 func benchLoopback(b *testing.B, suffix, addr string) {
 	b.Run("loopback"+suffix, func(b *testing.B) {
-		c := &client{addr: addr, req: buildRequest(benchHost)}
+		c := &client{addr: addr, req: buildRequest(benchHost, 0)}
 		defer c.close()
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -132,7 +132,7 @@ func benchLoopback(b *testing.B, suffix, addr string) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
-			c := &client{addr: addr, req: buildRequest(benchHost)}
+			c := &client{addr: addr, req: buildRequest(benchHost, 0)}
 			defer c.close()
 			for pb.Next() {
 				if code, err := c.do(); err != nil || code != 200 {

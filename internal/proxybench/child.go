@@ -2,6 +2,7 @@ package proxybench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +31,8 @@ const (
 	envRole    = "KANTAI_PROXYBENCH_ROLE"
 	envBackend = "KANTAI_PROXYBENCH_BACKEND"
 	readyTag   = "proxybench-listening "
+	// envAnswerBytes sizes the backend's answers (Options.AnswerBytes).
+	envAnswerBytes = "KANTAI_PROXYBENCH_ANSWER_BYTES"
 )
 
 // Roles a child process can take.
@@ -68,10 +72,21 @@ func serveChild(role, backend string) error {
 	var gw *gateway.Gateway
 	switch role {
 	case roleBackend:
-		h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		answer := []byte("ok")
+		if v := os.Getenv(envAnswerBytes); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("%s=%q: want a number of bytes", envAnswerBytes, v)
+			}
+			answer = bytes.Repeat([]byte("k"), n)
+		}
+		length := []string{strconv.Itoa(len(answer))}
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// All of an upload is read, as a function would.
+			_, _ = io.Copy(io.Discard, r.Body)
 			w.Header()["Content-Type"] = []string{"text/plain; charset=utf-8"}
-			w.Header()["Content-Length"] = []string{"2"}
-			_, _ = io.WriteString(w, "ok")
+			w.Header()["Content-Length"] = length
+			_, _ = w.Write(answer)
 		})
 	case roleKantai:
 		g, err := newKantaiGateway(backend, nil, prometheus.NewRegistry())

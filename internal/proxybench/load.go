@@ -24,8 +24,14 @@ import (
 // as errors, not as a hung run.
 const requestTimeout = 5 * time.Second
 
-func buildRequest(host string) []byte {
-	return []byte("GET / HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: kantai-proxybench\r\nAccept: */*\r\n\r\n")
+// buildRequest is the load's request: a GET, or a POST of upload bytes.
+func buildRequest(host string, upload int) []byte {
+	if upload <= 0 {
+		return []byte("GET / HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: kantai-proxybench\r\nAccept: */*\r\n\r\n")
+	}
+	head := "POST / HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: kantai-proxybench\r\nAccept: */*\r\n" +
+		"Content-Type: application/octet-stream\r\nContent-Length: " + strconv.Itoa(upload) + "\r\n\r\n"
+	return append([]byte(head), bytes.Repeat([]byte("u"), upload)...)
 }
 
 type client struct {
@@ -232,8 +238,7 @@ type window struct {
 
 // closedLoop keeps conc connections busy, each sending its next request as
 // soon as the previous one is answered.
-func closedLoop(addr, host string, conc int, w window) sample {
-	req := buildRequest(host)
+func closedLoop(addr string, req []byte, conc int, w window) sample {
 	t0 := time.Now()
 	mStart, mEnd := t0.Add(w.warmup), t0.Add(w.warmup+w.length)
 	var (
@@ -310,8 +315,7 @@ const maxOpenConns = 512
 // openLoop sends rate requests per second on schedule, whatever the target's
 // answers do: a request due while every connection is busy gets a new one.
 // Latency runs from the moment the request is written.
-func openLoop(addr, host string, rate int, w window) sample {
-	req := buildRequest(host)
+func openLoop(addr string, req []byte, rate int, w window) sample {
 	interval := time.Second / time.Duration(rate)
 	var (
 		mu      sync.Mutex

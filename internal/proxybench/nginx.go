@@ -23,6 +23,10 @@ error_log %[1]s/error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
+    # Request bodies stream to the backend, as through the Go proxies:
+    # nginx would otherwise store each one over 16 KiB in a file first.
+    client_max_body_size 0;
+    proxy_request_buffering off;
     client_body_temp_path %[1]s/client_body;
     proxy_temp_path %[1]s/proxy;
     fastcgi_temp_path %[1]s/fastcgi;

@@ -66,6 +66,11 @@ type Options struct {
 	// that they get the CPU allowance of nginx's single worker process
 	// (default 1; negative: inherit this process's setting).
 	ProxyProcs int `json:"proxy_procs"`
+	// AnswerBytes sizes the backend's answers (default: the 2 bytes "ok").
+	AnswerBytes int `json:"answer_bytes,omitempty"`
+	// UploadBytes has every request POST a body of this many bytes
+	// (default: a GET without one).
+	UploadBytes int `json:"upload_bytes,omitempty"`
 }
 
 func (o Options) withDefaults() Options {
@@ -229,7 +234,14 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 	res := Result{Options: opts, Started: time.Now(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU()}
 	defer func() { res.Elapsed = time.Since(res.Started).Round(time.Millisecond) }()
 
-	backend, err := startChild(ctx, roleBackend, "", nil)
+	if opts.AnswerBytes < 0 || opts.UploadBytes < 0 {
+		return res, fmt.Errorf("answer bytes %d, upload bytes %d: want 0 or more", opts.AnswerBytes, opts.UploadBytes)
+	}
+	var backendEnv []string
+	if opts.AnswerBytes > 0 {
+		backendEnv = []string{fmt.Sprintf("%s=%d", envAnswerBytes, opts.AnswerBytes)}
+	}
+	backend, err := startChild(ctx, roleBackend, "", backendEnv)
 	if err != nil {
 		return res, fmt.Errorf("backend: %w", err)
 	}
@@ -335,8 +347,8 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 		}
 	}
 
-	fmt.Fprintf(out, "proxy overhead: %d rounds, %v per run (+%v warm-up), open loop %d req/s, closed loop c=%d, %d CPUs, %s, Go proxies at %s\n",
-		opts.Rounds, opts.Duration, opts.Warmup, opts.Rate, opts.Concurrency, res.CPUs, res.GoVersion, procsNote(procs(nil)))
+	fmt.Fprintf(out, "proxy overhead: %d rounds, %v per run (+%v warm-up), open loop %d req/s, closed loop c=%d, %d CPUs, %s, Go proxies at %s%s\n",
+		opts.Rounds, opts.Duration, opts.Warmup, opts.Rate, opts.Concurrency, res.CPUs, res.GoVersion, procsNote(procs(nil)), bodiesNote(opts))
 	for round := 1; round <= opts.Rounds; round++ {
 		for _, t := range targets {
 			if err := ctx.Err(); err != nil {
@@ -386,6 +398,18 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 
 func lookNginx() (string, error) { return exec.LookPath("nginx") }
 
+// bodiesNote states the bodies of the load when it has any.
+func bodiesNote(o Options) string {
+	s := ""
+	if o.UploadBytes > 0 {
+		s += fmt.Sprintf(", POST of %d B", o.UploadBytes)
+	}
+	if o.AnswerBytes > 0 {
+		s += fmt.Sprintf(", answers of %d B", o.AnswerBytes)
+	}
+	return s
+}
+
 // procsNote states the GOMAXPROCS a child runs with: from its extra
 // environment, else this process's, else the number of CPUs.
 func procsNote(env []string) string {
@@ -409,7 +433,7 @@ func disturbedMark(r RoundResult) string {
 
 // probe sends one request and checks the answer.
 func probe(addr string) error {
-	c := &client{addr: addr, req: buildRequest(benchHost)}
+	c := &client{addr: addr, req: buildRequest(benchHost, 0)}
 	defer c.close()
 	var err error
 	for i := 0; i < 50; i++ {
@@ -463,7 +487,8 @@ func measure(t target, backend *server, opts Options) (Figures, string, error) {
 		atStart: func() { a = snapshot(t, backend) },
 		atEnd:   func() { b = snapshot(t, backend) },
 	}
-	open := openLoop(t.addr, benchHost, opts.Rate, w)
+	req := buildRequest(benchHost, opts.UploadBytes)
+	open := openLoop(t.addr, req, opts.Rate, w)
 	if a.err != nil || b.err != nil {
 		return f, "", fmt.Errorf("reading CPU times: %w", errors.Join(a.err, b.err))
 	}
@@ -472,7 +497,7 @@ func measure(t target, backend *server, opts Options) (Figures, string, error) {
 	f.OpenRequests, f.OpenErrors = open.requests, open.errors
 	f.OtherCores = otherCores(a, b, opts.Duration)
 
-	closed := closedLoop(t.addr, benchHost, opts.Concurrency, w)
+	closed := closedLoop(t.addr, req, opts.Concurrency, w)
 	if a.err != nil || b.err != nil {
 		return f, "", fmt.Errorf("reading CPU times: %w", errors.Join(a.err, b.err))
 	}
@@ -629,6 +654,7 @@ func Report(out io.Writer, res *Result) {
 	if res.NginxVersion != "" {
 		fmt.Fprintf(out, ", %s", res.NginxVersion)
 	}
+	fmt.Fprintf(out, "%s", bodiesNote(o))
 	fmt.Fprintln(out, ")")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "target\t%d/s p50 µs\tp90\tp99\tc=%d req/s\tp50 µs\tp99 µs\tproxy CPU µs/req\tbackend\tload gen\terrors\t\n", o.Rate, o.Concurrency)

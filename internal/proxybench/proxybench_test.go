@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -143,6 +145,65 @@ func TestRun_nginxMissing(t *testing.T) {
 		}
 	} else if tr := res.Target(TargetNginx); !tr.Measured || tr.Median.ClosedRequests == 0 {
 		t.Errorf("nginx installed but not measured: %+v", tr)
+	}
+}
+
+// Bodies go both ways through every proxy: the backend answers the size
+// asked for after reading all of an upload, and no proxy refuses or cuts
+// either.
+func TestRun_bodies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers and loads them")
+	}
+	// Over the 256 KiB of an unread body that net/http's server drains
+	// itself: the second request on the connection would fail.
+	const answer, upload = 300 << 10, 300 << 10
+	b, err := startChild(context.Background(), roleBackend, "", []string{fmt.Sprintf("%s=%d", envAnswerBytes, answer)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.stop()
+	conn, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for i := range 2 {
+		if _, err := conn.Write(buildRequest(benchHost, upload)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK || len(body) != answer || resp.Close {
+			t.Fatalf("request %d: status %d, %d bytes (%v), close %v; want 200, %d bytes, kept open",
+				i, resp.StatusCode, len(body), err, resp.Close, answer)
+		}
+	}
+
+	var out strings.Builder
+	res, err := Run(context.Background(), Options{
+		Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Rounds: 1,
+		Rate: 50, Concurrency: 2, MaxOtherCores: -1, AnswerBytes: answer, UploadBytes: upload,
+	}, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range res.Targets {
+		if !tr.Measured {
+			continue
+		}
+		if m := tr.Median; m.OpenRequests == 0 || m.ClosedRequests == 0 || m.OpenErrors+m.ClosedErrors != 0 {
+			t.Errorf("%s: %d and %d answers, %d errors (first: %s)", tr.Name, m.OpenRequests, m.ClosedRequests,
+				m.OpenErrors+m.ClosedErrors, tr.Runs[0].FirstErr)
+		}
+	}
+	if want := fmt.Sprintf("POST of %d B, answers of %d B", upload, answer); !strings.Contains(out.String(), want) {
+		t.Errorf("report does not say %q", want)
 	}
 }
 
