@@ -649,7 +649,7 @@ func (x fastExchange) relay(g *Gateway, rev *revision, rep *replica, p *plan, st
 	g.answered(rev, rep, p, back.StatusCode(), start, now)
 	fb := fastBodyPool.Get().(*fastBody)
 	*fb = fastBody{g: g, rev: rev, rep: rep, service: service, back: back, resp: resp,
-		hc: hc, cc: cc, br: br, raw: raw, deadline: armed.Add(p.timeout)}
+		hc: hc, cc: cc, br: br, raw: raw, deadline: armed.Add(p.timeout), length: back.Header.ContentLength()}
 	if br != nil && !noBody(back) {
 		// Only the head was read. A body of known length already in the
 		// read buffer (a small answer) is copied and the replica's
@@ -669,6 +669,7 @@ func (x fastExchange) relay(g *Gateway, rev *revision, rep *replica, p *plan, st
 		if conn == nil {
 			conn = connOf(acquireConn, cc).Conn()
 		}
+		fb.conn = conn
 		if p.startTimeout < p.timeout {
 			// Headers are in: the rest of the timeout covers the body.
 			_ = conn.SetDeadline(fb.deadline)
@@ -760,14 +761,18 @@ type fastBody struct {
 	raw      net.Conn
 	deadline time.Time // the revision's timeout
 	watch    *clientWatch
-	eof      bool // the body was read to its end
-	cut      bool // the revision's timeout cut it
+	conn     net.Conn // the replica's connection, when the body streams
+	length   int      // the body's length, negative if not known
+	got      int64    // bytes of it read so far
+	eof      bool     // the body was read to its end
+	cut      bool     // the revision's timeout cut it
 }
 
 var fastBodyPool = sync.Pool{New: func() any { return new(fastBody) }}
 
 func (b *fastBody) Read(p []byte) (int, error) {
 	n, err := b.stream.Read(p)
+	b.got += int64(n)
 	switch {
 	case err == io.EOF:
 		b.eof = true
@@ -828,7 +833,62 @@ func (copiedBody) SupportsBodyWriteTo() bool            { return true }
 // WriteTo relays the body to w (see relayBody). Each read goes through
 // Read, so what Read records (the end, trailers, a timeout) is the same
 // as when the server reads the body itself.
-func (b *fastBody) WriteTo(w io.Writer) (int64, error) { return relayBody(w, b) }
+// A body of known length larger than the buffer is spliced instead, on
+// a socket to socket way (see splice).
+func (b *fastBody) WriteTo(w io.Writer) (int64, error) {
+	rf, ok := w.(io.ReaderFrom)
+	src := tcpConnOf(b.conn)
+	if !ok || src == nil || b.br == nil || b.length-b.br.Buffered() <= bodyCopyBuffer {
+		return relayBody(w, b)
+	}
+	return b.splice(w, rf, src)
+}
+
+// testHookSpliced, when set, learns how much of a body splice moved.
+var testHookSpliced func(n int64)
+
+// splice passes on what the replica's read buffer holds, through Read,
+// and has w take the rest of the body from src, the replica's socket:
+// fasthttp's writer hands it to the client's connection
+// (countedConn.ReadFrom), where the kernel moves it from one socket to
+// the other (splice(2)) without copying it through the gateway. What Read
+// would record, splice does: the end, or a timeout that cut the body.
+func (b *fastBody) splice(w io.Writer, rf io.ReaderFrom, src *net.TCPConn) (int64, error) {
+	var written int64
+	if n := b.br.Buffered(); n > 0 {
+		buf := bodyCopyPool.Get().(*[bodyCopyBuffer]byte)
+		m, err := b.Read(buf[:n])
+		if m > 0 {
+			k, werr := w.Write(buf[:m])
+			written = int64(k)
+			if werr != nil {
+				err = werr
+			}
+		}
+		bodyCopyPool.Put(buf)
+		switch {
+		case err == io.EOF:
+			return written, nil
+		case err != nil:
+			return written, err
+		}
+	}
+	rest := io.LimitedReader{R: src, N: int64(b.length) - b.got}
+	n, err := rf.ReadFrom(&rest)
+	b.got += n
+	if testHookSpliced != nil {
+		testHookSpliced(n)
+	}
+	switch {
+	case err == nil && rest.N == 0:
+		b.eof = true
+	case err == nil:
+		err = io.ErrUnexpectedEOF // the replica closed before the end
+	case isTimeout(err) || !time.Now().Before(b.deadline):
+		b.cut = true
+	}
+	return written + n, err
+}
 
 // SupportsBodyWriteTo tells fasthttp that WriteTo may stand in for Read.
 func (b *fastBody) SupportsBodyWriteTo() bool { return true }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -1320,6 +1321,126 @@ func TestGateway_largeBodiesInLargePieces(t *testing.T) {
 	}
 	if r := maxRead.Load(); r != bodyCopyBuffer {
 		t.Errorf("largest read of the answer from the replica: %d bytes, want %d", r, bodyCopyBuffer)
+	}
+}
+
+// On the fasthttp engine a large answer of known length goes from the
+// replica's socket to the client's by splice, exactly: the body arrives
+// whole, the replica's connection carries the next request, and one that
+// ends early is not passed off as whole.
+func TestGateway_largeAnswerSpliced(t *testing.T) {
+	var spliced atomic.Int64
+	testHookSpliced = func(n int64) { spliced.Add(n) }
+	t.Cleanup(func() { testHookSpliced = nil })
+	fx := newEngineFixture(t, engineFast, nil)
+	pattern := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i % 251)
+		}
+		return b
+	}
+	var mu sync.Mutex
+	var seen []string
+	fx.serveReplica(t, "r", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.RemoteAddr)
+		mu.Unlock()
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		if r.URL.Query().Get("cut") != "" {
+			// Half, then the connection goes.
+			_, _ = w.Write(pattern(n / 2))
+			w.(http.Flusher).Flush()
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+		_, _ = w.Write(pattern(n))
+	})
+	get := func(q string) (*http.Response, []byte, error) {
+		req, _ := http.NewRequest("GET", fx.url+"/?"+q, nil)
+		req.Host = "hello.default"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp, body, err
+	}
+
+	const size = 1<<20 + 123
+	resp, body, err := get("n=" + strconv.Itoa(size))
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, pattern(size)) {
+		t.Fatalf("large answer: %v, %d bytes, equal %v", err, len(body), bytes.Equal(body, pattern(size)))
+	}
+	if n := spliced.Load(); n <= 0 || n > size {
+		t.Fatalf("%d bytes spliced of %d", n, size)
+	}
+	if resp, body, err := get("n=2"); err != nil || resp.StatusCode != http.StatusOK || len(body) != 2 {
+		t.Fatalf("next answer: %v %v %q", resp, err, body)
+	}
+	mu.Lock()
+	if len(seen) != 2 || seen[0] != seen[1] {
+		t.Errorf("replica saw %q: want the next request on the same connection", seen)
+	}
+	mu.Unlock()
+
+	spliced.Store(0)
+	if _, body, err := get("cut=1&n=" + strconv.Itoa(size)); err == nil {
+		t.Errorf("an answer cut at %d of %d bytes reached the client whole (%d bytes)", size/2, size, len(body))
+	}
+	if spliced.Load() >= size {
+		t.Errorf("%d bytes spliced of a body cut at %d", spliced.Load(), size/2)
+	}
+	if resp, _, err := get("n=2"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("after a cut answer: %v %v", resp, err)
+	}
+}
+
+// The revision's timeout bounds a spliced body as it bounds a copied one
+// (TestGateway_revisionTimeoutCutsTheBody): the answer is cut, counted
+// as a 504, and the slot given back.
+func TestGateway_revisionTimeoutCutsASplicedBody(t *testing.T) {
+	var spliced atomic.Int64
+	testHookSpliced = func(n int64) { spliced.Add(n) }
+	t.Cleanup(func() { testHookSpliced = nil })
+	fx := newEngineFixture(t, engineFast, nil)
+	const size = 1 << 20
+	release := make(chan struct{})
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		_, _ = w.Write(make([]byte, size/2))
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); stall.Close() })
+	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
+		Timeout: 300 * time.Millisecond, ResponseStartTimeout: 200 * time.Millisecond})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "stall", Node: "node3", Address: strings.TrimPrefix(stall.URL, "http://")}})
+	req, _ := http.NewRequest("GET", fx.url+"/", nil)
+	req.Host = "hello.default"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil || len(body) >= size {
+		t.Errorf("read %d bytes of %d, %v: want the body cut", len(body), size, err)
+	}
+	waitFor(t, func() bool { return fx.gw.InFlight("default/"+rev1, "stall") == 0 })
+	if got := testutil.ToFloat64(fx.gw.cfg.Metrics.requests.WithLabelValues("hello", "default/"+rev1, "node3", "node3", "504")); got != 1 {
+		t.Errorf("504 counter = %v, want 1", got)
+	}
+	if spliced.Load() == 0 {
+		t.Error("nothing was spliced")
 	}
 }
 

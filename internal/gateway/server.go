@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -439,6 +440,24 @@ func (c *countedConn) Close() error {
 	}
 	return err
 }
+
+// ReadFrom has a response body spliced from a replica's socket into this
+// one when r is such a socket, bounded (see fastBody.WriteTo): the kernel
+// moves the bytes (splice(2)), and the gateway never copies them. Any
+// other r is copied through Write.
+func (c *countedConn) ReadFrom(r io.Reader) (int64, error) {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		if _, ok := lr.R.(*net.TCPConn); ok {
+			if tc := tcpConnOf(c.Conn); tc != nil {
+				return tc.ReadFrom(r)
+			}
+		}
+	}
+	return relayBody(writerOnly{c.Conn}, r)
+}
+
+// writerOnly hides every method of a writer but Write.
+type writerOnly struct{ io.Writer }
 
 // CloseWrite half-closes the TCP connection, which net/http uses to let a
 // client read a "Connection: close" answer before the socket goes.

@@ -87,6 +87,17 @@ func holdRequest(conn net.Conn) {
 
 func (c *sockConn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
 
+// tcpConnOf returns the TCP socket conn is or holds (a sockConn), or nil.
+func tcpConnOf(conn net.Conn) *net.TCPConn {
+	switch c := conn.(type) {
+	case *net.TCPConn:
+		return c
+	case *sockConn:
+		return c.Conn.(*net.TCPConn)
+	}
+	return nil
+}
+
 // CloseWrite half-closes the connection (see countedConn.CloseWrite).
 func (c *sockConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
 

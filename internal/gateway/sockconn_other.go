@@ -9,3 +9,9 @@ func sockConnOf(conn net.Conn) net.Conn { return conn }
 
 // holdRequest: nothing is held.
 func holdRequest(net.Conn) {}
+
+// tcpConnOf returns the TCP socket conn is, or nil.
+func tcpConnOf(conn net.Conn) *net.TCPConn {
+	tc, _ := conn.(*net.TCPConn)
+	return tc
+}
