@@ -779,19 +779,7 @@ func TestGateway_retriesOnConnectionClosedByReplica(t *testing.T) {
 func TestGateway_revisionTimeoutCutsTheBody(t *testing.T) {
 	forEngines(t, func(t *testing.T, e engine) {
 		fx := newEngineFixture(t, e, nil)
-		release := make(chan struct{})
-		stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, "start;")
-			http.NewResponseController(w).Flush()
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-		}))
-		t.Cleanup(func() { close(release); stall.Close() })
-		fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
-			Timeout: 300 * time.Millisecond, ResponseStartTimeout: 200 * time.Millisecond})
-		fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "stall", Node: "node3", Address: strings.TrimPrefix(stall.URL, "http://")}})
+		stallAfter(t, fx, func(w http.ResponseWriter) { io.WriteString(w, "start;") })
 		resp, body := fx.get("hello.default")
 		if resp.StatusCode != 200 || !strings.HasPrefix(body, "start;") {
 			t.Errorf("got %d %q, want 200 and the start of the body", resp.StatusCode, body)
@@ -801,6 +789,26 @@ func TestGateway_revisionTimeoutCutsTheBody(t *testing.T) {
 			t.Errorf("504 counter = %v, want 1", got)
 		}
 	})
+}
+
+// stallAfter has fx's revision, with a timeout of 300 ms (200 ms to the
+// response's start), served by a replica that writes with write, flushes
+// and then stalls until the test ends or its client goes.
+func stallAfter(t *testing.T, fx *fixture, write func(w http.ResponseWriter)) {
+	t.Helper()
+	release := make(chan struct{})
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		write(w)
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); stall.Close() })
+	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
+		Timeout: 300 * time.Millisecond, ResponseStartTimeout: 200 * time.Millisecond})
+	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "stall", Node: "node3", Address: strings.TrimPrefix(stall.URL, "http://")}})
 }
 
 // A replica whose connection never completes (a blackholed address) costs
@@ -1324,14 +1332,20 @@ func TestGateway_largeBodiesInLargePieces(t *testing.T) {
 	}
 }
 
+// countSpliced counts the bytes splice moves until the test ends.
+func countSpliced(t *testing.T) *atomic.Int64 {
+	var n atomic.Int64
+	testHookSpliced = func(m int64) { n.Add(m) }
+	t.Cleanup(func() { testHookSpliced = nil })
+	return &n
+}
+
 // On the fasthttp engine a large answer of known length goes from the
 // replica's socket to the client's by splice, exactly: the body arrives
 // whole, the replica's connection carries the next request, and one that
 // ends early is not passed off as whole.
 func TestGateway_largeAnswerSpliced(t *testing.T) {
-	var spliced atomic.Int64
-	testHookSpliced = func(n int64) { spliced.Add(n) }
-	t.Cleanup(func() { testHookSpliced = nil })
+	spliced := countSpliced(t)
 	fx := newEngineFixture(t, engineFast, nil)
 	pattern := func(n int) []byte {
 		b := make([]byte, n)
@@ -1405,25 +1419,13 @@ func TestGateway_largeAnswerSpliced(t *testing.T) {
 // (TestGateway_revisionTimeoutCutsTheBody): the answer is cut, counted
 // as a 504, and the slot given back.
 func TestGateway_revisionTimeoutCutsASplicedBody(t *testing.T) {
-	var spliced atomic.Int64
-	testHookSpliced = func(n int64) { spliced.Add(n) }
-	t.Cleanup(func() { testHookSpliced = nil })
+	spliced := countSpliced(t)
 	fx := newEngineFixture(t, engineFast, nil)
 	const size = 1 << 20
-	release := make(chan struct{})
-	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	stallAfter(t, fx, func(w http.ResponseWriter) {
 		w.Header().Set("Content-Length", strconv.Itoa(size))
 		_, _ = w.Write(make([]byte, size/2))
-		http.NewResponseController(w).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(func() { close(release); stall.Close() })
-	fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
-		Timeout: 300 * time.Millisecond, ResponseStartTimeout: 200 * time.Millisecond})
-	fx.gw.SetReplicas("default/"+rev1, []ReplicaInfo{{Name: "stall", Node: "node3", Address: strings.TrimPrefix(stall.URL, "http://")}})
+	})
 	req, _ := http.NewRequest("GET", fx.url+"/", nil)
 	req.Host = "hello.default"
 	resp, err := http.DefaultClient.Do(req)
