@@ -834,9 +834,9 @@ func (copiedBody) SupportsBodyWriteTo() bool            { return true }
 
 // WriteTo relays the body to w (see relayBody). Each read goes through
 // Read, so what Read records (the end, trailers, a timeout) is the same
-// as when the server reads the body itself.
-// A body of known length larger than the buffer is spliced instead, on
-// a socket to socket way (see splice).
+// as when the server reads the body itself. A body of known length that
+// runs more than a buffer past what is already read is spliced instead
+// (see splice).
 func (b *fastBody) WriteTo(w io.Writer) (int64, error) {
 	rf, ok := w.(io.ReaderFrom)
 	src := tcpConnOf(b.conn)
