@@ -552,7 +552,11 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 	p := rev.plan(rep)
 	fl := flightPool.Get().(*flight)
 	first, cause := p.firstBound()
-	fl.arm(cancel, cause, first)
+	var body *http.ResponseController
+	if in.ContentLength != 0 {
+		body = http.NewResponseController(w)
+	}
+	fl.arm(cancel, cause, first, body)
 	defer fl.done()
 
 	// The outbound request is not pooled: http.Transport may still read it
@@ -617,7 +621,10 @@ func (g *Gateway) forward(w http.ResponseWriter, in *http.Request, rev *revision
 		if c := context.Cause(ctx); c == errResponseStart || c == errRevTimeout {
 			timedOut = c
 		}
-		if code, msg := g.unanswered(rev, rep, &p, now, err, timedOut, in.Context().Err() != nil); code != 499 {
+		// A body read the timer ended cancels the client's context too;
+		// that client is not gone.
+		gone := in.Context().Err() != nil && !(timedOut != nil && fl.bodyCut.Load())
+		if code, msg := g.unanswered(rev, rep, &p, now, err, timedOut, gone); code != 499 {
 			http.Error(w, msg, code)
 		}
 		return false
@@ -851,10 +858,17 @@ type flight struct {
 	timer *time.Timer
 	armed time.Time
 
-	mu     sync.Mutex // the timer's goroutine reads cancel and cause
+	mu     sync.Mutex // the timer's goroutine reads cancel, cause and body
 	cancel context.CancelCauseFunc
 	cause  error
-	clean  bool // the timer has not fired since arm
+	// body is the client's connection of a request with a body. The
+	// transport returns only once its write of the body ends, and that
+	// write reads the client without a deadline: a client that stalls
+	// part way would hold the request past its timeout. The timer ends
+	// the read when it fires.
+	body    *http.ResponseController
+	bodyCut atomic.Bool // the timer ended the body's read (not the client)
+	clean   bool        // the timer has not fired since arm
 }
 
 var flightPool = sync.Pool{New: func() any {
@@ -872,14 +886,26 @@ func (fl *flight) fire() {
 	cancel, cause := fl.cancel, fl.cause
 	fl.mu.Unlock()
 	if cancel != nil {
-		cancel(cause)
+		cancel(cause) // first, so that the body's read error finds the cause set
 	}
+	// Under the lock: once done has cleared body, the connection may
+	// be reading its next request, which this deadline must not reach.
+	fl.mu.Lock()
+	if fl.body != nil {
+		fl.bodyCut.Store(true) // before the read can fail
+		_ = fl.body.SetReadDeadline(longAgo)
+	}
+	fl.mu.Unlock()
 }
 
-func (fl *flight) arm(cancel context.CancelCauseFunc, cause error, d time.Duration) {
+// longAgo is a deadline that has passed: it ends a blocked read at once.
+var longAgo = time.Unix(1, 0)
+
+func (fl *flight) arm(cancel context.CancelCauseFunc, cause error, d time.Duration, body *http.ResponseController) {
 	fl.wrote.Store(0)
+	fl.bodyCut.Store(false)
 	fl.mu.Lock()
-	fl.cancel, fl.cause, fl.clean = cancel, cause, true
+	fl.cancel, fl.cause, fl.body, fl.clean = cancel, cause, body, true
 	fl.mu.Unlock()
 	fl.armed = time.Now()
 	fl.timer.Reset(d)
@@ -902,12 +928,18 @@ func (fl *flight) rearm(cause error, d time.Duration) {
 func (fl *flight) disarm() {
 	fl.timer.Stop()
 	fl.clean = false
+	fl.mu.Lock()
+	fl.body = nil
+	fl.mu.Unlock()
 }
 
 func (fl *flight) done() {
 	if !fl.timer.Stop() {
 		fl.clean = false
 	}
+	fl.mu.Lock()
+	fl.body = nil
+	fl.mu.Unlock()
 	if !fl.clean || fl.wrote.Load() == 0 {
 		return // the timer's goroutine or the transport's writer may still use it
 	}

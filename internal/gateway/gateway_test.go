@@ -1134,9 +1134,6 @@ func TestGateway_bodyCutShort(t *testing.T) {
 		leave := tc.leave
 		t.Run(tc.name, func(t *testing.T) {
 			forEngines(t, func(t *testing.T, e engine) {
-				if !leave && e == engineNetHTTP {
-					t.Skip("on the net/http engine no answer to a stalled body comes within the bound (docs/benchmarks.md)")
-				}
 				fx := newEngineFixture(t, e, nil)
 				fx.gw.SetRevision(RevisionConfig{Namespace: "default", Name: rev1, Service: "hello",
 					Timeout: time.Minute, ResponseStartTimeout: 300 * time.Millisecond})
