@@ -59,6 +59,12 @@ func serveFast(g *Gateway, ctx *fasthttp.RequestCtx, external bool) {
 		serve(g, x, external)
 		return
 	}
+	// A request served from the read buffer (pipelined) follows an
+	// answer no read has sent yet: it goes first.
+	if err := sendHeld(conn); err != nil {
+		_ = conn.Close()
+		return
+	}
 	x.watch = watchClient(conn)
 	serve(g, x, external)
 	if x.watch.handedOff {
@@ -70,6 +76,14 @@ func serveFast(g *Gateway, ctx *fasthttp.RequestCtx, external bool) {
 		// Counted 499, answered nothing: closed, the connection fails
 		// the write fasthttp makes of the empty response.
 		_ = conn.Close()
+		return
+	}
+	// An answer in memory goes out with the read for the next request
+	// (see sockConn): one system call that would find nothing is saved.
+	// Not an answer that streams (written past Write, spliced), a
+	// switch of protocol, or an answer that closes the connection.
+	if !ctx.Hijacked() && !ctx.Response.IsBodyStream() && !ctx.Response.ConnectionClose() && !ctx.Request.ConnectionClose() {
+		holdAnswer(conn)
 	}
 }
 

@@ -1412,6 +1412,27 @@ func TestGateway_largeAnswerSpliced(t *testing.T) {
 	if resp, _, err := get("n=2"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("after a cut answer: %v %v", resp, err)
 	}
+
+	// Pipelined: a small answer, which the connection holds for the
+	// next read (holdAnswer), then a spliced one that no read precedes.
+	spliced.Store(0)
+	c := dialFront(t, strings.TrimPrefix(fx.url, "http://"))
+	io.WriteString(c, "GET /?n=2 HTTP/1.1\r\nHost: hello.default\r\n\r\n"+
+		"GET /?n="+strconv.Itoa(size)+" HTTP/1.1\r\nHost: hello.default\r\n\r\n")
+	br := bufio.NewReader(c)
+	for i, n := range []int{2, size} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("pipelined answer %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || !bytes.Equal(body, pattern(n)) {
+			t.Fatalf("pipelined answer %d: %v, %d bytes of %d, equal %v", i, err, len(body), n, bytes.Equal(body, pattern(n)))
+		}
+	}
+	if spliced.Load() <= 0 {
+		t.Errorf("the pipelined large answer was not spliced")
+	}
 }
 
 // The revision's timeout bounds a spliced body as it bounds a copied one

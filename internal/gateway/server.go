@@ -449,6 +449,11 @@ func (c *countedConn) ReadFrom(r io.Reader) (int64, error) {
 	if lr, ok := r.(*io.LimitedReader); ok {
 		if _, ok := lr.R.(*net.TCPConn); ok {
 			if tc := tcpConnOf(c.Conn); tc != nil {
+				// What Write holds goes first (a pipelined request's
+				// answer, see holdAnswer).
+				if err := sendHeld(c.Conn); err != nil {
+					return 0, err
+				}
 				return tc.ReadFrom(r)
 			}
 		}

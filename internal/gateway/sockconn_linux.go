@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -31,14 +32,28 @@ import (
 // sends it from the read that awaits the answer, in one step with the
 // wait: Go's poller forgets a socket's readiness whenever a read begins,
 // so a read begun after the request went out must first try the socket,
-// which a moment after a request is always empty.
+// which a moment after a request is always empty. A client's connection
+// holds an answer back the same way (see holdAnswer), with one difference:
+// a client may pipeline, and a request it sent before the answer went out
+// is in the socket already, its readiness forgotten. So the wait after a
+// held answer is bounded by answerProbe; when that passes, the socket is
+// tried.
 type sockConn struct {
 	net.Conn // a *net.TCPConn
 	rc       syscall.RawConn
 
 	hold atomic.Bool // writes go to held until the next read
 	hmu  sync.Mutex  // guards held
-	held []byte      // a request not yet sent; owned by Read while it sends
+	held []byte      // a request (or answer) not yet sent; owned by Read while it sends
+
+	// probe marks what is held as an answer to a client (holdAnswer);
+	// pipelines, a client found to pipeline, whose answers are not held.
+	probe, pipelines atomic.Bool
+	// probing: the read deadline is answerProbe's, not the one last set
+	// (rd); the next read, or a deadline set, replaces it.
+	probing atomic.Bool
+	dmu     sync.Mutex // guards rd and the setting of read deadlines
+	rd      time.Time
 
 	rmu    sync.Mutex // one read at a time: the fields below are its state
 	p      []byte
@@ -48,6 +63,7 @@ type sockConn struct {
 	errno  syscall.Errno
 	sendOp bool // errno came from sending out
 	eof    bool
+	waited bool // a step reported the socket empty
 	readFn func(fd uintptr) bool
 
 	wmu     sync.Mutex // one write at a time: the fields below are its state
@@ -59,6 +75,13 @@ type sockConn struct {
 
 // maxHeld bounds a held request; a longer one is sent as it is written.
 const maxHeld = 16 << 10
+
+// answerProbe bounds the wait, without a try, for a client's next request
+// after a held answer; then the socket is tried once and the wait goes
+// on under the deadline last set. A client that pipelines waits this long
+// at most once per connection: its answers are not held after that. An
+// idle keep-alive connection is woken once.
+const answerProbe = 20 * time.Millisecond
 
 // sockConnOf returns conn as a sockConn when it is a TCP socket and raw
 // system calls are on (EnvSyscalls), else conn.
@@ -85,7 +108,117 @@ func holdRequest(conn net.Conn) {
 	}
 }
 
+// holdAnswer has a client's conn hold an answer written to it until it is
+// next read, if it is a sockConn (also inside a countedConn) whose client
+// has not been seen to pipeline. The caller's server writes a whole answer
+// and then reads for the next request (or closes conn, which sends it).
+func holdAnswer(conn net.Conn) {
+	if cc, ok := conn.(*countedConn); ok {
+		conn = cc.Conn
+	}
+	if c, ok := conn.(*sockConn); ok && !c.pipelines.Load() {
+		c.probe.Store(true)
+		c.hold.Store(true)
+	}
+}
+
+// sendHeld sends an answer held by conn, if any, and holds no more: a
+// server about to write otherwise than through Write (a splice), or
+// serving a request read from its buffer, where no read would send it.
+func sendHeld(conn net.Conn) error {
+	if cc, ok := conn.(*countedConn); ok {
+		conn = cc.Conn
+	}
+	c, ok := conn.(*sockConn)
+	if !ok || !c.hold.Load() {
+		return nil
+	}
+	c.hold.Store(false)
+	c.probe.Store(false)
+	c.hmu.Lock()
+	held := c.held
+	c.held = nil
+	c.hmu.Unlock()
+	if c.probing.Load() {
+		c.unprobe()
+	}
+	_, err := c.write(held)
+	return err
+}
+
 func (c *sockConn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
+
+// SetReadDeadline sets t, or answerProbe's bound in its place when an
+// answer is held and t is later (what Read does when the bound passes).
+func (c *sockConn) SetReadDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.rd = t
+	probing := false
+	if c.probe.Load() {
+		if p := time.Now().Add(answerProbe); t.IsZero() || t.After(p) {
+			t, probing = p, true
+		}
+	}
+	c.probing.Store(probing)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *sockConn) SetDeadline(t time.Time) error {
+	if c.probe.Load() {
+		return errors.Join(c.SetReadDeadline(t), c.Conn.SetWriteDeadline(t))
+	}
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.rd = t
+	c.probing.Store(false)
+	return c.Conn.SetDeadline(t) // one call for both
+}
+
+// unprobe puts back the read deadline last set, if answerProbe's is in
+// its place, and reports whether that deadline is still ahead.
+func (c *sockConn) unprobe() (ahead bool) {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if c.probing.Swap(false) {
+		_ = c.Conn.SetReadDeadline(c.rd)
+	}
+	return c.rd.IsZero() || time.Now().Before(c.rd)
+}
+
+// probeDeadline sets answerProbe's bound for a read about to send a held
+// answer, unless a deadline set since holdAnswer did (SetReadDeadline).
+func (c *sockConn) probeDeadline() {
+	if c.probing.Load() {
+		return
+	}
+	c.dmu.Lock()
+	if p := time.Now().Add(answerProbe); c.rd.IsZero() || c.rd.After(p) {
+		c.probing.Store(true)
+		_ = c.Conn.SetReadDeadline(p)
+	}
+	c.dmu.Unlock()
+}
+
+// Close sends a held answer first, as far as the socket takes it without
+// waiting: the answer's request was served, and a server closing a
+// connection it believes idle must not lose it.
+func (c *sockConn) Close() error {
+	if c.probe.Load() && c.hold.Load() {
+		c.hmu.Lock()
+		held := c.held
+		c.held = nil
+		c.hmu.Unlock()
+		if len(held) > 0 {
+			_ = c.rc.Write(func(fd uintptr) bool {
+				var off int
+				_ = sendRest(fd, held, &off)
+				return true
+			})
+		}
+	}
+	return c.Conn.Close()
+}
 
 // tcpConnOf returns the TCP socket conn is or holds (a sockConn), or nil.
 func tcpConnOf(conn net.Conn) *net.TCPConn {
@@ -186,25 +319,53 @@ func (c *sockConn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	var out []byte
+	answer := false
 	if c.hold.Load() {
 		c.hold.Store(false)
 		c.hmu.Lock()
 		out = c.held
 		c.held = nil
 		c.hmu.Unlock()
+		answer = c.probe.Swap(false)
+	}
+	if answer && len(out) > 0 {
+		c.probeDeadline()
+	} else if c.probing.Load() {
+		c.unprobe() // a read past the one answerProbe was set for
 	}
 
 	c.rmu.Lock()
-	c.p, c.out, c.sent, c.n, c.errno, c.sendOp, c.eof = p, out, 0, 0, 0, false, false
+	c.p, c.out, c.sent, c.n, c.errno, c.sendOp, c.eof, c.waited = p, out, 0, 0, 0, false, false, false
 	err := c.rc.Read(c.readFn)
+	if err != nil && c.probing.Load() && errors.Is(err, os.ErrDeadlineExceeded) && c.unprobe() {
+		// answerProbe passed, the deadline set has not: the client may
+		// have pipelined its next request before the answer went out.
+		// Try the socket (after sending the answer, if the deadline came
+		// before it went) and wait on.
+		c.waited = false
+		err = c.rc.Read(c.readFn)
+		if err == nil && c.errno == 0 && !c.waited && c.n > 0 {
+			c.pipelines.Store(true)
+		}
+	}
 	var werr error
 	if err == nil && c.errno == 0 && c.sent < len(out) {
 		// The socket's buffer filled: the rest of the request goes by a
 		// write that waits for room, and then the answer is read for.
 		if _, werr = c.write(out[c.sent:]); werr == nil {
-			c.out = nil
+			c.sent = len(out)
 			err = c.rc.Read(c.readFn)
 		}
+	}
+	if answer && werr == nil && c.errno == 0 && c.sent < len(out) {
+		// The read ended before the answer went (a deadline passed):
+		// it is held again, for Close to send.
+		c.hmu.Lock()
+		c.held = out[c.sent:]
+		c.hmu.Unlock()
+		c.probe.Store(true)
+		c.hold.Store(true)
+		out = nil
 	}
 	n, errno, sendOp, eof := c.n, c.errno, c.sendOp, c.eof
 	c.p, c.out = nil, nil
@@ -239,6 +400,7 @@ func (c *sockConn) readStep(fd uintptr) bool {
 	if c.sent < len(c.out) {
 		switch errno := sendRest(fd, c.out, &c.sent); errno {
 		case 0:
+			c.waited = true
 			return false // sent: wait for the answer
 		case syscall.EAGAIN:
 			return true // Read sends the rest
@@ -255,6 +417,7 @@ func (c *sockConn) readStep(fd uintptr) bool {
 			return true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			c.waited = true
 			return false
 		default:
 			c.errno = errno

@@ -227,6 +227,118 @@ func TestSockConn_ends(t *testing.T) {
 	}
 }
 
+// A client's answer is held until the read for its next request, which
+// sends it and waits for that request without trying the socket first.
+func TestSockConn_heldAnswerGoesWithTheRead(t *testing.T) {
+	sc, peer := sockPair(t, 0)
+	holdAnswer(sc)
+	if _, err := io.WriteString(sc, "answer 1"); err != nil {
+		t.Fatal(err)
+	}
+	nothingToRead(t, peer)
+	got := readAsync(sc, 64)
+	b := make([]byte, 64)
+	n, err := peer.Read(b)
+	if err != nil || string(b[:n]) != "answer 1" {
+		t.Fatalf("peer read %q, %v", b[:n], err)
+	}
+	if _, err := io.WriteString(peer, "request 2"); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r.err != nil || string(r.b) != "request 2" {
+		t.Fatalf("read %q, %v", r.b, r.err)
+	}
+	if sc.pipelines.Load() {
+		t.Error("a client that waited for its answer was taken for one that pipelines")
+	}
+}
+
+// A request the client sent before its answer went out, whose readiness
+// the poller has already reported (and forgets when the read begins), is
+// read once answerProbe has passed, well before the deadline set; and
+// that client's answers are not held again.
+func TestSockConn_heldAnswerPipelinedRequest(t *testing.T) {
+	sc, peer := sockPair(t, 0)
+	_ = sc.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := io.WriteString(peer, "request 2"); err != nil {
+		t.Fatal(err)
+	}
+	// The poller reports readiness as it wakes another read: after
+	// this, sc's socket is marked ready with no read waiting on it.
+	other, otherPeer := sockPair(t, 0)
+	wake := readAsync(other, 8)
+	if _, err := io.WriteString(otherPeer, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-wake; r.err != nil {
+		t.Fatal(r.err)
+	}
+
+	holdAnswer(sc)
+	if _, err := io.WriteString(sc, "answer 1"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	b := make([]byte, 64)
+	n, err := sc.Read(b)
+	if err != nil || string(b[:n]) != "request 2" {
+		t.Fatalf("read %q, %v after %v", b[:n], err, time.Since(start))
+	}
+	n, err = peer.Read(b)
+	if err != nil || string(b[:n]) != "answer 1" {
+		t.Fatalf("peer read %q, %v", b[:n], err)
+	}
+	holdAnswer(sc)
+	if sc.hold.Load() != !sc.pipelines.Load() {
+		t.Errorf("hold %v with pipelines %v: want answers held only for a client that does not pipeline", sc.hold.Load(), sc.pipelines.Load())
+	}
+}
+
+// With nothing coming, the read after a held answer ends at the deadline
+// set, not at answerProbe, and the answer has gone.
+func TestSockConn_heldAnswerKeepsTheDeadline(t *testing.T) {
+	sc, peer := sockPair(t, 0)
+	holdAnswer(sc)
+	wait := 3 * answerProbe
+	deadline := time.Now().Add(wait)
+	_ = sc.SetReadDeadline(deadline)
+	if _, err := io.WriteString(sc, "answer 1"); err != nil {
+		t.Fatal(err)
+	}
+	var b [64]byte
+	n, err := sc.Read(b[:])
+	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read %d bytes, %v: want the deadline passed", n, err)
+	}
+	if now := time.Now(); now.Before(deadline) {
+		t.Errorf("read ended %v before its deadline", deadline.Sub(now))
+	}
+	n, err = peer.Read(b[:])
+	if err != nil || string(b[:n]) != "answer 1" {
+		t.Fatalf("peer read %q, %v", b[:n], err)
+	}
+	if sc.pipelines.Load() {
+		t.Error("an idle client was taken for one that pipelines")
+	}
+}
+
+// A server that closes a connection holding an answer sends it first.
+func TestSockConn_closeSendsTheHeldAnswer(t *testing.T) {
+	sc, peer := sockPair(t, 0)
+	holdAnswer(sc)
+	if _, err := io.WriteString(sc, "answer 1"); err != nil {
+		t.Fatal(err)
+	}
+	nothingToRead(t, peer)
+	if err := sc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(peer)
+	if err != nil || string(got) != "answer 1" {
+		t.Fatalf("peer read %q, %v: want the answer, then the end", got, err)
+	}
+}
+
 func TestSockConnOf_otherConnsAsTheyAre(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
