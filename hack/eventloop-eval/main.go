@@ -328,17 +328,15 @@ func (l *loop) dispatch(c *conn) {
 	out := append(b.out[:0], line...)
 	out = append(out, "\r\n"...)
 	for len(rest) > 0 {
-		var h []byte
-		h, rest, _ = bytes.Cut(rest, []byte("\r\n"))
-		name, value, ok := bytes.Cut(h, []byte(":"))
+		h, name, value, tail, ok := nextHeader(rest)
+		rest = tail
 		if !ok {
 			continue
 		}
-		value = bytes.TrimSpace(value)
 		switch {
 		case equalFold(name, "content-length"):
-			n, err := strconv.Atoi(string(value))
-			if err != nil || n < 0 {
+			n, ok := contentLength(value)
+			if !ok {
 				l.release(b)
 				l.refuse(c, "400 Bad Request")
 				return
@@ -458,17 +456,15 @@ func (l *loop) backendReadable(b *conn) {
 	out := append(c.out[:0], line...)
 	out = append(out, "\r\n"...)
 	for len(rest) > 0 {
-		var h []byte
-		h, rest, _ = bytes.Cut(rest, []byte("\r\n"))
-		name, value, ok := bytes.Cut(h, []byte(":"))
+		h, name, value, tail, ok := nextHeader(rest)
+		rest = tail
 		if !ok {
 			continue
 		}
-		value = bytes.TrimSpace(value)
 		switch {
 		case equalFold(name, "content-length"):
-			n, err := strconv.Atoi(string(value))
-			if err != nil || n < 0 {
+			n, ok := contentLength(value)
+			if !ok {
 				l.backendFailed(b)
 				return
 			}
@@ -567,6 +563,19 @@ func (l *loop) dropClient(c *conn) {
 	}
 	c.peer = nil
 	l.close(c)
+}
+
+// nextHeader cuts the first header line off rest: the line as received,
+// its name and its value trimmed; ok is false for a line with no colon.
+func nextHeader(rest []byte) (h, name, value, tail []byte, ok bool) {
+	h, tail, _ = bytes.Cut(rest, []byte("\r\n"))
+	name, value, ok = bytes.Cut(h, []byte(":"))
+	return h, name, bytes.TrimSpace(value), tail, ok
+}
+
+func contentLength(value []byte) (int, bool) {
+	n, err := strconv.Atoi(string(value))
+	return n, err == nil && n >= 0
 }
 
 var hop = []string{"keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade"}
