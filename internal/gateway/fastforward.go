@@ -484,7 +484,7 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 	upgrade := x.prepare(t)
 	p := rev.plan(rep)
 	first, cause := p.firstBound()
-	armed := time.Now()
+	armed := monoNow()
 	deadline := armed.Add(first)
 	if upgrade != "" {
 		return x.forwardUpgrade(g, rev, rep, &p, start, armed, deadline, cause, upgrade, retryable)
@@ -524,7 +524,7 @@ func (x fastExchange) forward(g *Gateway, rev *revision, t *target, rep *replica
 			// the answer's headers replace the flag.
 			defer ctx.SetConnectionClose()
 		}
-		done := time.Now()
+		done := monoNow()
 		if err != nil || gone {
 			hc.ReleaseReader(br)
 			fasthttp.ReleaseResponse(back)
@@ -572,7 +572,7 @@ func (x fastExchange) exchange(conn net.Conn, bw *bufio.Writer, br *bufio.Reader
 	if err == nil {
 		err = bw.Flush()
 	}
-	sent = time.Now()
+	sent = monoNow()
 	if err != nil {
 		return sent, x.clientGone(), err
 	}
@@ -595,7 +595,7 @@ func (x fastExchange) exchange(conn net.Conn, bw *bufio.Writer, br *bufio.Reader
 // that stops sending its body: its connection, not the replica's
 // deadline, would otherwise hold the request.
 func (x fastExchange) exchangeStreaming(conn net.Conn, bw *bufio.Writer, br *bufio.Reader, back *fasthttp.Response) (sent time.Time, gone, cut bool, err error) {
-	start := time.Now()
+	start := monoNow()
 	if body := x.ctx.Request.BodyStream(); body != nil {
 		// The server still owns the stream (it drains it after the
 		// handler); the request only reads it through copiedBody.
@@ -610,7 +610,7 @@ func (x fastExchange) exchangeStreaming(conn net.Conn, bw *bufio.Writer, br *buf
 		}
 		switch {
 		case err == nil:
-			sent = time.Now()
+			sent = monoNow()
 			if x.watch != nil {
 				x.watch.arm(conn)
 			}
@@ -700,7 +700,7 @@ func (x fastExchange) relay(g *Gateway, rev *revision, rep *replica, p *plan, st
 		return
 	}
 	fb.eof = true
-	fb.Close()
+	fb.closeAt(now)
 }
 
 // noBody reports a response that has no body: to a HEAD request, 1xx,
@@ -913,6 +913,13 @@ func (b *fastBody) SupportsBodyWriteTo() bool { return true }
 // pool if the body was read through and the replica keeps it open) and
 // the replica's slot, with the service time sample.
 func (b *fastBody) Close() error {
+	b.closeAt(b.g.now())
+	return nil
+}
+
+// closeAt is Close with the gateway's clock read at now: relay, which has
+// just read it, closes a body it had whole at once.
+func (b *fastBody) closeAt(now time.Time) {
 	gone := false
 	if b.watch != nil {
 		// Before the connection may go back to the pool, where the
@@ -941,10 +948,9 @@ func (b *fastBody) Close() error {
 	if b.cut {
 		b.g.cutShort(b.rev, b.rep)
 	}
-	b.rev.release(b.rep, b.g.now(), b.service)
+	b.rev.release(b.rep, now, b.service)
 	*b = fastBody{}
 	fastBodyPool.Put(b)
-	return nil
 }
 
 // forwardUpgrade forwards a request to switch protocols on a connection
@@ -967,7 +973,7 @@ func (x fastExchange) forwardUpgrade(g *Gateway, rev *revision, rep *replica, p 
 	if err == nil {
 		err = bw.Flush()
 	}
-	sent := time.Now()
+	sent := monoNow()
 	back := fasthttp.AcquireResponse()
 	br := bufio.NewReader(conn)
 	gone := false
@@ -984,7 +990,7 @@ func (x fastExchange) forwardUpgrade(g *Gateway, rev *revision, rep *replica, p 
 	} else {
 		gone = x.clientGone()
 	}
-	done := time.Now()
+	done := monoNow()
 	if gone {
 		fasthttp.ReleaseResponse(back)
 		_ = conn.Close()

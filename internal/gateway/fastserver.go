@@ -58,7 +58,10 @@ func NewFastServer(h fasthttp.RequestHandler, o ServerOptions) *FastServer {
 		DisablePreParseMultipartForm: true,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
-		Logger:                       discardLogger{},
+		// No clock read per request for RequestCtx.Time, which the
+		// gateway does not use (its own clock times requests).
+		LazyRequestTime: true,
+		Logger:          discardLogger{},
 	}
 	return s
 }

@@ -1524,3 +1524,22 @@ func TestGateway_lastUsedReplicaConnectionFirst(t *testing.T) {
 		}
 	}
 }
+
+// monoNow must order with time.Now, as deadlines and service times mix the
+// two, and carry a monotonic reading, which those comparisons use.
+func TestMonoNow_ordersWithTimeNow(t *testing.T) {
+	for range 1000 {
+		a := monoNow()
+		b := time.Now()
+		c := monoNow()
+		if b.Before(a) || c.Before(b) {
+			t.Fatalf("out of order: monoNow %v, time.Now %v, monoNow %v", a, b, c)
+		}
+		if !strings.Contains(a.String(), " m=") {
+			t.Fatalf("monoNow %v has no monotonic reading", a)
+		}
+	}
+	if d := time.Until(monoNow().Add(time.Hour)); d <= 59*time.Minute || d > time.Hour {
+		t.Fatalf("a deadline an hour from monoNow is %v away", d)
+	}
+}

@@ -156,7 +156,7 @@ func (c *sockConn) SetReadDeadline(t time.Time) error {
 	c.rd = t
 	probing := false
 	if c.probe.Load() {
-		if p := time.Now().Add(answerProbe); t.IsZero() || t.After(p) {
+		if p := monoNow().Add(answerProbe); t.IsZero() || t.After(p) {
 			t, probing = p, true
 		}
 	}
@@ -193,7 +193,7 @@ func (c *sockConn) probeDeadline() {
 		return
 	}
 	c.dmu.Lock()
-	if p := time.Now().Add(answerProbe); c.rd.IsZero() || c.rd.After(p) {
+	if p := monoNow().Add(answerProbe); c.rd.IsZero() || c.rd.After(p) {
 		c.probing.Store(true)
 		_ = c.Conn.SetReadDeadline(p)
 	}
