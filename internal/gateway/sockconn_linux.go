@@ -200,8 +200,11 @@ func (c *sockConn) probeDeadline() {
 	c.dmu.Unlock()
 }
 
-// Close sends a held answer first, as far as the socket takes it without
-// waiting: the answer's request was served, and a server closing a
+// closeSendWait bounds Close's wait for room to send a held answer.
+var closeSendWait = time.Second
+
+// Close sends a held answer first, waiting up to closeSendWait for room
+// in the socket: the answer's request was served, and a server closing a
 // connection it believes idle must not lose it.
 func (c *sockConn) Close() error {
 	if c.probe.Load() && c.hold.Load() {
@@ -210,11 +213,17 @@ func (c *sockConn) Close() error {
 		c.held = nil
 		c.hmu.Unlock()
 		if len(held) > 0 {
+			var off int
 			_ = c.rc.Write(func(fd uintptr) bool {
-				var off int
 				_ = sendRest(fd, held, &off)
 				return true
 			})
+			if off < len(held) {
+				// The socket's buffer is full: wait for room a while, as
+				// the server would have had it written the answer itself.
+				_ = c.Conn.SetWriteDeadline(time.Now().Add(closeSendWait))
+				_, _ = c.write(held[off:])
+			}
 		}
 	}
 	return c.Conn.Close()
@@ -255,8 +264,10 @@ func (c *sockConn) Write(p []byte) (int, error) {
 		c.hmu.Unlock()
 		return len(p), nil
 	}
-	// Too long to hold: what is held goes first, then this.
+	// Too long to hold: what is held goes first, then this. Nothing is
+	// held for the next read, so its deadline needs no probe.
 	c.hold.Store(false)
+	c.probe.Store(false)
 	held := c.held
 	c.held = nil
 	c.hmu.Unlock()
@@ -354,6 +365,12 @@ func (c *sockConn) Read(p []byte) (int, error) {
 		// write that waits for room, and then the answer is read for.
 		if _, werr = c.write(out[c.sent:]); werr == nil {
 			c.sent = len(out)
+			if c.probing.Load() {
+				// This read tries the socket before it waits: no
+				// readiness can be lost, so the deadline is the one set,
+				// however long the write waited for room.
+				c.unprobe()
+			}
 			err = c.rc.Read(c.readFn)
 		}
 	}

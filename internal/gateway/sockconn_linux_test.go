@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -368,5 +369,96 @@ func TestSockConnOf_syscallsChosen(t *testing.T) {
 		if _, raw := sockConnOf(c).(*sockConn); raw != tc.raw {
 			t.Errorf("%s=%q: sockConn %v, want %v", EnvSyscalls, tc.env, raw, tc.raw)
 		}
+	}
+}
+
+// A held answer larger than the socket takes at once: the read sends what
+// fits, waits for room for the rest, and then reads on under the deadline
+// set, not answerProbe's, whether the client's next request comes later or
+// was in before the answer went.
+func TestSockConn_heldAnswerOverTheSocketBuffer(t *testing.T) {
+	for _, pipelined := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipelined=%v", pipelined), func(t *testing.T) {
+			sc, peer := sockPair(t, 1024)
+			if pipelined {
+				if _, err := io.WriteString(peer, "request 2"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			holdAnswer(sc)
+			_ = sc.SetReadDeadline(time.Now().Add(time.Minute))
+			answer := bytes.Repeat([]byte("0123456789abcdef"), maxHeld/16)
+			if _, err := sc.Write(answer); err != nil {
+				t.Fatal(err)
+			}
+			got := readAsync(sc, 64)
+			// Past answerProbe with the rest of the answer still waiting
+			// for room: that must not end the read.
+			select {
+			case r := <-got:
+				t.Fatalf("Read ended early: %q, %v", r.b, r.err)
+			case <-time.After(3 * answerProbe):
+			}
+			in := make([]byte, len(answer))
+			if _, err := io.ReadFull(peer, in); err != nil || !bytes.Equal(in, answer) {
+				t.Fatalf("peer read %v, answer intact %v", err, bytes.Equal(in, answer))
+			}
+			if !pipelined {
+				select {
+				case r := <-got:
+					t.Fatalf("Read ended with no request sent: %q, %v", r.b, r.err)
+				case <-time.After(3 * answerProbe):
+				}
+				if _, err := io.WriteString(peer, "request 2"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if r := <-got; r.err != nil || string(r.b) != "request 2" {
+				t.Fatalf("Read = %q, %v", r.b, r.err)
+			}
+		})
+	}
+}
+
+// An answer too long to hold is sent as it is written, and the next
+// read's deadline is the one set: no probe stays armed for an answer that
+// is not held (the client watch clears the deadline for its wait).
+func TestSockConn_answerTooLongToHoldLeavesNoProbe(t *testing.T) {
+	sc, peer := sockPair(t, 0)
+	holdAnswer(sc)
+	answer := bytes.Repeat([]byte{'a'}, maxHeld+1)
+	done := make(chan error, 1)
+	go func() { _, err := io.CopyN(io.Discard, peer, int64(len(answer))); done <- err }()
+	if _, err := sc.Write(answer); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("peer read: %v", err)
+	}
+	_ = sc.SetReadDeadline(time.Time{})
+	if sc.probing.Load() || sc.probe.Load() {
+		t.Fatalf("probing %v, probe %v after an answer that was not held", sc.probing.Load(), sc.probe.Load())
+	}
+}
+
+// Close sends a held answer that does not fit the socket at once in full,
+// waiting for the client to make room.
+func TestSockConn_closeSendsALargeHeldAnswer(t *testing.T) {
+	defer func(d time.Duration) { closeSendWait = d }(closeSendWait)
+	closeSendWait = time.Minute // the peer below reads at its pace
+	sc, peer := sockPair(t, 1024)
+	holdAnswer(sc)
+	answer := bytes.Repeat([]byte("0123456789abcdef"), maxHeld/16)
+	if _, err := sc.Write(answer); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- sc.Close() }()
+	got, err := io.ReadAll(peer)
+	if err != nil || !bytes.Equal(got, answer) {
+		t.Fatalf("peer read %d of %d bytes, %v: want the whole answer, then the end", len(got), len(answer), err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
 	}
 }
